@@ -1,0 +1,102 @@
+package kvstore_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/clustermesh/clustermesh/kvstore"
+)
+
+func TestParseClientConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		want       kvstore.ClientConfig
+		wantErr    string
+	}{
+		{
+			name: "cilium clustermesh file",
+			yaml: "endpoints:\n- https://cluster2.mesh.example:2379\ntrusted-ca-file: /var/lib/cilium/clustermesh/cluster2-ca.crt\n" +
+				"cert-file: /var/lib/cilium/clustermesh/cluster2.crt\nkey-file: /var/lib/cilium/clustermesh/cluster2.key\n",
+			want: kvstore.ClientConfig{
+				Endpoints:     []string{"https://cluster2.mesh.example:2379"},
+				TrustedCAFile: "/var/lib/cilium/clustermesh/cluster2-ca.crt",
+				CertFile:      "/var/lib/cilium/clustermesh/cluster2.crt", KeyFile: "/var/lib/cilium/clustermesh/cluster2.key",
+				DialTimeout: kvstore.Duration(kvstore.DefaultDialTimeout), KeepAliveTime: kvstore.Duration(kvstore.DefaultKeepAliveTime),
+				KeepAliveTimeout: kvstore.Duration(kvstore.DefaultKeepAliveTimeout),
+				RateLimitQPS:     kvstore.DefaultRateLimitQPS, RateLimitBurst: kvstore.DefaultRateLimitBurst,
+			},
+		},
+		{
+			name: "legacy ca-file, durations as strings and nanoseconds",
+			yaml: "endpoints: [https://a:2379]\nca-file: /ca.crt\ndial-timeout: 2s\ndial-keep-alive-time: 1000000000\nrate-limit-qps: -1\n",
+			want: kvstore.ClientConfig{
+				Endpoints: []string{"https://a:2379"}, CAFile: "/ca.crt", TrustedCAFile: "/ca.crt",
+				DialTimeout: kvstore.Duration(2 * time.Second), KeepAliveTime: kvstore.Duration(time.Second),
+				KeepAliveTimeout: kvstore.Duration(kvstore.DefaultKeepAliveTimeout),
+				RateLimitQPS:     -1, RateLimitBurst: kvstore.DefaultRateLimitBurst,
+			},
+		},
+		{name: "no endpoints", yaml: "trusted-ca-file: /ca\n", wantErr: "no endpoints"},
+		{name: "https without CA", yaml: "endpoints: [https://a:2379]\n", wantErr: "trusted-ca-file is empty"},
+		{name: "cert without key", yaml: "endpoints: [https://a:2379]\ntrusted-ca-file: /ca\ncert-file: /c\n", wantErr: "set together"},
+		{name: "http with TLS files", yaml: "endpoints: [http://a:2379]\ntrusted-ca-file: /ca\n", wantErr: "uses http"},
+		{name: "bad scheme", yaml: "endpoints: [ftp://a:2379]\n", wantErr: "scheme"},
+		{name: "not a URL", yaml: "endpoints: [a:2379]\n", wantErr: "not a URL"},
+		{name: "skip verify", yaml: "endpoints: [https://a:2379]\ntrusted-ca-file: /ca\ninsecure-skip-tls-verify: true\n", wantErr: "untrusted"},
+		{name: "typo", yaml: "endpoints: [http://a:2379]\ntrusted-ca-fil: /ca\n", wantErr: "unknown field"},
+		{name: "bad duration", yaml: "endpoints: [http://a:2379]\ndial-timeout: soon\n", wantErr: "duration"},
+		{name: "not yaml", yaml: "{{{", wantErr: "invalid etcd configuration"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := kvstore.ParseClientConfig([]byte(tc.yaml))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, kvstore.ErrInvalidConfig) {
+					t.Fatalf("err = %v, want ErrInvalidConfig containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Fatalf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestLoadClientConfigNamesTheFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "cluster2")
+	if err := os.WriteFile(p, []byte("endpoints: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := kvstore.LoadClientConfig(p)
+	if err == nil || !strings.Contains(err.Error(), p) {
+		t.Fatalf("err = %v, want it to name %s", err, p)
+	}
+	if _, err := kvstore.LoadClientConfig(p + ".missing"); err == nil {
+		t.Fatal("missing file accepted")
+	}
+}
+
+func TestTLSConfigErrorsNameTheFile(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := kvstore.ClientConfig{Endpoints: []string{"https://a:1"}, TrustedCAFile: notPEM}
+	if _, err := cfg.TLSConfig(); err == nil || !strings.Contains(err.Error(), notPEM) {
+		t.Fatalf("err = %v, want it to name %s", err, notPEM)
+	}
+	cfg = kvstore.ClientConfig{Endpoints: []string{"https://a:1"}, TrustedCAFile: filepath.Join(dir, "nope")}
+	if _, err := cfg.TLSConfig(); err == nil || !strings.Contains(err.Error(), "trusted-ca-file") {
+		t.Fatalf("err = %v, want it to name trusted-ca-file", err)
+	}
+}
