@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 func TestSortedKVStoreString(t *testing.T) {
@@ -71,7 +72,7 @@ func TestParseKVStoreLabels(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParseKVStoreLabels(%q): %v", tt.in, err)
 			}
-			if d := cmp.Diff(tt.want, got.Slice()); d != "" && !(len(tt.want) == 0 && got.Len() == 0) {
+			if d := cmp.Diff(tt.want, got.Slice(), cmpopts.EquateEmpty()); d != "" {
 				t.Errorf("ParseKVStoreLabels(%q) (-want +got):\n%s", tt.in, d)
 			}
 		})
