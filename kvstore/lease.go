@@ -33,7 +33,7 @@ type leaseManager struct {
 }
 
 type leaseState struct {
-	keys   map[string]struct{}
+	n      int // keys attached
 	cancel context.CancelFunc
 }
 
@@ -70,7 +70,7 @@ func (m *leaseManager) Attach(ctx context.Context, key string) (clientv3.LeaseID
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.current = resp.ID
-	m.leases[resp.ID] = &leaseState{keys: map[string]struct{}{key: {}}, cancel: cancel}
+	m.leases[resp.ID] = &leaseState{n: 1, cancel: cancel}
 	m.byKey[key] = resp.ID
 	m.wg.Go(func() { m.keepAlive(kctx, resp.ID, ch) })
 	return resp.ID, nil
@@ -84,10 +84,10 @@ func (m *leaseManager) tryAttach(key string) (clientv3.LeaseID, bool) {
 		return id, true
 	}
 	cur := m.leases[m.current]
-	if cur == nil || len(cur.keys) >= m.maxKeys {
+	if cur == nil || cur.n >= m.maxKeys {
 		return 0, false
 	}
-	cur.keys[key] = struct{}{}
+	cur.n++
 	m.byKey[key] = m.current
 	return m.current, true
 }
@@ -98,7 +98,9 @@ func (m *leaseManager) Detach(key string) {
 	defer m.mu.Unlock()
 	if id, ok := m.byKey[key]; ok {
 		delete(m.byKey, key)
-		delete(m.leases[id].keys, key)
+		if st := m.leases[id]; st != nil {
+			st.n--
+		}
 	}
 }
 
@@ -136,10 +138,13 @@ func (m *leaseManager) lost(id clientv3.LeaseID) {
 	if m.current == id {
 		m.current = 0
 	}
-	keys := make([]string, 0, len(st.keys))
-	for k := range st.keys {
-		keys = append(keys, k)
-		delete(m.byKey, k)
+	// Losses are rare: a scan beats keeping a key set per lease.
+	keys := make([]string, 0, st.n)
+	for k, kid := range m.byKey {
+		if kid == id {
+			keys = append(keys, k)
+			delete(m.byKey, k)
+		}
 	}
 	m.mu.Unlock()
 	st.cancel()

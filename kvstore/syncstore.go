@@ -1,7 +1,6 @@
 package kvstore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -67,7 +66,9 @@ type SyncStoreStatus struct {
 //
 // Synced is called once every initial key was upserted; the marker is
 // written only after all of them (and every stale deletion) are in etcd, and
-// written again after a lost lease only once its keys are back.
+// written again after its lease was lost only once the keys lost with it are
+// back. (Keys lost on another lease while the marker stays are written again
+// as soon as possible; the marker vouches for the initial export.)
 type SyncStore struct {
 	cli *Client
 	cfg SyncStoreConfig
@@ -75,18 +76,10 @@ type SyncStore struct {
 
 	wake chan struct{} // signalled when keys are queued
 
-	mu      sync.Mutex // guards everything below
-	leases  *leaseManager
-	desired map[string][]byte
-	// written holds the value last written for keys present in etcd.
-	written  map[string][]byte
-	queued   map[string]struct{}
-	order    []string
-	inflight map[string]struct{}
-	// pending: keys that must be written before the marker is (re)written.
-	pending      map[string]struct{}
+	mu           sync.Mutex // guards everything below
+	leases       *leaseManager
+	st           syncState
 	syncedWanted bool
-	markerOn     bool
 	// existing holds the keys found at start, until stale ones are queued.
 	existing map[string]struct{}
 	listed   bool
@@ -123,19 +116,19 @@ func NewSyncStore(cli *Client, cfg SyncStoreConfig) (*SyncStore, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &SyncStore{
-		cli: cli, cfg: cfg, log: log.With("prefix", cfg.Prefix),
-		wake:     make(chan struct{}, 1),
-		desired:  map[string][]byte{},
-		written:  map[string][]byte{},
-		queued:   map[string]struct{}{},
-		inflight: map[string]struct{}{},
-		pending:  map[string]struct{}{},
-	}, nil
+	s := &SyncStore{cli: cli, cfg: cfg, log: log.With("prefix", cfg.Prefix), wake: make(chan struct{}, 1)}
+	s.st = syncState{entries: map[string]*entry{}, signal: s.signal}
+	return s, nil
+}
+
+func (s *SyncStore) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Upsert makes key hold value. The key must be under the store's prefix.
-// The store keeps its own copy of value.
 func (s *SyncStore) Upsert(key string, value []byte) error {
 	if !strings.HasPrefix(key, s.cfg.Prefix) || len(key) == len(s.cfg.Prefix) {
 		return fmt.Errorf("upsert %q: key is not under the store's prefix %q", key, s.cfg.Prefix)
@@ -145,23 +138,18 @@ func (s *SyncStore) Upsert(key string, value []byte) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old, ok := s.desired[key]; ok && bytes.Equal(old, value) {
-		return nil
-	}
-	s.desired[key] = bytes.Clone(value)
-	s.enqueueLocked(key)
+	s.st.set(key, string(value))
 	return nil
 }
 
 // Delete makes key absent.
 func (s *SyncStore) Delete(key string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.desired[key]; !ok {
+	if !strings.HasPrefix(key, s.cfg.Prefix) {
 		return
 	}
-	delete(s.desired, key)
-	s.enqueueLocked(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.st.set(key, "")
 }
 
 // Synced declares that every key of the initial set has been upserted.
@@ -172,12 +160,7 @@ func (s *SyncStore) Synced() {
 		return
 	}
 	s.syncedWanted = true
-	for k := range s.queued {
-		s.pending[k] = struct{}{}
-	}
-	for k := range s.inflight {
-		s.pending[k] = struct{}{}
-	}
+	s.st.markAllPending()
 	s.queueStaleLocked()
 	s.maybeMarkerLocked()
 }
@@ -187,8 +170,8 @@ func (s *SyncStore) Status() SyncStoreStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.status
-	st.Queued = len(s.queued) + len(s.inflight)
-	st.Synced = s.markerOn
+	st.Queued = s.st.queuedN + s.st.inflightN
+	st.Synced = s.markerOnLocked()
 	if s.leases != nil {
 		st.Leases = s.leases.Count()
 	}
@@ -208,16 +191,13 @@ func (s *SyncStore) Run(ctx context.Context) error {
 	s.mu.Unlock()
 	defer s.leases.Wait()
 
+	var existing map[string]struct{}
 	if !s.cfg.KeepStale {
 		bo := s.cfg.Backoff
 		for {
 			keys, err := s.listExisting(ctx)
 			if err == nil {
-				s.mu.Lock()
-				s.existing, s.listed = keys, true
-				s.queueStaleLocked()
-				s.maybeMarkerLocked()
-				s.mu.Unlock()
+				existing = keys
 				break
 			}
 			s.recordError(err)
@@ -225,12 +205,12 @@ func (s *SyncStore) Run(ctx context.Context) error {
 				return werr
 			}
 		}
-	} else {
-		s.mu.Lock()
-		s.listed = true
-		s.maybeMarkerLocked()
-		s.mu.Unlock()
 	}
+	s.mu.Lock()
+	s.existing, s.listed = existing, true
+	s.queueStaleLocked()
+	s.maybeMarkerLocked()
+	s.mu.Unlock()
 
 	var wg sync.WaitGroup
 	for range s.cfg.Workers {
@@ -252,112 +232,62 @@ func (s *SyncStore) listExisting(ctx context.Context) (map[string]struct{}, erro
 	return keys, nil
 }
 
-// enqueueLocked marks key for reconciliation.
-func (s *SyncStore) enqueueLocked(key string) {
-	if _, ok := s.queued[key]; ok {
-		return
-	}
-	s.queued[key] = struct{}{}
-	s.order = append(s.order, key)
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
-
 // queueStaleLocked queues the deletion of keys found at start that nobody
 // upserted, once both the list and Synced happened.
 func (s *SyncStore) queueStaleLocked() {
 	if !s.listed || !s.syncedWanted || s.existing == nil {
 		return
 	}
-	for k := range s.existing {
-		if _, ok := s.desired[k]; !ok {
-			s.written[k] = nil // present in etcd: the delete must be sent
-			s.pending[k] = struct{}{}
-			s.enqueueLocked(k)
-		}
-	}
+	s.st.markStale(s.existing)
 	s.existing = nil
+}
+
+func (s *SyncStore) markerOnLocked() bool {
+	e := s.st.entries[s.cfg.SyncedKey]
+	return s.cfg.SyncedKey != "" && e != nil && e.inEtcd && e.desired != ""
 }
 
 // maybeMarkerLocked queues the synced marker when everything it vouches for
 // is in etcd.
 func (s *SyncStore) maybeMarkerLocked() {
-	if s.cfg.SyncedKey == "" || !s.syncedWanted || !s.listed || s.existing != nil || len(s.pending) > 0 || s.markerOn {
+	if s.cfg.SyncedKey == "" || !s.syncedWanted || !s.listed || s.existing != nil || s.st.pendingN > 0 {
 		return
 	}
-	if _, ok := s.desired[s.cfg.SyncedKey]; ok {
-		return // already queued
+	if e := s.st.entries[s.cfg.SyncedKey]; e != nil && e.desired != "" {
+		return // queued, in flight or written
 	}
-	s.desired[s.cfg.SyncedKey] = []byte(time.Now().UTC().Format(time.RFC3339))
-	s.enqueueLocked(s.cfg.SyncedKey)
+	s.st.set(s.cfg.SyncedKey, markerValue(time.Now()))
 }
 
 func (s *SyncStore) onLeaseLost(keys []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.log.Warn("etcd lease lost, writing its keys again", "keys", len(keys))
-	for _, k := range keys {
-		delete(s.written, k)
-		if k == s.cfg.SyncedKey {
-			s.markerOn = false
-			delete(s.desired, k)
-			continue
-		}
-		if _, ok := s.desired[k]; ok {
-			s.pending[k] = struct{}{}
-			s.enqueueLocked(k)
+	if e := s.st.entries[s.cfg.SyncedKey]; e != nil {
+		for _, k := range keys {
+			if k == s.cfg.SyncedKey {
+				e.desired = "" // re-written by maybeMarkerLocked once the rest is back
+			}
 		}
 	}
+	s.st.lost(keys)
 	s.maybeMarkerLocked()
 }
 
 type op struct {
-	key   string
-	value []byte // nil: delete
-	lease clientv3.LeaseID
+	key    string
+	value  string
+	delete bool
 }
 
 // next blocks until keys are queued and takes a batch of them.
 func (s *SyncStore) next(ctx context.Context) ([]op, error) {
 	for {
 		s.mu.Lock()
-		var batch []op
-		size := 0
-		rest := s.order[:0]
-		for i, k := range s.order {
-			if _, ok := s.queued[k]; !ok {
-				continue // stale order entry
-			}
-			_, busy := s.inflight[k]
-			if busy || len(batch) >= s.cfg.BatchSize || (len(batch) > 0 && size+len(s.desired[k]) > s.cfg.BatchBytes) {
-				rest = append(rest, s.order[i])
-				continue
-			}
-			delete(s.queued, k)
-			v, present := s.desired[k]
-			w, wasWritten := s.written[k]
-			if present && wasWritten && bytes.Equal(v, w) {
-				continue // already in etcd as desired
-			}
-			if !present && !wasWritten {
-				continue // never written: nothing to delete
-			}
-			s.inflight[k] = struct{}{}
-			size += len(v)
-			batch = append(batch, op{key: k, value: v})
-		}
-		s.order = rest
-		if len(s.queued) > 0 {
-			select {
-			case s.wake <- struct{}{}:
-			default:
-			}
-		}
+		batch := s.st.take(s.cfg.BatchSize, s.cfg.BatchBytes)
 		if len(batch) == 0 {
-			// Keys skipped above may have been the last pending ones.
-			s.maybeMarkerLocked()
+			s.maybeMarkerLocked() // skipped keys may have been the last pending ones
+			batch = s.st.take(s.cfg.BatchSize, s.cfg.BatchBytes)
 		}
 		s.mu.Unlock()
 		if len(batch) > 0 {
@@ -402,9 +332,8 @@ func (s *SyncStore) write(ctx context.Context, batch []op) error {
 	defer cancel()
 	ops := make([]clientv3.Op, 0, len(batch))
 	var leases []clientv3.LeaseID
-	for i := range batch {
-		o := &batch[i]
-		if o.value == nil {
+	for _, o := range batch {
+		if o.delete {
 			ops = append(ops, clientv3.OpDelete(o.key))
 			continue
 		}
@@ -412,11 +341,10 @@ func (s *SyncStore) write(ctx context.Context, batch []op) error {
 		if err != nil {
 			return err
 		}
-		o.lease = id
 		if len(leases) == 0 || leases[len(leases)-1] != id {
 			leases = append(leases, id)
 		}
-		ops = append(ops, clientv3.OpPut(o.key, string(o.value), clientv3.WithLease(id)))
+		ops = append(ops, clientv3.OpPut(o.key, o.value, clientv3.WithLease(id)))
 	}
 	_, err := s.cli.Etcd().Txn(ctx).Then(ops...).Commit()
 	if err == nil {
@@ -430,34 +358,19 @@ func (s *SyncStore) write(ctx context.Context, batch []op) error {
 	return fmt.Errorf("write %d keys under %s: %w", len(batch), s.cfg.Prefix, err)
 }
 
-// done records the outcome of a batch and requeues what must be written again.
+// done records the outcome of a batch.
 func (s *SyncStore) done(batch []op, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, o := range batch {
-		delete(s.inflight, o.key)
-		if err != nil {
-			s.enqueueLocked(o.key)
-			continue
-		}
-		s.status.Writes++
-		if o.value == nil {
-			delete(s.written, o.key)
-			s.leases.Detach(o.key)
-		} else {
-			s.written[o.key] = o.value
-		}
-		if o.key == s.cfg.SyncedKey && o.value != nil {
-			s.markerOn = true
-			s.log.Info("initial export written, synced marker set", "key", o.key)
-		}
-		delete(s.pending, o.key)
-		if v, ok := s.desired[o.key]; ok != (o.value != nil) || !bytes.Equal(v, o.value) {
-			s.enqueueLocked(o.key) // changed while in flight
-		}
-	}
+	wasOn := s.markerOnLocked()
+	s.st.done(batch, err == nil, s.leases.Detach)
 	if err != nil {
 		s.status.Failures++
+	} else {
+		s.status.Writes += uint64(len(batch))
+	}
+	if !wasOn && s.markerOnLocked() {
+		s.log.Info("initial export written, synced marker set", "key", s.cfg.SyncedKey)
 	}
 	s.maybeMarkerLocked()
 }

@@ -132,6 +132,30 @@ func TestSyncStoreNoMarkerBeforeSynced(t *testing.T) {
 	eventually(t, "marker after Synced", func() bool { return len(etcdState(t, admin.Etcd(), testMarker)) == 1 })
 }
 
+// Keys upserted and deleted again before anything was written must not
+// hold the marker back.
+func TestSyncStoreMarkerNotBlockedByKeysNeverWritten(t *testing.T) {
+	env := kvtest.Start(t, kvtest.Options{})
+	admin := env.Connect(t, kvstore.AdminUser)
+	s := newSyncStore(t, admin, nil)
+	for i := range 3 {
+		if err := s.Upsert(keyN(testPrefix, i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Delete(keyN(testPrefix, 1))
+	if err := s.Upsert(keyN(testPrefix, 2), []byte("v")); err != nil { // unchanged
+		t.Fatal(err)
+	}
+	s.Synced()
+	run(t, s.Run)
+	eventually(t, "marker", func() bool { return s.Status().Synced })
+	want := map[string]string{keyN(testPrefix, 0): "v", keyN(testPrefix, 2): "v"}
+	if diff := cmp.Diff(want, etcdState(t, admin.Etcd(), testPrefix)); diff != "" {
+		t.Fatalf("(-want +got):\n%s", diff)
+	}
+}
+
 // Keys left by a previous instance and not upserted again are deleted, but
 // only once the new instance declared its initial set complete.
 func TestSyncStoreDeletesStaleKeysOnlyAfterSynced(t *testing.T) {
