@@ -1,0 +1,103 @@
+// Package server wires a clustermesh-apiserver together: the cluster's etcd
+// (embedded, or external), the Kubernetes informers, the identity allocator
+// (leader only), the export, the cluster config and heartbeat, and the
+// health and metrics endpoints.
+//
+// Rules: Run owns every goroutine it starts and returns after they stopped;
+// configuration errors are returned before anything starts, naming the flag.
+package server
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/clustermesh/clustermesh/identity"
+)
+
+// Config of a clustermesh-apiserver. Flag names in comments.
+type Config struct {
+	ClusterName          string // --cluster-name
+	ClusterID            uint32 // --cluster-id
+	MaxConnectedClusters uint32 // --max-connected-clusters (255 or 511)
+	Kubeconfig           string // --kubeconfig (in-cluster config when empty)
+	// RestConfig, when set (tests), is used instead of Kubeconfig.
+	RestConfig *rest.Config
+
+	EtcdDataDir          string   // --etcd-data-dir (embedded etcd)
+	EtcdListenClientURLs []string // --etcd-listen-client-urls
+	EtcdConfig           string   // --etcd-config: external etcd client config file
+	// Serving TLS of the embedded etcd: --tls-cert-file, --tls-key-file,
+	// --tls-ca-file (the CA that signs peers' client certificates).
+	TLSCertFile, TLSKeyFile, TLSCAFile string
+	// Client certificate of the admin user for the embedded etcd:
+	// --admin-cert-file, --admin-key-file.
+	AdminCertFile, AdminKeyFile string
+
+	KVStoreRoot string // --kvstore-root (default "cilium")
+
+	HealthAddr  string // --health-addr (/healthz, /readyz)
+	MetricsAddr string // --metrics-addr (/metrics)
+
+	LeaderElect             bool   // --leader-elect
+	LeaderElectionNamespace string // --leader-election-namespace
+	LeaderElectionID        string // --leader-election-id (default clustermesh-apiserver-<cluster>)
+	Identity                string // --leader-election-identity (default hostname)
+
+	DefaultGlobalNamespace bool          // --default-global-namespace
+	IdentityGCGrace        time.Duration // --identity-gc-grace
+	HeartbeatInterval      time.Duration // --heartbeat-interval
+}
+
+// Validate checks the configuration and fills defaults.
+func (c *Config) Validate() error {
+	var errs []error
+	if err := identity.ValidateClusterName(c.ClusterName); err != nil {
+		errs = append(errs, fmt.Errorf("--cluster-name: %w", err))
+	}
+	if c.MaxConnectedClusters == 0 {
+		c.MaxConnectedClusters = 255
+	}
+	layout, err := identity.NewLayout(c.MaxConnectedClusters)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--max-connected-clusters: %w", err))
+	} else if err := layout.ValidateClusterID(identity.ClusterID(c.ClusterID)); err != nil {
+		errs = append(errs, fmt.Errorf("--cluster-id: %w", err))
+	}
+	if c.EtcdConfig == "" && c.EtcdDataDir == "" {
+		errs = append(errs, errors.New("--etcd-data-dir: set it for the embedded etcd, or --etcd-config for an external one"))
+	}
+	if c.EtcdConfig != "" && c.EtcdDataDir != "" {
+		errs = append(errs, errors.New("--etcd-config and --etcd-data-dir exclude each other: use an external or an embedded etcd"))
+	}
+	tlsSet := c.TLSCertFile != "" || c.TLSKeyFile != "" || c.TLSCAFile != ""
+	if c.EtcdDataDir != "" && tlsSet {
+		for flag, v := range map[string]string{"--tls-cert-file": c.TLSCertFile, "--tls-key-file": c.TLSKeyFile,
+			"--tls-ca-file": c.TLSCAFile, "--admin-cert-file": c.AdminCertFile, "--admin-key-file": c.AdminKeyFile} {
+			if v == "" {
+				errs = append(errs, fmt.Errorf("%s: required when the embedded etcd serves TLS", flag))
+			}
+		}
+	}
+	if len(c.EtcdListenClientURLs) == 0 {
+		c.EtcdListenClientURLs = []string{"http://127.0.0.1:2379"}
+		if tlsSet {
+			c.EtcdListenClientURLs = []string{"https://0.0.0.0:2379"}
+		}
+	}
+	if c.KVStoreRoot == "" {
+		c.KVStoreRoot = "cilium"
+	}
+	if c.LeaderElectionID == "" {
+		c.LeaderElectionID = "clustermesh-apiserver-" + c.ClusterName
+	}
+	if c.LeaderElect && c.LeaderElectionNamespace == "" {
+		errs = append(errs, errors.New("--leader-election-namespace: required with --leader-elect"))
+	}
+	if c.IdentityGCGrace <= 0 {
+		c.IdentityGCGrace = 15 * time.Minute
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,120 @@
+// Package controller is a small level-based controller: keys go into a
+// rate-limited work queue, and a reconcile function brings the world in line
+// with the current state of that key (read from informer caches), not with
+// the event that queued it.
+//
+// Rules: Run owns its workers and returns only after they stopped; a key is
+// never reconciled by two workers at once; a failed key is retried with
+// per-key exponential backoff.
+package controller
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/util/workqueue"
+)
+
+// Reconcile brings one key in line with the current state.
+type Reconcile func(ctx context.Context, key string) error
+
+// Controller runs Reconcile for queued keys.
+type Controller struct {
+	name      string
+	reconcile Reconcile
+	queue     workqueue.TypedRateLimitingInterface[string]
+	log       *slog.Logger
+
+	mu         sync.Mutex // guards initial
+	initial    map[string]struct{}
+	synced     chan struct{}
+	syncedOnce sync.Once
+}
+
+// New returns a controller; nothing runs before Run.
+func New(name string, reconcile Reconcile, log *slog.Logger) *Controller {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	rl := workqueue.NewTypedItemExponentialFailureRateLimiter[string](5*time.Millisecond, 30*time.Second)
+	return &Controller{
+		name:      name,
+		reconcile: reconcile,
+		queue:     workqueue.NewTypedRateLimitingQueueWithConfig(rl, workqueue.TypedRateLimitingQueueConfig[string]{Name: name}),
+		log:       log.With("controller", name),
+		synced:    make(chan struct{}),
+	}
+}
+
+// Enqueue queues key for reconciliation.
+func (c *Controller) Enqueue(key string) { c.queue.Add(key) }
+
+// SetInitial records the keys of the initial state and queues them; Synced
+// is closed once each of them was reconciled successfully once.
+func (c *Controller) SetInitial(keys []string) {
+	c.mu.Lock()
+	c.initial = make(map[string]struct{}, len(keys))
+	for _, k := range keys {
+		c.initial[k] = struct{}{}
+	}
+	c.mu.Unlock()
+	for _, k := range keys {
+		c.queue.Add(k)
+	}
+	if len(keys) == 0 {
+		c.markSynced("")
+	}
+}
+
+// Synced is closed when every initial key was reconciled once.
+func (c *Controller) Synced() <-chan struct{} { return c.synced }
+
+func (c *Controller) markSynced(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.initial == nil {
+		return
+	}
+	delete(c.initial, key)
+	if len(c.initial) == 0 {
+		c.initial = nil
+		c.syncedOnce.Do(func() { close(c.synced) })
+	}
+}
+
+// Len is the number of queued keys.
+func (c *Controller) Len() int { return c.queue.Len() }
+
+// Run reconciles with the given number of workers until ctx ends.
+func (c *Controller) Run(ctx context.Context, workers int) {
+	var wg sync.WaitGroup
+	for range max(workers, 1) {
+		wg.Go(func() {
+			for c.processNext(ctx) {
+			}
+		})
+	}
+	<-ctx.Done()
+	c.queue.ShutDown()
+	wg.Wait()
+}
+
+func (c *Controller) processNext(ctx context.Context) bool {
+	key, quit := c.queue.Get()
+	if quit {
+		return false
+	}
+	defer c.queue.Done(key)
+	if err := c.reconcile(ctx, key); err != nil {
+		if ctx.Err() == nil {
+			c.log.Debug("reconcile failed, retrying", "key", key, "error", err)
+			c.queue.AddRateLimited(key)
+		}
+		return true
+	}
+	c.queue.Forget(key)
+	c.markSynced(key)
+	return true
+}
