@@ -97,4 +97,3 @@ func (e *Exporter) releaseWaiting(lkey string) {
 		e.pods.ctrl.Enqueue(p)
 	}
 }
-

@@ -1,8 +1,8 @@
 package export
 
 import (
-	"encoding/base64"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"net/netip"

@@ -80,4 +80,3 @@ func Start(t testing.TB) *Cluster {
 	}
 	return &Cluster{Config: cfg, Client: cs, env: env}
 }
-

@@ -74,7 +74,7 @@ func (in *IdentityList) DeepCopyObject() runtime.Object {
 		return nil
 	}
 	out := &IdentityList{TypeMeta: in.TypeMeta}
-	in.ListMeta.DeepCopyInto(&out.ListMeta)
+	in.DeepCopyInto(&out.ListMeta)
 	if in.Items != nil {
 		out.Items = make([]Identity, len(in.Items))
 		for i := range in.Items {

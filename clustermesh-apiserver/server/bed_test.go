@@ -1,0 +1,239 @@
+package server_test
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/clustermesh/clustermesh/clustermesh-apiserver/server"
+	"github.com/clustermesh/clustermesh/internal/k8stest"
+	"github.com/clustermesh/clustermesh/internal/pki"
+	"github.com/clustermesh/clustermesh/kvstore"
+	"github.com/clustermesh/clustermesh/kvstore/kvtest"
+	"github.com/clustermesh/clustermesh/kvstore/schema"
+)
+
+// bed is one cluster: a real kube-apiserver and a clustermesh-apiserver
+// with its embedded etcd serving mTLS.
+type bed struct {
+	kube  *k8stest.Cluster
+	cfg   server.Config
+	ca    *pki.CA
+	dir   string
+	paths schema.Paths
+	stop  context.CancelFunc
+	done  chan error
+	admin *kvstore.Client
+}
+
+func newBed(t *testing.T, mod func(*server.Config)) *bed {
+	t.Helper()
+	b := &bed{kube: k8stest.Start(t), dir: t.TempDir(), paths: schema.DefaultPaths()}
+	ca, err := pki.NewCA("cluster1 CA", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.ca = ca
+	srv, err := ca.Issue(pki.LeafOptions{CommonName: "clustermesh-apiserver", Server: true, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm, err := ca.Issue(pki.LeafOptions{CommonName: kvstore.AdminUser, Client: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.cfg = server.Config{
+		ClusterName: "cluster1", ClusterID: 1, RestConfig: b.kube.Config,
+		EtcdDataDir:            filepath.Join(b.dir, "etcd"),
+		EtcdListenClientURLs:   []string{"https://127.0.0.1:" + strconv.Itoa(kvtest.FreePort(t))},
+		IdentityGCGrace:        time.Hour,
+		DefaultGlobalNamespace: true,
+	}
+	b.cfg.TLSCertFile, b.cfg.TLSKeyFile, _ = srv.WriteFiles(b.dir, "server")
+	b.cfg.AdminCertFile, b.cfg.AdminKeyFile, _ = adm.WriteFiles(b.dir, "admin")
+	b.cfg.TLSCAFile, _ = ca.WriteCertFile(b.dir, "ca")
+	if mod != nil {
+		mod(&b.cfg)
+	}
+	b.start(t)
+	b.admin = b.client(t, kvstore.AdminUser)
+	return b
+}
+
+// start runs the clustermesh-apiserver until stopApiserver or cleanup.
+func (b *bed) start(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	s, err := server.New(ctx, b.cfg, log)
+	if err != nil {
+		cancel()
+		t.Fatalf("start clustermesh-apiserver: %v", err)
+	}
+	b.stop, b.done = cancel, make(chan error, 1)
+	go func() {
+		err := s.Run(ctx)
+		s.Close() // release the etcd port before a restart
+		b.done <- err
+	}()
+	t.Cleanup(b.stopApiserver)
+}
+
+func (b *bed) stopApiserver() {
+	if b.stop == nil {
+		return
+	}
+	b.stop()
+	<-b.done
+	b.stop = nil
+}
+
+// client logs in to the cluster's etcd as user.
+func (b *bed) client(t *testing.T, user string) *kvstore.Client {
+	t.Helper()
+	leaf, err := b.ca.Issue(pki.LeafOptions{CommonName: user, Client: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := kvstore.ClientConfig{Endpoints: b.cfg.EtcdListenClientURLs, TrustedCAFile: b.cfg.TLSCAFile, RateLimitQPS: -1}
+	cfg.CertFile, cfg.KeyFile, err = leaf.WriteFiles(t.TempDir(), user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c *kvstore.Client
+	eventually(t, "etcd reachable as "+user, func() bool {
+		c, err = kvstore.Connect(t.Context(), cfg)
+		return err == nil
+	})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// get returns the value at key ("" if absent).
+func (b *bed) get(t *testing.T, key string) string {
+	t.Helper()
+	resp, err := b.admin.Etcd().Get(t.Context(), key)
+	if err != nil {
+		t.Fatalf("get %s: %v", key, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return ""
+	}
+	return string(resp.Kvs[0].Value)
+}
+
+// list returns every key/value under prefix.
+func (b *bed) list(t *testing.T, prefix string) map[string]string {
+	t.Helper()
+	resp, err := b.admin.Etcd().Get(t.Context(), prefix, clientv3.WithPrefix())
+	if err != nil {
+		t.Fatalf("list %s: %v", prefix, err)
+	}
+	out := map[string]string{}
+	for _, kv := range resp.Kvs {
+		out[string(kv.Key)] = string(kv.Value)
+	}
+	return out
+}
+
+func (b *bed) waitSynced(t *testing.T) {
+	t.Helper()
+	for _, p := range []string{b.paths.NodesPrefix(), b.paths.IdentitiesPrefix(), b.paths.IPPrefix(), b.paths.ServicesPrefix()} {
+		key := b.paths.Synced("cluster1", p)
+		eventually(t, "synced marker "+key, func() bool { return b.get(t, key) != "" })
+	}
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Kubernetes objects, created the way kubelet and controllers would.
+
+func (b *bed) createNode(t *testing.T, name, ip, cidr string) {
+	t.Helper()
+	n := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/hostname": name},
+			Annotations: map[string]string{"network.cilium.io/wg-pub-key": "dGhpcyBpcyBhIDMyIGJ5dGUga2V5IGZvciB0ZXN0cyE="}},
+		Spec: corev1.NodeSpec{PodCIDR: cidr, PodCIDRs: []string{cidr}},
+	}
+	n, err := b.kube.Client.CoreV1().Nodes().Create(t.Context(), n, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}, {Type: corev1.NodeHostName, Address: name}}
+	n.Status.NodeInfo.BootID = "boot-" + name
+	if _, err := b.kube.Client.CoreV1().Nodes().UpdateStatus(t.Context(), n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (b *bed) createPod(t *testing.T, ns, name string, labels map[string]string, ip, hostIP string) *corev1.Pod {
+	t.Helper()
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
+		Spec: corev1.PodSpec{ServiceAccountName: "pilot", NodeName: "n1", Containers: []corev1.Container{{
+			Name: "app", Image: "app", Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}, {ContainerPort: 9090}},
+		}}},
+	}
+	p, err := b.kube.Client.CoreV1().Pods(ns).Create(t.Context(), p, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ip == "" {
+		p.Status.Phase = corev1.PodRunning
+	} else {
+		p.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}, HostIP: hostIP}
+	}
+	p, err = b.kube.Client.CoreV1().Pods(ns).UpdateStatus(t.Context(), p, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func (b *bed) createService(t *testing.T, ns, name string, ann map[string]string, ports []corev1.ServicePort) *corev1.Service {
+	t.Helper()
+	s := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: ann, Labels: map[string]string{"app": name}},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": name}, Ports: ports},
+	}
+	s, err := b.kube.Client.CoreV1().Services(ns).Create(t.Context(), s, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (b *bed) createSlice(t *testing.T, ns, svc string, ready map[string]bool, port int32) {
+	t.Helper()
+	name, proto := "http", corev1.ProtocolTCP
+	es := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: svc + "-abc", Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: &name, Protocol: &proto, Port: &port}},
+	}
+	for ip, r := range ready {
+		r := r
+		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: &r}})
+	}
+	if _, err := b.kube.Client.DiscoveryV1().EndpointSlices(ns).Create(t.Context(), es, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
