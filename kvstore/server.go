@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -23,9 +24,12 @@ type ServerConfig struct {
 	// ListenClientURLs, e.g. https://0.0.0.0:2379. Port 0 picks a free port;
 	// Server.ClientURLs tells which. Default http://127.0.0.1:0.
 	ListenClientURLs []string
-	// ListenPeerURL is where the (single) member listens for peers
-	// (default http://127.0.0.1:0: nobody joins an embedded etcd).
+	// ListenPeerURL is where the member listens for peers (default
+	// http://127.0.0.1:0: nobody joins a single embedded etcd).
 	ListenPeerURL string
+	// InitialCluster lists the members of a new multi-member cluster as
+	// name=peerURL,... (default: this member alone).
+	InitialCluster string
 	// CertFile and KeyFile serve TLS; TrustedCAFile turns on client
 	// certificate authentication: the certificate's common name is then the
 	// etcd user of the request.
@@ -40,8 +44,9 @@ type ServerConfig struct {
 
 // Server is a running embedded etcd.
 type Server struct {
-	etcd *embed.Etcd
-	cfg  ServerConfig
+	etcd      *embed.Etcd
+	cfg       ServerConfig
+	closeOnce sync.Once
 }
 
 // StartServer starts an embedded etcd and waits until it serves clients.
@@ -84,6 +89,9 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	ec.ListenPeerUrls = []url.URL{*pu}
 	ec.AdvertisePeerUrls = []url.URL{*pu}
 	ec.InitialCluster = ec.InitialClusterFromName(cfg.Name)
+	if cfg.InitialCluster != "" {
+		ec.InitialCluster = cfg.InitialCluster
+	}
 	ec.ClientTLSInfo = transport.TLSInfo{
 		CertFile:       cfg.CertFile,
 		KeyFile:        cfg.KeyFile,
@@ -134,5 +142,6 @@ func (s *Server) ClientURLs() []string {
 // Err reports a fatal server error after start.
 func (s *Server) Err() <-chan error { return s.etcd.Err() }
 
-// Close stops the server; the data directory is kept.
-func (s *Server) Close() { s.etcd.Close() }
+// Close stops the server; the data directory is kept. It may be called more
+// than once.
+func (s *Server) Close() { s.closeOnce.Do(s.etcd.Close) }

@@ -89,7 +89,11 @@ func (e *Exporter) desiredIPs(key string) (map[string][]byte, error) {
 	id, ok := cmv1.LookupByLabels(e.identities.GetIndexer(), lkey)
 	if !ok {
 		e.waitFor(lkey, key)
-		return nil, fmt.Errorf("pod %s: %w", key, errIdentityPending)
+		// The identity may have arrived between the lookup and waitFor,
+		// after releaseWaiting ran: look again.
+		if id, ok = cmv1.LookupByLabels(e.identities.GetIndexer(), lkey); !ok {
+			return nil, fmt.Errorf("pod %s: %w", key, errIdentityPending)
+		}
 	}
 	ips := []string{pod.Status.PodIP}
 	for _, p := range pod.Status.PodIPs {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -30,14 +31,32 @@ type bed struct {
 	ca    *pki.CA
 	dir   string
 	paths schema.Paths
+	srv   *server.Server
 	stop  context.CancelFunc
 	done  chan error
 	admin *kvstore.Client
 }
 
-func newBed(t *testing.T, mod func(*server.Config)) *bed {
+func newBed(t testing.TB, mod func(*server.Config)) *bed {
 	t.Helper()
-	b := &bed{kube: k8stest.Start(t), dir: t.TempDir(), paths: schema.DefaultPaths()}
+	b := newStoppedBed(t, mod)
+	b.start(t)
+	b.admin = b.client(t, kvstore.AdminUser)
+	return b
+}
+
+// newStoppedBed prepares a cluster whose clustermesh-apiserver is not
+// started yet.
+func newStoppedBed(t testing.TB, mod func(*server.Config)) *bed {
+	t.Helper()
+	return newStoppedBedOn(t, k8stest.Start(t), mod)
+}
+
+// newStoppedBedOn prepares another clustermesh-apiserver (a replica, with
+// its own etcd) for an existing kube-apiserver.
+func newStoppedBedOn(t testing.TB, kube *k8stest.Cluster, mod func(*server.Config)) *bed {
+	t.Helper()
+	b := &bed{kube: kube, dir: t.TempDir(), paths: schema.DefaultPaths()}
 	ca, err := pki.NewCA("cluster1 CA", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -64,22 +83,20 @@ func newBed(t *testing.T, mod func(*server.Config)) *bed {
 	if mod != nil {
 		mod(&b.cfg)
 	}
-	b.start(t)
-	b.admin = b.client(t, kvstore.AdminUser)
 	return b
 }
 
 // start runs the clustermesh-apiserver until stopApiserver or cleanup.
-func (b *bed) start(t *testing.T) {
+func (b *bed) start(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: benchLogLevel}))
 	s, err := server.New(ctx, b.cfg, log)
 	if err != nil {
 		cancel()
 		t.Fatalf("start clustermesh-apiserver: %v", err)
 	}
-	b.stop, b.done = cancel, make(chan error, 1)
+	b.srv, b.stop, b.done = s, cancel, make(chan error, 1)
 	go func() {
 		err := s.Run(ctx)
 		s.Close() // release the etcd port before a restart
@@ -98,7 +115,7 @@ func (b *bed) stopApiserver() {
 }
 
 // client logs in to the cluster's etcd as user.
-func (b *bed) client(t *testing.T, user string) *kvstore.Client {
+func (b *bed) client(t testing.TB, user string) *kvstore.Client {
 	t.Helper()
 	leaf, err := b.ca.Issue(pki.LeafOptions{CommonName: user, Client: true})
 	if err != nil {
@@ -119,7 +136,7 @@ func (b *bed) client(t *testing.T, user string) *kvstore.Client {
 }
 
 // get returns the value at key ("" if absent).
-func (b *bed) get(t *testing.T, key string) string {
+func (b *bed) get(t testing.TB, key string) string {
 	t.Helper()
 	resp, err := b.admin.Etcd().Get(t.Context(), key)
 	if err != nil {
@@ -132,7 +149,7 @@ func (b *bed) get(t *testing.T, key string) string {
 }
 
 // list returns every key/value under prefix.
-func (b *bed) list(t *testing.T, prefix string) map[string]string {
+func (b *bed) list(t testing.TB, prefix string) map[string]string {
 	t.Helper()
 	resp, err := b.admin.Etcd().Get(t.Context(), prefix, clientv3.WithPrefix())
 	if err != nil {
@@ -145,7 +162,7 @@ func (b *bed) list(t *testing.T, prefix string) map[string]string {
 	return out
 }
 
-func (b *bed) waitSynced(t *testing.T) {
+func (b *bed) waitSynced(t testing.TB) {
 	t.Helper()
 	for _, p := range []string{b.paths.NodesPrefix(), b.paths.IdentitiesPrefix(), b.paths.IPPrefix(), b.paths.ServicesPrefix()} {
 		key := b.paths.Synced("cluster1", p)
@@ -153,9 +170,14 @@ func (b *bed) waitSynced(t *testing.T) {
 	}
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	waitWithin(t, 30*time.Second, what, cond)
+}
+
+func waitWithin(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -166,7 +188,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 // Kubernetes objects, created the way kubelet and controllers would.
 
-func (b *bed) createNode(t *testing.T, name, ip, cidr string) {
+func (b *bed) createNode(t testing.TB, name, ip, cidr string) {
 	t.Helper()
 	n := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/hostname": name},
@@ -184,14 +206,9 @@ func (b *bed) createNode(t *testing.T, name, ip, cidr string) {
 	}
 }
 
-func (b *bed) createPod(t *testing.T, ns, name string, labels map[string]string, ip, hostIP string) *corev1.Pod {
+func (b *bed) createPod(t testing.TB, ns, name string, labels map[string]string, ip, hostIP string) *corev1.Pod {
 	t.Helper()
-	p := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
-		Spec: corev1.PodSpec{ServiceAccountName: "pilot", NodeName: "n1", Containers: []corev1.Container{{
-			Name: "app", Image: "app", Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}, {ContainerPort: 9090}},
-		}}},
-	}
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels}, Spec: podSpec()}
 	p, err := b.kube.Client.CoreV1().Pods(ns).Create(t.Context(), p, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -208,7 +225,7 @@ func (b *bed) createPod(t *testing.T, ns, name string, labels map[string]string,
 	return p
 }
 
-func (b *bed) createService(t *testing.T, ns, name string, ann map[string]string, ports []corev1.ServicePort) *corev1.Service {
+func (b *bed) createService(t testing.TB, ns, name string, ann map[string]string, ports []corev1.ServicePort) *corev1.Service {
 	t.Helper()
 	s := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: ann, Labels: map[string]string{"app": name}},
@@ -221,7 +238,7 @@ func (b *bed) createService(t *testing.T, ns, name string, ann map[string]string
 	return s
 }
 
-func (b *bed) createSlice(t *testing.T, ns, svc string, ready map[string]bool, port int32) {
+func (b *bed) createSlice(t testing.TB, ns, svc string, ready map[string]bool, port int32) {
 	t.Helper()
 	name, proto := "http", corev1.ProtocolTCP
 	es := &discoveryv1.EndpointSlice{
@@ -237,3 +254,17 @@ func (b *bed) createSlice(t *testing.T, ns, svc string, ready map[string]bool, p
 		t.Fatal(err)
 	}
 }
+
+func podSpec() corev1.PodSpec {
+	return corev1.PodSpec{ServiceAccountName: "pilot", NodeName: "n1", Containers: []corev1.Container{{
+		Name: "app", Image: "app", Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}, {ContainerPort: 9090}},
+	}}}
+}
+
+// benchLogLevel is raised to info by CLUSTERMESH_TEST_LOG=info.
+var benchLogLevel = func() slog.Level {
+	if os.Getenv("CLUSTERMESH_TEST_LOG") == "info" {
+		return slog.LevelInfo
+	}
+	return slog.LevelWarn
+}()

@@ -45,6 +45,8 @@ type Server struct {
 	exporter   *export.Exporter
 	events     record.EventBroadcaster
 
+	cachesSynced chan struct{} // closed once the informers are synced
+
 	allocMu sync.Mutex           // guards alloc
 	alloc   *allocator.Allocator // of the current leadership term, or nil
 }
@@ -68,7 +70,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: log.With("cluster", cfg.ClusterName), paths: schema.Paths{Root: cfg.KVStoreRoot},
-		registry: prometheus.NewRegistry()}
+		registry: prometheus.NewRegistry(), cachesSynced: make(chan struct{})}
 	s.layout, _ = identity.NewLayout(cfg.MaxConnectedClusters)
 	defer func() {
 		if err != nil {
@@ -163,6 +165,9 @@ func (s *Server) connectKube() error {
 	return s.addAllocatorHandlers()
 }
 
+// CachesSynced is closed once the Kubernetes informers are synced.
+func (s *Server) CachesSynced() <-chan struct{} { return s.cachesSynced }
+
 // Exporter returns the export (tests read its status).
 func (s *Server) Exporter() *export.Exporter { return s.exporter }
 
@@ -198,6 +203,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return ctx.Err()
 	}
 	s.log.Info("kubernetes caches synced")
+	close(s.cachesSynced)
 	cc := schema.ClusterConfig{ID: s.cfg.ClusterID, Capabilities: schema.ClusterConfigCapabilities{
 		SyncedCanaries: true, MaxConnectedClusters: s.cfg.MaxConnectedClusters}}
 	goRun("cluster config", func(ctx context.Context) error {

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
 
 	"github.com/clustermesh/clustermesh/clustermesh-apiserver/server"
 	"github.com/clustermesh/clustermesh/internal/flagconf"
@@ -51,6 +52,7 @@ func newCommand() *cobra.Command {
 				return fmt.Errorf("--log-level: %w", err)
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			klog.SetSlogLogger(log) // client-go's own logs go the same way
 			return server.Run(cmd.Context(), cfg, log)
 		},
 	}
@@ -75,6 +77,7 @@ func newCommand() *cobra.Command {
 	f.BoolVar(&cfg.LeaderElect, "leader-elect", false, "elect one replica to allocate identities")
 	f.StringVar(&cfg.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election lease")
 	f.StringVar(&cfg.LeaderElectionID, "leader-election-id", "", "name of the lease (default clustermesh-apiserver-<cluster>)")
+	f.StringVar(&cfg.Identity, "leader-election-identity", "", "this replica's name in the election (default hostname)")
 	f.BoolVar(&cfg.DefaultGlobalNamespace, "default-global-namespace", true,
 		"export global services of namespaces without the clustermesh.cilium.io/global annotation")
 	f.DurationVar(&cfg.IdentityGCGrace, "identity-gc-grace", 0, "how long an unused identity is kept (default 15m)")

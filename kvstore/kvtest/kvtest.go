@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -167,4 +168,55 @@ func FreePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Member is one member of a multi-member etcd cluster started by
+// StartCluster.
+type Member struct {
+	URL    string
+	cfg    kvstore.ServerConfig
+	Server *kvstore.Server
+}
+
+// Stop stops the member, keeping its data.
+func (m *Member) Stop() { m.Server.Close() }
+
+// StartCluster starts an n-member plain etcd cluster and returns its members
+// (all stopped at cleanup).
+func StartCluster(t testing.TB, n int) []*Member {
+	t.Helper()
+	members := make([]*Member, n)
+	var initial []string
+	for i := range members {
+		name := "m" + strconv.Itoa(i)
+		peer := "http://127.0.0.1:" + strconv.Itoa(FreePort(t))
+		url := "http://127.0.0.1:" + strconv.Itoa(FreePort(t))
+		members[i] = &Member{URL: url, cfg: kvstore.ServerConfig{
+			Name: name, DataDir: filepath.Join(t.TempDir(), name), ListenClientURLs: []string{url},
+			ListenPeerURL: peer, AutoCompactionRetention: -1,
+		}}
+		initial = append(initial, name+"="+peer)
+	}
+	errs := make(chan error, n)
+	for _, m := range members {
+		m.cfg.InitialCluster = strings.Join(initial, ",")
+		go func() { // each member waits for a quorum: start them together
+			s, err := kvstore.StartServer(context.WithoutCancel(t.Context()), m.cfg)
+			m.Server = s
+			errs <- err
+		}()
+	}
+	for range members {
+		if err := <-errs; err != nil {
+			t.Fatalf("start etcd cluster member: %v", err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, m := range members {
+			if m.Server != nil {
+				m.Server.Close()
+			}
+		}
+	})
+	return members
 }
