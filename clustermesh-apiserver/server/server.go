@@ -182,11 +182,15 @@ func (s *Server) EtcdClientURLs() []string {
 // Run serves until ctx ends.
 func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	s.factory.Start(ctx.Done())
-	defer s.factory.Shutdown()
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	// Teardown order matters: stop everything, wait for it, then the
+	// informers (whose Shutdown waits for ctx to be done).
+	defer func() {
+		cancel()
+		wg.Wait()
+		s.factory.Shutdown()
+	}()
+	s.factory.Start(ctx.Done())
 	wg.Go(func() { s.identities.Run(ctx.Done()) })
 	errs := make(chan error, 8)
 	goRun := func(name string, f func(context.Context) error) {
