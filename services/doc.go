@@ -53,4 +53,13 @@
 // will keep using it until its pod stops serving and the EndpointSlice says
 // so. Endpoints neither ready nor serving are left out silently (that is
 // their normal state, not an error).
+//
+// # Import
+//
+// Merge is the importing side: it selects, for new connections, the backends
+// of a local global Service among its own ready, non-terminating backends
+// and those of the peers' ClusterServices of the same namespace/name that
+// are still shared (see RemoteBackends), following the Service's affinity.
+// Remote data is untrusted: unusable addresses and ports are skipped, and an
+// address is used once (local first, then peers in cluster name order).
 package services

@@ -1,0 +1,294 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/clustermesh/clustermesh/identity"
+	"github.com/clustermesh/clustermesh/internal/backoff"
+	"github.com/clustermesh/clustermesh/kvstore"
+	"github.com/clustermesh/clustermesh/kvstore/schema"
+)
+
+// Config of a connection to one peer cluster.
+type Config struct {
+	// Name of the peer (its config file's name).
+	Name   string
+	Client kvstore.ClientConfig
+	Paths  schema.Paths
+	// The local cluster.
+	LocalName            string
+	LocalID              identity.ClusterID
+	MaxConnectedClusters uint32
+	Registry             *Registry
+	Sink                 Sink
+	Backoff              backoff.Backoff
+	Log                  *slog.Logger
+	// Rejected counts rejected entries by cluster, kind and reason (optional).
+	Rejected *prometheus.CounterVec
+}
+
+// Status of a peer.
+type Status struct {
+	Name            string            `json:"name"`
+	Connected       bool              `json:"connected"`
+	Ready           bool              `json:"ready"`
+	ClusterID       uint32            `json:"clusterID,omitempty"`
+	Synced          map[Kind]bool     `json:"synced"`
+	Entries         map[Kind]int      `json:"entries"`
+	Rejected        map[string]uint64 `json:"rejected,omitempty"`
+	Failures        uint64            `json:"failures"`
+	LastFailure     string            `json:"lastFailure,omitempty"`
+	LastFailureTime time.Time         `json:"lastFailureTime,omitzero"`
+}
+
+// Cluster is the connection to one peer.
+type Cluster struct {
+	cfg    Config
+	layout identity.Layout
+	log    *slog.Logger
+	rej    *rejections
+
+	mu     sync.Mutex // guards status, v, id
+	status Status
+	v      *validator
+	id     identity.ClusterID
+}
+
+var errConfigChanged = errors.New("the peer's cluster config changed")
+
+// New returns the connection to a peer; nothing happens before Run.
+func New(cfg Config) (*Cluster, error) {
+	layout, err := identity.NewLayout(cfg.MaxConnectedClusters)
+	if err != nil {
+		return nil, err
+	}
+	if err := identity.ValidateClusterName(cfg.Name); err != nil {
+		return nil, fmt.Errorf("peer name (the config file's name): %w", err)
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("peer", cfg.Name)
+	return &Cluster{cfg: cfg, layout: layout, log: log, rej: newRejections(cfg.Name, log, cfg.Rejected),
+		status: Status{Name: cfg.Name, Synced: map[Kind]bool{}, Entries: map[Kind]int{}}}, nil
+}
+
+// Status returns a snapshot of the peer's status.
+func (c *Cluster) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.status
+	st.Synced, st.Entries = map[Kind]bool{}, map[Kind]int{}
+	for _, k := range Kinds {
+		st.Synced[k] = c.status.Synced[k]
+		if c.v != nil {
+			st.Entries[k] = c.v.entries(k)
+		}
+	}
+	st.Rejected = c.rej.snapshot()
+	return st
+}
+
+// Run keeps the peer connected until ctx ends, reconnecting with backoff.
+// The peer's state stays in the sink when the connection is lost; the owner
+// drains it when the peer is removed.
+func (c *Cluster) Run(ctx context.Context) error {
+	bo := c.cfg.Backoff
+	defer c.cfg.Registry.Release(c.cfg.Name)
+	for ctx.Err() == nil {
+		err := c.connectAndServe(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		c.mu.Lock()
+		c.status.Connected = false
+		c.status.Failures++
+		c.status.LastFailure, c.status.LastFailureTime = err.Error(), time.Now()
+		c.mu.Unlock()
+		if errors.Is(err, errConfigChanged) {
+			c.log.Info("peer's cluster config changed, validating again")
+			continue
+		}
+		c.log.Warn("peer connection failed, retrying", "error", err)
+		if bo.Wait(ctx) != nil {
+			break
+		}
+	}
+	return ctx.Err()
+}
+
+func (c *Cluster) connectAndServe(ctx context.Context) error {
+	cli, err := kvstore.Connect(ctx, c.cfg.Client)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", c.cfg.Name, err)
+	}
+	defer cli.Close()
+	cc, err := kvstore.GetClusterConfig(ctx, cli, c.cfg.Paths, c.cfg.Name)
+	if err != nil {
+		return err
+	}
+	id, err := c.checkConfig(cc)
+	if err != nil {
+		return err
+	}
+	v := c.adopt(id)
+	c.mu.Lock()
+	c.status.Connected = true
+	c.status.ClusterID = uint32(id)
+	c.mu.Unlock()
+	c.log.Info("connected to peer", "cluster-id", id, "synced-canaries", cc.Capabilities.SyncedCanaries)
+
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }() // stop the stores, then wait for them
+	p := c.cfg.Paths
+	nodesSynced, nodesOnce := make(chan struct{}), &sync.Once{}
+	for _, k := range []struct {
+		kind           Kind
+		prefix, synced string
+		up             func(string, []byte)
+		del            func(string)
+	}{
+		{KindNodes, p.NodesPrefix() + "/", p.NodesPrefix(), v.upsertNode, v.deleteNode},
+		{KindIdentities, p.IdentityIDPrefix(), p.IdentitiesPrefix(), v.upsertIdentity, v.deleteIdentity},
+		{KindIPs, p.IPDefaultPrefix(), p.IPPrefix(), v.upsertIP, v.deleteIP},
+		{KindServices, p.ServicesPrefix() + "/", p.ServicesPrefix(), v.upsertService, v.deleteService},
+	} {
+		wcfg := kvstore.WatchStoreConfig{Prefix: k.prefix, Backoff: c.cfg.Backoff, Logger: c.log}
+		if cc.Capabilities.SyncedCanaries {
+			wcfg.SyncedKey = p.Synced(c.cfg.Name, k.synced)
+		}
+		kind := k.kind
+		synced := func() {
+			c.setSynced(kind)
+			if kind == KindNodes {
+				nodesOnce.Do(func() { close(nodesSynced) })
+			}
+		}
+		ws, err := kvstore.NewWatchStore(cli, wcfg, handler{up: k.up, del: k.del, synced: synced})
+		if err != nil {
+			return err
+		}
+		wg.Go(func() {
+			// ip entries are checked against the nodes' pod CIDRs: read
+			// them once the nodes are known, so that no honest initial
+			// entry is held back.
+			if kind == KindIPs {
+				select {
+				case <-ctx.Done():
+					return
+				case <-nodesSynced:
+				}
+			}
+			_ = ws.Run(ctx)
+		})
+	}
+	return c.watchConfig(ctx, cli, cc)
+}
+
+// checkConfig validates the peer's cluster config against the local one.
+func (c *Cluster) checkConfig(cc schema.ClusterConfig) (identity.ClusterID, error) {
+	id := identity.ClusterID(cc.ID)
+	if m := cc.EffectiveMaxConnectedClusters(); m != c.cfg.MaxConnectedClusters {
+		return 0, fmt.Errorf("%w: peer %s has max connected clusters %d, this cluster %d: use the same value in every cluster of the mesh",
+			kvstore.ErrClusterConfig, c.cfg.Name, m, c.cfg.MaxConnectedClusters)
+	}
+	if err := c.layout.ValidateClusterID(id); err != nil {
+		return 0, fmt.Errorf("%w: peer %s: %w", kvstore.ErrClusterConfig, c.cfg.Name, err)
+	}
+	if err := c.cfg.Registry.Claim(c.cfg.Name, id); err != nil {
+		return 0, fmt.Errorf("%w: %w", kvstore.ErrClusterConfig, err)
+	}
+	return id, nil
+}
+
+// adopt returns the validator for id; a changed ID drains the peer first.
+// The sink is called without holding mu.
+func (c *Cluster) adopt(id identity.ClusterID) *validator {
+	c.mu.Lock()
+	if c.v != nil && c.id == id {
+		defer c.mu.Unlock()
+		return c.v
+	}
+	changed, old := c.v != nil, c.id
+	c.id = id
+	c.v = newValidator(c.cfg.Name, id, c.layout, c.cfg.Paths, c.cfg.Sink, c.rej)
+	c.status.Synced = map[Kind]bool{}
+	c.status.Ready = false
+	v := c.v
+	c.mu.Unlock()
+	if changed {
+		c.log.Warn("peer's cluster ID changed: draining everything it announced", "old", old, "new", id)
+		c.cfg.Sink.Drain(c.cfg.Name)
+		c.cfg.Registry.Release(c.cfg.Name)
+		_ = c.cfg.Registry.Claim(c.cfg.Name, id)
+	}
+	return v
+}
+
+func (c *Cluster) setSynced(k Kind) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.status.Synced[k] = true
+	ready := true
+	for _, kind := range Kinds {
+		ready = ready && c.status.Synced[kind]
+	}
+	if ready && !c.status.Ready {
+		c.log.Info("peer ready: every prefix synced")
+	}
+	c.status.Ready = ready
+}
+
+// watchConfig returns errConfigChanged when the peer's cluster config is
+// changed or deleted, including before the watch started.
+func (c *Cluster) watchConfig(ctx context.Context, cli *kvstore.Client, was schema.ClusterConfig) error {
+	key := c.cfg.Paths.ClusterConfig(c.cfg.Name)
+	same := func(value []byte) bool {
+		now, err := c.cfg.Paths.DecodeClusterConfig(key, value)
+		return err == nil && now.ID == was.ID && now.EffectiveMaxConnectedClusters() == was.EffectiveMaxConnectedClusters()
+	}
+	resp, err := cli.Etcd().Get(ctx, key)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", key, err)
+	}
+	if len(resp.Kvs) == 0 || !same(resp.Kvs[0].Value) {
+		return errConfigChanged
+	}
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	for wr := range cli.Etcd().Watch(wctx, key, clientv3.WithRev(resp.Header.Revision+1)) {
+		if err := wr.Err(); err != nil {
+			return fmt.Errorf("watch %s: %w", key, err)
+		}
+		for _, ev := range wr.Events {
+			if ev.Type == clientv3.EventTypeDelete || !same(ev.Kv.Value) {
+				return errConfigChanged
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return fmt.Errorf("watch %s: channel closed", key)
+}
+
+// handler adapts validator methods to a kvstore.WatchHandler.
+type handler struct {
+	up     func(string, []byte)
+	del    func(string)
+	synced func()
+}
+
+func (h handler) OnUpsert(k string, v []byte) { h.up(k, v) }
+func (h handler) OnDelete(k string)           { h.del(k) }
+func (h handler) OnSynced()                   { h.synced() }

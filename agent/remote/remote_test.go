@@ -1,0 +1,257 @@
+package remote_test
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/clustermesh/clustermesh/agent/remote"
+	"github.com/clustermesh/clustermesh/internal/backoff"
+	"github.com/clustermesh/clustermesh/kvstore"
+	"github.com/clustermesh/clustermesh/kvstore/kvtest"
+	"github.com/clustermesh/clustermesh/kvstore/schema"
+)
+
+var fast = backoff.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond}
+
+// peer is a simulated peer cluster: a real etcd written through SyncStores,
+// as its clustermesh-apiserver would.
+type peer struct {
+	env    *kvtest.Env
+	name   string
+	stores map[string]*kvstore.SyncStore
+}
+
+func startPeer(t *testing.T, name string, id uint32) *peer {
+	t.Helper()
+	env := kvtest.Start(t, kvtest.Options{Cluster: name})
+	admin := env.Connect(t, kvstore.AdminUser)
+	p := &peer{env: env, name: name, stores: map[string]*kvstore.SyncStore{}}
+	paths := env.Paths
+	for prefix, synced := range map[string]string{
+		paths.NodesPrefix() + "/":    paths.NodesPrefix(),
+		paths.IdentityIDPrefix():     paths.IdentitiesPrefix(),
+		paths.IPDefaultPrefix():      paths.IPPrefix(),
+		paths.ServicesPrefix() + "/": paths.ServicesPrefix(),
+	} {
+		s, err := kvstore.NewSyncStore(admin, kvstore.SyncStoreConfig{Prefix: prefix, SyncedKey: paths.Synced(name, synced), Backoff: fast})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.stores[prefix] = s
+		run(t, s.Run)
+	}
+	cc := schema.ClusterConfig{ID: id, Capabilities: schema.ClusterConfigCapabilities{SyncedCanaries: true, MaxConnectedClusters: 255}}
+	b, _ := cc.Marshal()
+	if _, err := admin.Etcd().Put(t.Context(), paths.ClusterConfig(name), string(b)); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func (p *peer) put(t *testing.T, key, value string) {
+	t.Helper()
+	for prefix, s := range p.stores {
+		if strings.HasPrefix(key, prefix) {
+			if err := s.Upsert(key, []byte(value)); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+	t.Fatalf("no store for %s", key)
+}
+
+func (p *peer) synced() {
+	for _, s := range p.stores {
+		s.Synced()
+	}
+}
+
+func connect(t *testing.T, p *peer, reg *remote.Registry, sink remote.Sink) *remote.Cluster {
+	t.Helper()
+	c, err := remote.New(remote.Config{
+		Name: p.name, Client: p.env.ClientConfig(t, kvstore.RemoteUser), Paths: p.env.Paths,
+		LocalName: "cluster1", LocalID: 1, MaxConnectedClusters: 255, Registry: reg, Sink: sink, Backoff: fast,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, c.Run)
+	return c
+}
+
+func run(t *testing.T, f func(context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { _ = f(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+const (
+	node2  = `{"Name":"n1","Cluster":"cluster2","IPAddresses":[{"Type":"InternalIP","IP":"192.168.2.10"}],"IPv4AllocCIDR":{"IP":"10.2.1.0","Mask":"////AA=="},"ClusterID":2}`
+	labels = "k8s:app=rebel-base;k8s:io.cilium.k8s.policy.cluster=cluster2;k8s:io.kubernetes.pod.namespace=default;"
+)
+
+func ipEntry(ip string, id uint32) string {
+	return `{"IP":"` + ip + `","Mask":null,"HostIP":"192.168.2.10","ID":` + itoa(id) + `,"Key":0,"Metadata":""}`
+}
+
+func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
+
+func service(cluster string, id uint32) string {
+	return `{"cluster":"` + cluster + `","namespace":"default","name":"rebel-base","frontends":{},` +
+		`"backends":{"10.2.1.5":{"http":{"Protocol":"TCP","Port":80}}},"labels":{},"selector":{},"includeExternal":true,"shared":true,"clusterID":` + itoa(id) + `}`
+}
+
+// Each spoofing attempt is rejected and counted while the peer's honest
+// data is accepted.
+func TestUntrustedPeerDataIsValidated(t *testing.T) {
+	p := startPeer(t, "cluster2", 2)
+	paths := p.env.Paths
+	// Honest.
+	p.put(t, paths.Node("cluster2", "n1"), node2)
+	p.put(t, paths.Identity(131073), labels)
+	p.put(t, paths.IPDefaultPrefix()+"10.2.1.5", ipEntry("10.2.1.5", 131073))
+	p.put(t, paths.Service("cluster2", "default", "rebel-base"), service("cluster2", 2))
+	// Spoofed.
+	p.put(t, paths.Node("cluster3", "evil"), strings.ReplaceAll(node2, `"cluster2"`, `"cluster3"`))
+	p.put(t, paths.Identity(65537), strings.ReplaceAll(labels, "cluster2", "cluster1"))                  // cluster1's range
+	p.put(t, paths.Identity(131074), "k8s:app=x;k8s:io.kubernetes.pod.namespace=default;")               // no cluster label
+	p.put(t, paths.Identity(131075), strings.ReplaceAll(labels, "cluster=cluster2", "cluster=cluster1")) // another cluster's label
+	p.put(t, paths.Identity(2), "reserved:world;")                                                       // reserved
+	p.put(t, paths.IPDefaultPrefix()+"8.8.8.8", ipEntry("8.8.8.8", 131073))                              // outside pod CIDRs
+	p.put(t, paths.IPDefaultPrefix()+"10.2.1.6", ipEntry("10.2.1.6", 65537))                             // foreign identity
+	p.put(t, paths.Service("cluster3", "default", "rebel-base"), service("cluster3", 3))                 // another cluster's name
+	p.synced()
+
+	sink := newMemSink()
+	c := connect(t, p, remote.NewRegistry("cluster1", 1), sink)
+	eventually(t, "peer ready", func() bool { return c.Status().Ready })
+	want := []string{
+		"identity cluster2/131073 = " + labels,
+		"ip cluster2/10.2.1.5/32 = 131073",
+		"node cluster2/n1 = [10.2.1.0/24]",
+		"service cluster2/default/rebel-base = 1",
+	}
+	if diff := cmp.Diff(want, sink.keys()); diff != "" {
+		t.Fatalf("accepted state (-want +got):\n%s", diff)
+	}
+	wantRejected := map[string]uint64{
+		"nodes: " + remote.ReasonForeignCluster:      1,
+		"identities: " + remote.ReasonOutsideRange:   1,
+		"identities: " + remote.ReasonNoClusterLabel: 2,
+		"identities: " + remote.ReasonReserved:       1,
+		"ip: " + remote.ReasonOutsideNodeCIDR:        1,
+		"ip: " + remote.ReasonOutsideRange:           1,
+		"services: " + remote.ReasonForeignCluster:   1,
+	}
+	if diff := cmp.Diff(wantRejected, c.Status().Rejected); diff != "" {
+		t.Fatalf("rejections (-want +got):\n%s", diff)
+	}
+}
+
+// An ip entry announced before the node whose CIDR holds it waits, and is
+// withdrawn when that node goes.
+func TestIPEntriesFollowNodeCIDRs(t *testing.T) {
+	p := startPeer(t, "cluster2", 2)
+	paths := p.env.Paths
+	p.put(t, paths.IPDefaultPrefix()+"10.2.1.5", ipEntry("10.2.1.5", 131073))
+	p.synced()
+	sink := newMemSink()
+	c := connect(t, p, remote.NewRegistry("cluster1", 1), sink)
+	eventually(t, "peer ready", func() bool { return c.Status().Ready })
+	if got := sink.keys(); len(got) != 0 {
+		t.Fatalf("ip accepted before its node: %v", got)
+	}
+	p.put(t, paths.Node("cluster2", "n1"), node2)
+	eventually(t, "ip accepted once its node arrives", func() bool { return len(sink.keys()) == 2 })
+	p.stores[paths.NodesPrefix()+"/"].Delete(paths.Node("cluster2", "n1"))
+	eventually(t, "ip withdrawn with its node", func() bool { return len(sink.keys()) == 0 })
+}
+
+// Two peers claiming one cluster ID: the second is refused with a clear status.
+func TestDuplicateClusterIDRefused(t *testing.T) {
+	reg := remote.NewRegistry("cluster1", 1)
+	a, b := startPeer(t, "cluster2", 2), startPeer(t, "cluster3", 2)
+	a.synced()
+	b.synced()
+	ca := connect(t, a, reg, newMemSink())
+	eventually(t, "first peer ready", func() bool { return ca.Status().Ready })
+	cb := connect(t, b, reg, newMemSink())
+	eventually(t, "second peer refused", func() bool {
+		st := cb.Status()
+		return !st.Connected && strings.Contains(st.LastFailure, "cluster ID 2 of peer cluster3 is already used by peer cluster2")
+	})
+	self := startPeer(t, "cluster4", 1)
+	self.synced()
+	cs := connect(t, self, reg, newMemSink())
+	eventually(t, "peer with the local ID refused", func() bool { return strings.Contains(cs.Status().LastFailure, "local cluster's") })
+}
+
+// A change of the peer's cluster ID drains everything it announced.
+func TestClusterIDChangeDrains(t *testing.T) {
+	p := startPeer(t, "cluster2", 2)
+	paths := p.env.Paths
+	p.put(t, paths.Node("cluster2", "n1"), node2)
+	p.synced()
+	sink := newMemSink()
+	c := connect(t, p, remote.NewRegistry("cluster1", 1), sink)
+	eventually(t, "node ingested", func() bool { return len(sink.keys()) == 1 })
+	admin := p.env.Connect(t, kvstore.AdminUser)
+	if _, err := admin.Etcd().Put(t.Context(), paths.ClusterConfig("cluster2"), `{"id":5,"capabilities":{"syncedCanaries":true,"maxConnectedClusters":255}}`); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "drained under the new ID", func() bool {
+		sink.mu.Lock()
+		drains := sink.drains
+		sink.mu.Unlock()
+		return drains == 1 && c.Status().ClusterID == 5
+	})
+	// The node still says cluster ID 2: rejected under the new ID.
+	eventually(t, "stale node rejected", func() bool { return c.Status().Rejected["nodes: "+remote.ReasonWrongClusterID] > 0 })
+	if got := sink.keys(); len(got) != 0 {
+		t.Fatalf("state after the ID change: %v", got)
+	}
+}
+
+// A restart of the peer's etcd loses nothing and deletes nothing spuriously.
+func TestPeerRestartLosesNothing(t *testing.T) {
+	p := startPeer(t, "cluster2", 2)
+	paths := p.env.Paths
+	p.put(t, paths.Node("cluster2", "n1"), node2)
+	p.put(t, paths.Identity(131073), labels)
+	p.put(t, paths.IPDefaultPrefix()+"10.2.1.5", ipEntry("10.2.1.5", 131073))
+	p.synced()
+	sink := newMemSink()
+	c := connect(t, p, remote.NewRegistry("cluster1", 1), sink)
+	eventually(t, "peer ready", func() bool { return c.Status().Ready && len(sink.keys()) == 3 })
+	before := sink.keys()
+	p.env.Stop()
+	time.Sleep(500 * time.Millisecond) // let the agent notice: its watches fail and retry
+	if diff := cmp.Diff(before, sink.keys()); diff != "" {
+		t.Fatalf("state changed while the peer was down (-before +after):\n%s", diff)
+	}
+	p.env.Restart(t)
+	p.put(t, paths.Identity(131076), strings.ReplaceAll(labels, "rebel-base", "new"))
+	eventually(t, "new identity after restart", func() bool { return len(sink.keys()) == 4 })
+	if n := sink.deletes(); n != 0 {
+		t.Fatalf("%d deletes after a peer restart, want none", n)
+	}
+}

@@ -1,0 +1,38 @@
+package remote
+
+import (
+	"net/netip"
+
+	"github.com/clustermesh/clustermesh/identity"
+	"github.com/clustermesh/clustermesh/kvstore/schema"
+)
+
+// Kind is one of the four prefixes a peer exports.
+type Kind string
+
+// The prefixes of a peer.
+const (
+	KindNodes      Kind = "nodes"
+	KindIdentities Kind = "identities"
+	KindIPs        Kind = "ip"
+	KindServices   Kind = "services"
+)
+
+// Kinds lists every kind, in the order they are synced.
+var Kinds = []Kind{KindNodes, KindIdentities, KindIPs, KindServices}
+
+// Sink receives a peer's validated state. Implementations must be safe for
+// concurrent use: each kind is delivered from its own goroutine.
+type Sink interface {
+	UpsertNode(cluster string, n schema.Node)
+	DeleteNode(cluster, name string)
+	UpsertIdentity(cluster string, id identity.NumericIdentity, labels identity.Labels)
+	DeleteIdentity(cluster string, id identity.NumericIdentity)
+	UpsertIP(cluster string, prefix netip.Prefix, e schema.IPEntry)
+	DeleteIP(cluster string, prefix netip.Prefix)
+	UpsertService(cluster string, s schema.ClusterService)
+	DeleteService(cluster, namespace, name string)
+	// Drain removes everything of the cluster (its ID changed or it was
+	// disconnected).
+	Drain(cluster string)
+}
