@@ -1,0 +1,238 @@
+// Package peers turns the mesh configuration directory (one etcd client
+// config file per peer cluster, file name = cluster name, as mounted from a
+// Secret) into running peer connections: a file added connects, a file
+// removed disconnects and drains that cluster, a file changed (or a
+// certificate it names) reconnects without draining.
+//
+// Rules: the directory is polled, not watched with inotify, because Secret
+// volumes swap their content through symlinks; files whose names start with
+// "." (the volume's ..data machinery) are ignored; a file that does not
+// parse is reported in the peer's status and connects nothing.
+package peers
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/clustermesh/clustermesh/agent/remote"
+	"github.com/clustermesh/clustermesh/identity"
+	"github.com/clustermesh/clustermesh/internal/backoff"
+	"github.com/clustermesh/clustermesh/kvstore"
+	"github.com/clustermesh/clustermesh/kvstore/schema"
+)
+
+// Config of the peer manager.
+type Config struct {
+	// Dir is the mesh configuration directory.
+	Dir string
+	// PollInterval of the directory (default 1s).
+	PollInterval         time.Duration
+	LocalName            string
+	LocalID              identity.ClusterID
+	MaxConnectedClusters uint32
+	Paths                schema.Paths
+	Sink                 remote.Sink
+	Backoff              backoff.Backoff
+	Log                  *slog.Logger
+	Rejected             *prometheus.CounterVec
+}
+
+// Manager runs one remote.Cluster per config file.
+type Manager struct {
+	cfg      Config
+	log      *slog.Logger
+	registry *remote.Registry
+
+	mu    sync.Mutex // guards peers, bad
+	peers map[string]*peer
+	bad   map[string]string // file name → why it connects nothing
+}
+
+type peer struct {
+	cluster *remote.Cluster
+	hash    [32]byte
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// New returns a manager; nothing happens before Run.
+func New(cfg Config) *Manager {
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = time.Second
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Manager{cfg: cfg, log: log, registry: remote.NewRegistry(cfg.LocalName, cfg.LocalID),
+		peers: map[string]*peer{}, bad: map[string]string{}}
+}
+
+// Run polls the directory until ctx ends, then stops every peer (keeping
+// their state: the agent is stopping, not the mesh).
+func (m *Manager) Run(ctx context.Context) error {
+	defer m.stopAll()
+	for {
+		m.sync(ctx)
+		t := time.NewTimer(m.cfg.PollInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// Status returns every peer's status, sorted by name; files that do not
+// parse appear with their error.
+func (m *Manager) Status() []remote.Status {
+	m.mu.Lock()
+	out := make([]remote.Status, 0, len(m.peers)+len(m.bad))
+	for _, p := range m.peers {
+		out = append(out, p.cluster.Status())
+	}
+	for name, why := range m.bad {
+		out = append(out, remote.Status{Name: name, LastFailure: why})
+	}
+	m.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// sync reconciles the running peers with the directory's files.
+func (m *Manager) sync(ctx context.Context) {
+	files, err := m.scan()
+	if err != nil {
+		m.log.Warn("read mesh config directory", "dir", m.cfg.Dir, "error", err)
+		return // keep what runs: a transient error must not drain the mesh
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, p := range m.peers {
+		if f, ok := files[name]; !ok || f.err != "" {
+			m.log.Info("peer removed from the mesh configuration: disconnecting and draining", "peer", name)
+			m.stop(p)
+			delete(m.peers, name)
+			m.registry.Release(name)
+			m.cfg.Sink.Drain(name)
+		}
+	}
+	m.bad = map[string]string{}
+	for name, f := range files {
+		if f.err != "" {
+			m.bad[name] = f.err
+			continue
+		}
+		if p, ok := m.peers[name]; ok {
+			if p.hash == f.hash {
+				continue
+			}
+			m.log.Info("peer configuration changed: reconnecting", "peer", name)
+			m.stop(p)
+			delete(m.peers, name)
+			m.registry.Release(name)
+		}
+		c, err := remote.New(remote.Config{
+			Name: name, Client: f.cfg, Paths: m.cfg.Paths, LocalName: m.cfg.LocalName, LocalID: m.cfg.LocalID,
+			MaxConnectedClusters: m.cfg.MaxConnectedClusters, Registry: m.registry, Sink: m.cfg.Sink,
+			Backoff: m.cfg.Backoff, Log: m.log, Rejected: m.cfg.Rejected,
+		})
+		if err != nil {
+			m.bad[name] = err.Error()
+			continue
+		}
+		pctx, cancel := context.WithCancel(ctx)
+		p := &peer{cluster: c, hash: f.hash, cancel: cancel, done: make(chan struct{})}
+		go func() { // owned by m: stopped and waited for in stop
+			defer close(p.done)
+			_ = c.Run(pctx)
+		}()
+		m.peers[name] = p
+		m.log.Info("peer added to the mesh", "peer", name)
+	}
+}
+
+func (m *Manager) stop(p *peer) {
+	p.cancel()
+	<-p.done
+}
+
+func (m *Manager) stopAll() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, p := range m.peers {
+		m.stop(p)
+		delete(m.peers, name)
+	}
+}
+
+type file struct {
+	cfg  kvstore.ClientConfig
+	hash [32]byte
+	err  string
+}
+
+// scan reads every peer file and hashes it with the certificate files it
+// names, so that a rotated certificate reconnects too.
+func (m *Manager) scan() (map[string]file, error) {
+	entries, err := os.ReadDir(m.cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]file{}
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") {
+			continue
+		}
+		path := filepath.Join(m.cfg.Dir, name)
+		if st, err := os.Stat(path); err != nil || !st.Mode().IsRegular() {
+			continue // a directory, or a dangling link mid-swap
+		}
+		var f file
+		if err := identity.ValidateClusterName(name); err != nil {
+			f.err = "file " + path + ": the file name must be the peer's cluster name: " + err.Error()
+			out[name] = f
+			continue
+		}
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			f.err = err.Error()
+			out[name] = f
+			continue
+		}
+		cfg, err := kvstore.ParseClientConfig(raw)
+		if err != nil {
+			f.err = "file " + path + ": " + err.Error()
+			out[name] = f
+			continue
+		}
+		h := sha256.New()
+		h.Write(raw)
+		for _, ref := range []string{cfg.TrustedCAFile, cfg.CertFile, cfg.KeyFile} {
+			if ref == "" {
+				continue
+			}
+			if b, err := os.ReadFile(ref); err == nil {
+				h.Write(b)
+			} else if !errors.Is(err, os.ErrNotExist) {
+				m.log.Debug("read certificate file named by peer config", "file", ref, "error", err)
+			}
+		}
+		copy(f.hash[:], h.Sum(nil))
+		f.cfg = cfg
+		out[name] = f
+	}
+	return out, nil
+}
