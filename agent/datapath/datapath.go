@@ -1,0 +1,47 @@
+// Package datapath is what the agent tells the kernel, as an interface with
+// an in-memory implementation (used by tests and by --datapath=none) that
+// records exactly what the kernel would be told. The eBPF and WireGuard
+// implementations satisfy the same interface.
+//
+// Rules: only reconcilers call a Datapath; every operation is idempotent
+// (an Update of an equal value and a Delete of an absent key succeed); List
+// returns what the kernel holds, so that a restarted agent can reconcile
+// against pinned state without removing live entries first.
+package datapath
+
+import (
+	"context"
+	"net/netip"
+
+	"github.com/clustermesh/clustermesh/identity"
+)
+
+// IPCacheEntry maps a prefix to the identity of the endpoints in it.
+type IPCacheEntry struct {
+	Identity identity.NumericIdentity
+	// HostIP is the node the endpoint runs on (the tunnel/WireGuard peer).
+	HostIP netip.Addr
+	// Cluster is where the entry comes from ("" for the local cluster).
+	Cluster string
+}
+
+// Peer is another node to route its pod CIDRs to, encrypted.
+type Peer struct {
+	Cluster, Node   string
+	NodeIP          netip.Addr
+	PodCIDRs        []netip.Prefix
+	WireguardPubKey string
+}
+
+// Table is one kind of kernel state keyed by K.
+type Table[K comparable, V any] interface {
+	Update(ctx context.Context, key K, value V) error
+	Delete(ctx context.Context, key K) error
+	List(ctx context.Context) (map[K]V, error)
+}
+
+// Datapath is the kernel state the agent programs.
+type Datapath interface {
+	IPCache() Table[netip.Prefix, IPCacheEntry]
+	Peers() Table[string, Peer] // key: cluster/node
+}

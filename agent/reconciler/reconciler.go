@@ -1,0 +1,195 @@
+// Package reconciler drives one datapath table from desired state: it
+// computes the whole desired set (level-based), applies what differs from
+// what it knows the kernel holds, retries each failed object with its own
+// backoff, and prunes objects no longer desired only once every source is
+// initialized.
+//
+// Rules: at start the reconciler adopts what the table already holds (pinned
+// kernel state after an agent restart) and removes nothing of it before the
+// sources are initialized; only Run touches the table; Status may be called
+// from anywhere.
+package reconciler
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/clustermesh/clustermesh/agent/datapath"
+	"github.com/clustermesh/clustermesh/internal/backoff"
+	"github.com/clustermesh/clustermesh/internal/clock"
+)
+
+// Config of a Reconciler.
+type Config[K comparable, V any] struct {
+	Name  string
+	Table datapath.Table[K, V]
+	// Desired returns the complete desired state.
+	Desired func() map[K]V
+	// Initialized reports whether every source has delivered its initial
+	// state; nothing is pruned before.
+	Initialized func() bool
+	// Changed returns a channel closed when the sources change next.
+	Changed func() <-chan struct{}
+	// Equal compares values (default reflect.DeepEqual).
+	Equal func(a, b V) bool
+	// Retry is the per-object backoff template (defaults of backoff).
+	Retry backoff.Backoff
+	// Resync bounds the time between two full passes (default 1m).
+	Resync time.Duration
+	Clock  clock.Clock
+	Log    *slog.Logger
+}
+
+// Status is a reconciler's health.
+type Status struct {
+	Name          string    `json:"name"`
+	Desired       int       `json:"desired"`
+	Applied       int       `json:"applied"`
+	Failing       int       `json:"failing"`
+	Pruned        bool      `json:"pruned"`
+	Passes        uint64    `json:"passes"`
+	LastError     string    `json:"lastError,omitempty"`
+	LastErrorTime time.Time `json:"lastErrorTime,omitzero"`
+}
+
+// Reconciler applies desired state to a table.
+type Reconciler[K comparable, V any] struct {
+	cfg Config[K, V]
+
+	// Owned by Run.
+	applied map[K]V
+	retry   map[K]*retryState
+
+	mu     sync.Mutex // guards status
+	status Status
+}
+
+type retryState struct {
+	bo   backoff.Backoff
+	next time.Time
+}
+
+// New returns a reconciler; nothing happens before Run.
+func New[K comparable, V any](cfg Config[K, V]) *Reconciler[K, V] {
+	if cfg.Equal == nil {
+		cfg.Equal = func(a, b V) bool { return reflect.DeepEqual(a, b) }
+	}
+	if cfg.Resync <= 0 {
+		cfg.Resync = time.Minute
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	cfg.Retry.Clock = cfg.Clock
+	return &Reconciler[K, V]{cfg: cfg, retry: map[K]*retryState{}, status: Status{Name: cfg.Name}}
+}
+
+// Status returns the reconciler's health.
+func (r *Reconciler[K, V]) Status() Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.status
+}
+
+// Run reconciles until ctx ends.
+func (r *Reconciler[K, V]) Run(ctx context.Context) error {
+	held, err := r.cfg.Table.List(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: list what the datapath holds: %w", r.cfg.Name, err)
+	}
+	r.applied = held
+	for {
+		changed := r.cfg.Changed()
+		wait := r.pass(ctx)
+		t := r.cfg.Clock.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-changed:
+		case <-t.C():
+		}
+		t.Stop()
+	}
+}
+
+// pass runs one full reconciliation and returns how long to wait at most
+// before the next one (the earliest retry, or the resync period).
+func (r *Reconciler[K, V]) pass(ctx context.Context) time.Duration {
+	now := r.cfg.Clock.Now()
+	wait := r.cfg.Resync
+	desired := r.cfg.Desired()
+	var lastErr error
+	due := func(k K) bool {
+		rs, ok := r.retry[k]
+		if ok && now.Before(rs.next) {
+			wait = min(wait, rs.next.Sub(now))
+			return false
+		}
+		return true
+	}
+	fail := func(k K, err error) {
+		rs, ok := r.retry[k]
+		if !ok {
+			rs = &retryState{bo: r.cfg.Retry}
+			r.retry[k] = rs
+		}
+		d := rs.bo.Next()
+		rs.next = now.Add(d)
+		wait = min(wait, d)
+		lastErr = err
+	}
+	for k, v := range desired {
+		if a, ok := r.applied[k]; ok && r.cfg.Equal(a, v) {
+			delete(r.retry, k)
+			continue
+		}
+		if !due(k) {
+			continue
+		}
+		if err := r.cfg.Table.Update(ctx, k, v); err != nil {
+			fail(k, fmt.Errorf("update %v: %w", k, err))
+			continue
+		}
+		r.applied[k] = v
+		delete(r.retry, k)
+	}
+	pruned := r.cfg.Initialized()
+	if pruned {
+		for k := range r.applied {
+			if _, ok := desired[k]; ok || !due(k) {
+				continue
+			}
+			if err := r.cfg.Table.Delete(ctx, k); err != nil {
+				fail(k, fmt.Errorf("delete %v: %w", k, err))
+				continue
+			}
+			delete(r.applied, k)
+			delete(r.retry, k)
+		}
+	}
+	for k := range r.retry { // forget retries of objects nobody wants any more
+		if _, want := desired[k]; !want {
+			if _, held := r.applied[k]; !held {
+				delete(r.retry, k)
+			}
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.status.Desired, r.status.Applied, r.status.Failing = len(desired), len(r.applied), len(r.retry)
+	r.status.Pruned = pruned
+	r.status.Passes++
+	if lastErr != nil {
+		r.status.LastError, r.status.LastErrorTime = lastErr.Error(), now
+		r.cfg.Log.Warn("datapath reconciliation failed, retrying", "reconciler", r.cfg.Name, "failing", len(r.retry), "error", lastErr)
+	}
+	return wait
+}
