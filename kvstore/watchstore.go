@@ -24,6 +24,13 @@ type WatchHandler interface {
 	OnSynced()
 }
 
+// BatchHandler is optionally implemented by a WatchHandler that wants to
+// know where etcd's batches end (after each list page and each watch
+// response), for example to commit its own writes in one transaction.
+type BatchHandler interface {
+	OnBatchDone()
+}
+
 // WatchStoreConfig configures a WatchStore.
 type WatchStoreConfig struct {
 	// Prefix to mirror, e.g. "cilium/state/nodes/v1/c1/".
@@ -69,7 +76,8 @@ type WatchStore struct {
 	log *slog.Logger
 
 	// known maps each key to its mod revision; owned by Run's goroutine.
-	known map[string]int64
+	known     map[string]int64
+	batchDone func()
 
 	mu     sync.Mutex // guards status
 	status WatchStoreStatus
@@ -90,7 +98,13 @@ func NewWatchStore(cli *Client, cfg WatchStoreConfig, h WatchHandler) (*WatchSto
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &WatchStore{cli: cli, cfg: cfg, h: h, log: log.With("prefix", cfg.Prefix), known: map[string]int64{}}, nil
+	w := &WatchStore{cli: cli, cfg: cfg, h: h, log: log.With("prefix", cfg.Prefix), known: map[string]int64{}}
+	if b, ok := h.(BatchHandler); ok {
+		w.batchDone = b.OnBatchDone
+	} else {
+		w.batchDone = func() {}
+	}
+	return w, nil
 }
 
 // Status returns a snapshot of the store's health.
@@ -201,6 +215,7 @@ func (w *WatchStore) list(ctx context.Context) (listResult, error) {
 		})
 	if err != nil {
 		// Keys read so far were reported; the next list reconciles the rest.
+		w.batchDone()
 		return res, err
 	}
 	for key := range w.known {
@@ -209,6 +224,7 @@ func (w *WatchStore) list(ctx context.Context) (listResult, error) {
 			w.h.OnDelete(key)
 		}
 	}
+	w.batchDone()
 	w.setStatus(func(s *WatchStoreStatus) { s.Lists++; s.Entries = len(w.known) })
 	return res, nil
 }
@@ -243,6 +259,7 @@ func (w *WatchStore) watch(ctx context.Context, res listResult) error {
 				}
 			}
 		}
+		w.batchDone()
 		n := len(w.known)
 		w.setStatus(func(s *WatchStoreStatus) { s.Entries = n })
 	}

@@ -174,7 +174,11 @@ func (c *Cluster) connectAndServe(ctx context.Context) error {
 				nodesOnce.Do(func() { close(nodesSynced) })
 			}
 		}
-		ws, err := kvstore.NewWatchStore(cli, wcfg, handler{up: k.up, del: k.del, synced: synced})
+		h := handler{up: k.up, del: k.del, synced: synced}
+		if f, ok := c.cfg.Sink.(Flusher); ok {
+			h.flush = f.Flush
+		}
+		ws, err := kvstore.NewWatchStore(cli, wcfg, h)
 		if err != nil {
 			return err
 		}
@@ -287,8 +291,14 @@ type handler struct {
 	up     func(string, []byte)
 	del    func(string)
 	synced func()
+	flush  func()
 }
 
 func (h handler) OnUpsert(k string, v []byte) { h.up(k, v) }
 func (h handler) OnDelete(k string)           { h.del(k) }
 func (h handler) OnSynced()                   { h.synced() }
+func (h handler) OnBatchDone() {
+	if h.flush != nil {
+		h.flush()
+	}
+}

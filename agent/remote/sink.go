@@ -36,3 +36,10 @@ type Sink interface {
 	// disconnected).
 	Drain(cluster string)
 }
+
+// Flusher is optionally implemented by a Sink that buffers writes: Flush is
+// called at the end of every batch read from etcd (a list, a watch
+// response), and before a kind is reported synced.
+type Flusher interface {
+	Flush()
+}

@@ -1,0 +1,146 @@
+package state
+
+import (
+	"net/netip"
+
+	"github.com/hashicorp/go-memdb"
+
+	"github.com/clustermesh/clustermesh/identity"
+)
+
+// Snapshot is a consistent, immutable view of the tables. It is cheap to
+// take (no copy) and safe for concurrent use. Lookups that fail because of
+// a bad table or index name (a bug) report nothing found.
+type Snapshot struct {
+	txn     *memdb.Txn
+	changed <-chan struct{}
+}
+
+// Snapshot returns a view of the last commit.
+func (s *State) Snapshot() *Snapshot {
+	ch := s.Changed() // before the read: a commit in between closes ch
+	return &Snapshot{txn: s.db.Txn(false), changed: ch}
+}
+
+// Changed returns a channel closed by the first commit after the snapshot
+// was taken (possibly one it already includes: a spurious wake-up is
+// possible, a missed change is not).
+func (sn *Snapshot) Changed() <-chan struct{} { return sn.changed }
+
+// Txn returns the snapshot's read transaction, for queries the helpers do
+// not cover. Use the table and index constants; never write through it.
+func (sn *Snapshot) Txn() *memdb.Txn { return sn.txn }
+
+// Identity returns the identity id.
+func (sn *Snapshot) Identity(id identity.NumericIdentity) (Identity, bool) {
+	row, _ := first[Identity](sn.txn, TableIdentities, IndexID, id)
+	if row == nil {
+		return Identity{}, false
+	}
+	return *row, true
+}
+
+// LookupIP returns the entry of the longest prefix holding addr (IPv4
+// addresses may be given IPv4-mapped). The host prefix (/32, /128) is
+// looked up first; then each prefix length present in the table, longest
+// first, by the primary index: at most 33 (IPv4) or 129 (IPv6) lookups, in
+// practice the few lengths in use, whatever the number of rows.
+func (sn *Snapshot) LookupIP(addr netip.Addr) (IPCacheEntry, bool) {
+	if !addr.IsValid() {
+		return IPCacheEntry{}, false
+	}
+	addr = addr.Unmap().WithZone("")
+	if e, ok := sn.lookupPrefix(netip.PrefixFrom(addr, addr.BitLen())); ok {
+		return e, true
+	}
+	it, err := sn.txn.Get(tablePrefixLens, IndexID+"_prefix", addr.Is6())
+	if err != nil {
+		return IPCacheEntry{}, false
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		pl, ok := raw.(*prefixLen)
+		if !ok || int(pl.Bits) == addr.BitLen() {
+			continue
+		}
+		if e, ok := sn.lookupPrefix(netip.PrefixFrom(addr, int(pl.Bits))); ok {
+			return e, true
+		}
+	}
+	return IPCacheEntry{}, false
+}
+
+// lookupPrefix returns the row of exactly p.Masked().
+func (sn *Snapshot) lookupPrefix(p netip.Prefix) (IPCacheEntry, bool) {
+	row, _ := first[IPCacheEntry](sn.txn, TableIPCache, IndexID, p)
+	if row == nil {
+		return IPCacheEntry{}, false
+	}
+	return *row, true
+}
+
+// ServiceCopies returns every cluster's copy of the Service
+// namespace/name, sorted by cluster.
+func (sn *Snapshot) ServiceCopies(namespace, name string) []ServiceRow {
+	if namespace == "" || name == "" {
+		return nil
+	}
+	return collect[ServiceRow](sn.txn, TableServices, IndexName, namespace, name)
+}
+
+// Nodes returns the nodes of cluster, or of every cluster when cluster is
+// "", sorted by cluster then name.
+func (sn *Snapshot) Nodes(cluster string) []NodeRow {
+	if cluster == "" {
+		return collect[NodeRow](sn.txn, TableNodes, IndexID)
+	}
+	return collect[NodeRow](sn.txn, TableNodes, IndexCluster, cluster)
+}
+
+// Count returns the number of rows of table (one of the Table constants;
+// 0 for another name). It walks the table: O(rows).
+func (sn *Snapshot) Count(table string) int {
+	switch table {
+	case TableIdentities, TableIPCache, TableNodes, TableServices, TableInitialized:
+	default:
+		return 0
+	}
+	it, err := sn.txn.Get(table, IndexID)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		n++
+	}
+	return n
+}
+
+// Initialized reports whether every one of sources is initialized (true
+// when none is given).
+func (sn *Snapshot) Initialized(sources ...string) bool {
+	for _, src := range sources {
+		if src == "" {
+			return false
+		}
+		row, _ := first[InitializedRow](sn.txn, TableInitialized, IndexID, src)
+		if row == nil || !row.Done {
+			return false
+		}
+	}
+	return true
+}
+
+// collect copies the rows an index query returns, in index order.
+func collect[T any](txn *memdb.Txn, table, index string, args ...any) []T {
+	it, err := txn.Get(table, index, args...)
+	if err != nil {
+		return nil
+	}
+	var out []T
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if row, ok := raw.(*T); ok {
+			out = append(out, *row)
+		}
+	}
+	return out
+}
