@@ -144,3 +144,13 @@ func collect[T any](txn *memdb.Txn, table, index string, args ...any) []T {
 	}
 	return out
 }
+
+// IPCache returns every ipcache row.
+func (sn *Snapshot) IPCache() []IPCacheEntry {
+	return collect[IPCacheEntry](sn.txn, TableIPCache, IndexID)
+}
+
+// Identities returns every identity row.
+func (sn *Snapshot) Identities() []Identity {
+	return collect[Identity](sn.txn, TableIdentities, IndexID)
+}

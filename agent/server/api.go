@@ -1,0 +1,120 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/clustermesh/clustermesh/agent/reconciler"
+	"github.com/clustermesh/clustermesh/agent/remote"
+)
+
+// StatusResponse is GET /v1/status.
+type StatusResponse struct {
+	Cluster     string              `json:"cluster"`
+	Node        string              `json:"node"`
+	Peers       []remote.Status     `json:"peers"`
+	Reconcilers []reconciler.Status `json:"reconcilers"`
+}
+
+// IPCacheEntry is one element of GET /v1/ipcache.
+type IPCacheEntry struct {
+	Prefix   string `json:"prefix"`
+	Identity uint32 `json:"identity"`
+	HostIP   string `json:"hostIP,omitempty"`
+	Cluster  string `json:"cluster"`
+}
+
+// IdentityEntry is one element of GET /v1/identities.
+type IdentityEntry struct {
+	ID      uint32 `json:"id"`
+	Cluster string `json:"cluster"`
+	Labels  string `json:"labels"`
+}
+
+// serveAPI serves the local API (HTTP/JSON, see docs/agent-api.md) on the
+// unix socket until ctx ends.
+func (a *Agent) serveAPI(ctx context.Context) error {
+	if err := os.MkdirAll(filepath.Dir(a.cfg.APISocket), 0o750); err != nil {
+		return fmt.Errorf("create the directory of --api-socket: %w", err)
+	}
+	if err := os.Remove(a.cfg.APISocket); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove a stale --api-socket: %w", err)
+	}
+	l, err := net.Listen("unix", a.cfg.APISocket)
+	if err != nil {
+		return fmt.Errorf("listen on --api-socket %s: %w", a.cfg.APISocket, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Status()) })
+	mux.HandleFunc("GET /v1/ipcache", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.IPCache()) })
+	mux.HandleFunc("GET /v1/identities", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Identities()) })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.Registry, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	var wg sync.WaitGroup
+	errc := make(chan error, 1)
+	wg.Go(func() { errc <- srv.Serve(l) })
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	wg.Wait()
+	_ = os.Remove(a.cfg.APISocket)
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// Status is what GET /v1/status answers.
+func (a *Agent) Status() StatusResponse {
+	return StatusResponse{Cluster: a.cfg.ClusterName, Node: a.cfg.NodeName, Peers: a.peers.Status(),
+		Reconcilers: []reconciler.Status{a.ipcache.Status()}}
+}
+
+// IPCache is what GET /v1/ipcache answers, sorted by prefix.
+func (a *Agent) IPCache() []IPCacheEntry {
+	rows := a.State.Snapshot().IPCache()
+	out := make([]IPCacheEntry, 0, len(rows))
+	for _, r := range rows {
+		e := IPCacheEntry{Prefix: r.Prefix.String(), Identity: uint32(r.ID), Cluster: r.Cluster}
+		if r.HostIP.IsValid() {
+			e.HostIP = r.HostIP.String()
+		}
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Prefix < out[j].Prefix })
+	return out
+}
+
+// Identities is what GET /v1/identities answers, sorted by ID.
+func (a *Agent) Identities() []IdentityEntry {
+	rows := a.State.Snapshot().Identities()
+	out := make([]IdentityEntry, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, IdentityEntry{ID: uint32(r.ID), Cluster: r.Cluster, Labels: r.LabelsKey})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,159 @@
+// Package server wires a clustermesh-agent together: the peer connections
+// of the mesh configuration directory, the merged state, the datapath
+// reconcilers and the local API on a unix socket.
+//
+// Rules: Run owns every goroutine it starts and returns after they stopped;
+// watchers write the state, only reconcilers touch the datapath.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/clustermesh/clustermesh/agent/datapath"
+	"github.com/clustermesh/clustermesh/agent/peers"
+	"github.com/clustermesh/clustermesh/agent/reconciler"
+	"github.com/clustermesh/clustermesh/agent/state"
+	"github.com/clustermesh/clustermesh/identity"
+	"github.com/clustermesh/clustermesh/kvstore/schema"
+)
+
+// Config of a clustermesh-agent.
+type Config struct {
+	NodeName             string // --node-name
+	ClusterName          string // --cluster-name
+	ClusterID            uint32 // --cluster-id
+	MaxConnectedClusters uint32 // --max-connected-clusters
+	MeshConfigDir        string // --mesh-config-dir
+	Datapath             string // --datapath: "none" (in memory); "bpf" arrives with the eBPF datapath
+	APISocket            string // --api-socket
+	KVStoreRoot          string // --kvstore-root
+}
+
+// Validate checks the configuration and fills defaults.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.NodeName == "" {
+		errs = append(errs, errors.New("--node-name: required (the Kubernetes node this agent runs on)"))
+	}
+	if err := identity.ValidateClusterName(c.ClusterName); err != nil {
+		errs = append(errs, fmt.Errorf("--cluster-name: %w", err))
+	}
+	if c.MaxConnectedClusters == 0 {
+		c.MaxConnectedClusters = 255
+	}
+	if layout, err := identity.NewLayout(c.MaxConnectedClusters); err != nil {
+		errs = append(errs, fmt.Errorf("--max-connected-clusters: %w", err))
+	} else if err := layout.ValidateClusterID(identity.ClusterID(c.ClusterID)); err != nil {
+		errs = append(errs, fmt.Errorf("--cluster-id: %w", err))
+	}
+	if c.MeshConfigDir == "" {
+		errs = append(errs, errors.New("--mesh-config-dir: required (the directory of peer etcd configs, one file per peer)"))
+	}
+	switch c.Datapath {
+	case "", "none":
+		c.Datapath = "none"
+	default:
+		errs = append(errs, fmt.Errorf("--datapath %q: only \"none\" (in memory) is available yet", c.Datapath))
+	}
+	if c.APISocket == "" {
+		errs = append(errs, errors.New("--api-socket: required (e.g. /var/run/clustermesh/agent.sock)"))
+	}
+	if c.KVStoreRoot == "" {
+		c.KVStoreRoot = "cilium"
+	}
+	return errors.Join(errs...)
+}
+
+// Agent is a running clustermesh-agent.
+type Agent struct {
+	cfg      Config
+	log      *slog.Logger
+	State    *state.State
+	Datapath *datapath.Memory
+	peers    *peers.Manager
+	ipcache  *reconciler.Reconciler[netip.Prefix, datapath.IPCacheEntry]
+	Registry *prometheus.Registry
+}
+
+// New validates cfg and builds the agent.
+func New(cfg Config, log *slog.Logger) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid configuration: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("cluster", cfg.ClusterName, "node", cfg.NodeName)
+	st, err := state.New(log)
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{cfg: cfg, log: log, State: st, Datapath: datapath.NewMemory(), Registry: prometheus.NewRegistry()}
+	rejected := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "clustermesh_agent_remote_rejected_total",
+		Help: "Entries from peer clusters rejected by validation, by cluster, kind and reason.",
+	}, []string{"cluster", "kind", "reason"})
+	a.Registry.MustRegister(rejected)
+	a.peers = peers.New(peers.Config{
+		Dir: cfg.MeshConfigDir, LocalName: cfg.ClusterName, LocalID: identity.ClusterID(cfg.ClusterID),
+		MaxConnectedClusters: cfg.MaxConnectedClusters, Paths: schema.Paths{Root: cfg.KVStoreRoot},
+		Sink: st.BufferedRemoteSink(), Log: log, Rejected: rejected,
+	})
+	a.ipcache = reconciler.New(reconciler.Config[netip.Prefix, datapath.IPCacheEntry]{
+		Name: "ipcache", Table: a.Datapath.IPCache(), Desired: a.desiredIPCache,
+		Initialized: a.peersReady, Changed: st.Changed, Log: log,
+	})
+	return a, nil
+}
+
+// desiredIPCache is the ipcache the datapath must hold.
+func (a *Agent) desiredIPCache() map[netip.Prefix]datapath.IPCacheEntry {
+	rows := a.State.Snapshot().IPCache()
+	out := make(map[netip.Prefix]datapath.IPCacheEntry, len(rows))
+	for _, r := range rows {
+		out[r.Prefix] = datapath.IPCacheEntry{Identity: r.ID, HostIP: r.HostIP, Cluster: r.Cluster}
+	}
+	return out
+}
+
+// peersReady reports whether every configured peer delivered its initial
+// state; until then nothing is pruned from the datapath.
+func (a *Agent) peersReady() bool {
+	for _, st := range a.peers.Status() {
+		if !st.Ready {
+			return false
+		}
+	}
+	return true
+}
+
+// Run serves until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	errs := make(chan error, 3)
+	for name, f := range map[string]func(context.Context) error{
+		"peers": a.peers.Run, "ipcache reconciler": a.ipcache.Run, "local API": a.serveAPI,
+	} {
+		wg.Go(func() {
+			if err := f(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				errs <- fmt.Errorf("%s: %w", name, err)
+			}
+		})
+	}
+	a.log.Info("clustermesh-agent started", "mesh-config-dir", a.cfg.MeshConfigDir, "api-socket", a.cfg.APISocket, "datapath", a.cfg.Datapath)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case err := <-errs:
+		return err
+	}
+}

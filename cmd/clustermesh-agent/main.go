@@ -1,0 +1,71 @@
+// Command clustermesh-agent connects a node to every peer cluster of the
+// mesh and programs its datapath from the merged state.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
+
+	"github.com/clustermesh/clustermesh/agent/server"
+	"github.com/clustermesh/clustermesh/internal/flagconf"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := newCommand().ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		os.Exit(1)
+	}
+}
+
+func newCommand() *cobra.Command {
+	var cfg server.Config
+	var configFile, logLevel string
+	cmd := &cobra.Command{
+		Use:   "clustermesh-agent",
+		Short: "Connect this node to every peer cluster of the mesh and program its datapath",
+		Example: `  clustermesh-agent --node-name $(hostname) --cluster-name cluster1 --cluster-id 1 \
+    --mesh-config-dir /var/lib/clustermesh/peers --api-socket /var/run/clustermesh/agent.sock
+
+  # Local API (HTTP/JSON on the unix socket, see docs/agent-api.md):
+  curl --unix-socket /var/run/clustermesh/agent.sock http://agent/v1/status`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := flagconf.Apply(cmd.Flags(), "CLUSTERMESH_AGENT", configFile); err != nil {
+				return err
+			}
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			klog.SetSlogLogger(log)
+			a, err := server.New(cfg, log)
+			if err != nil {
+				return err
+			}
+			return a.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configFile, "config", "", "YAML file whose keys are flag names")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&cfg.NodeName, "node-name", os.Getenv("NODE_NAME"), "the Kubernetes node this agent runs on")
+	f.StringVar(&cfg.ClusterName, "cluster-name", "", "name of the local cluster")
+	f.Uint32Var(&cfg.ClusterID, "cluster-id", 0, "ID of the local cluster")
+	f.Uint32Var(&cfg.MaxConnectedClusters, "max-connected-clusters", 255, "255 or 511; the same in every cluster of the mesh")
+	f.StringVar(&cfg.MeshConfigDir, "mesh-config-dir", "", "directory of peer etcd client configs, one file per peer named after it")
+	f.StringVar(&cfg.Datapath, "datapath", "none", `"none": keep the datapath in memory (the eBPF datapath is not available yet)`)
+	f.StringVar(&cfg.APISocket, "api-socket", "/var/run/clustermesh/agent.sock", "unix socket of the local API")
+	f.StringVar(&cfg.KVStoreRoot, "kvstore-root", "cilium", "root prefix of the etcd schema")
+	return cmd
+}
