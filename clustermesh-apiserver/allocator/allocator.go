@@ -59,8 +59,10 @@ type Allocator struct {
 	// podKey → labels key (kvstore form) of the pods in use.
 	podLabels map[string]string
 	users     map[string]int
-	// created holds identities created but maybe not yet in the informer.
-	created     map[string]identity.NumericIdentity
+	// created holds identities created but maybe not yet in the informer,
+	// trusted for createdTrust only: after that the informer decides (an
+	// identity deleted by someone else is then allocated again).
+	created     map[string]createdID
 	unusedSince map[string]time.Time // identity name → first seen unused
 	next        uint32
 }
@@ -83,11 +85,23 @@ func New(cfg Config, rc rest.Interface, identities cache.SharedIndexInformer, po
 	}
 	a := &Allocator{
 		cfg: cfg, rc: rc, identities: identities, pods: pods, namespaces: namespaces,
-		podLabels: map[string]string{}, users: map[string]int{}, created: map[string]identity.NumericIdentity{},
+		podLabels: map[string]string{}, users: map[string]int{}, created: map[string]createdID{},
 		unusedSince: map[string]time.Time{}, next: 1,
 	}
 	a.ctrl = controller.New("identity-allocator", a.reconcile, cfg.Log)
 	return a, nil
+}
+
+// IdentityDeleted forgets a created identity that was deleted, so that its
+// pods get a new one; the caller requeues the pods.
+func (a *Allocator) IdentityDeleted(id identity.NumericIdentity) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for lkey, c := range a.created {
+		if c.id == id {
+			delete(a.created, lkey)
+		}
+	}
 }
 
 // EnqueuePod queues a pod (namespace/name) for allocation.
@@ -144,14 +158,27 @@ func UsesIdentity(p *corev1.Pod) bool {
 		p.DeletionTimestamp == nil
 }
 
+type createdID struct {
+	id identity.NumericIdentity
+	at time.Time
+}
+
+// createdTrust is how long a created identity counts before the informer
+// shows it.
+const createdTrust = 30 * time.Second
+
 func (a *Allocator) lookup(lkey string) (identity.NumericIdentity, bool) {
 	if id, ok := cmv1.LookupByLabels(a.identities.GetIndexer(), lkey); ok {
 		return id, true
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	id, ok := a.created[lkey]
-	return id, ok
+	c, ok := a.created[lkey]
+	if ok && a.cfg.Clock.Now().Sub(c.at) < createdTrust {
+		return c.id, true
+	}
+	delete(a.created, lkey)
+	return 0, false
 }
 
 func (a *Allocator) setUser(podKey, lkey string) {
@@ -211,7 +238,7 @@ func (a *Allocator) allocate(ctx context.Context, lkey string, labels identity.L
 			return fmt.Errorf("create identity %s for %s: %w", name, lkey, err)
 		}
 		a.mu.Lock()
-		a.created[lkey] = id
+		a.created[lkey] = createdID{id: id, at: a.cfg.Clock.Now()}
 		a.mu.Unlock()
 		a.cfg.Log.Info("allocated identity", "id", id, "labels", lkey)
 		if a.cfg.Allocated != nil {

@@ -75,7 +75,7 @@ func (a *Allocator) collect(ctx context.Context) {
 		}
 		a.mu.Lock()
 		delete(a.unusedSince, in.Name)
-		if a.created[lkey] == id {
+		if a.created[lkey].id == id {
 			delete(a.created, lkey)
 		}
 		a.mu.Unlock()

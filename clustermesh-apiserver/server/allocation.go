@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
+	cmv1 "github.com/clustermesh/clustermesh/apis/clustermesh/v1alpha1"
 	"github.com/clustermesh/clustermesh/clustermesh-apiserver/allocator"
 	"github.com/clustermesh/clustermesh/identity"
 )
@@ -45,6 +46,28 @@ func (s *Server) addAllocatorHandlers() error {
 		AddFunc: nsChanged, UpdateFunc: func(_, o any) { nsChanged(o) }, DeleteFunc: nsChanged,
 	}); err != nil {
 		return fmt.Errorf("namespace handler: %w", err)
+	}
+	// An identity deleted by someone else while pods use it is allocated
+	// again: requeue every pod (deletions are rare).
+	if _, err := s.identities.AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: func(obj any) {
+		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = t.Obj
+		}
+		if in, ok := obj.(*cmv1.Identity); ok {
+			if id, err := in.NumericID(); err == nil {
+				s.allocMu.Lock()
+				if s.alloc != nil {
+					s.alloc.IdentityDeleted(id)
+				}
+				s.allocMu.Unlock()
+			}
+		}
+		pods, _ := core.Pods().Lister().List(everything)
+		for _, p := range pods {
+			s.enqueuePod(p.Namespace + "/" + p.Name)
+		}
+	}}); err != nil {
+		return fmt.Errorf("identity handler: %w", err)
 	}
 	return nil
 }

@@ -22,6 +22,7 @@ import (
 
 	cmv1 "github.com/clustermesh/clustermesh/apis/clustermesh/v1alpha1"
 	"github.com/clustermesh/clustermesh/clustermesh-apiserver/server"
+	"github.com/clustermesh/clustermesh/identity"
 	"github.com/clustermesh/clustermesh/kvstore"
 )
 
@@ -212,4 +213,23 @@ func TestRemoteUserIsReadOnly(t *testing.T) {
 	if _, err := remote.Put(t.Context(), b.paths.IPDefaultPrefix()+"10.1.1.99", "{}"); !errors.Is(err, rpctypes.ErrPermissionDenied) {
 		t.Fatalf("remote write: err = %v, want permission denied", err)
 	}
+}
+
+// An identity deleted while its pods run is allocated again and the pods'
+// ip entries follow it.
+func TestDeletedIdentityInUseIsAllocatedAgain(t *testing.T) {
+	b := newBed(t, nil)
+	b.createPod(t, "default", "x-wing", map[string]string{"app": "x-wing"}, "10.1.1.5", "192.168.1.10")
+	b.waitSynced(t)
+	ipKey := b.paths.IPDefaultPrefix() + "10.1.1.5"
+	old := ipID(t, b.get(t, ipKey))
+	id, _ := strconv.ParseUint(old, 10, 32)
+	if err := cmv1.DeleteIdentity(t.Context(), mustRC(t, b), identity.NumericIdentity(id)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "identity allocated again and the ip entry moved", func() bool {
+		now := ipID(t, b.get(t, ipKey))
+		return now != "" && now != old && b.get(t, b.paths.IdentityIDPrefix()+now) != ""
+	})
+	eventually(t, "the deleted identity withdrawn from etcd", func() bool { return b.get(t, b.paths.IdentityIDPrefix()+old) == "" })
 }
