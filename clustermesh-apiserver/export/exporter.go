@@ -56,13 +56,14 @@ type Exporter struct {
 
 	nodes, ids, pods, services *kind
 
-	mu sync.Mutex // guards podIPs, ipOwner, waiting, reported
+	mu sync.Mutex // guards podIPs, ipOwner, podLabels, byLabels, reported
 	// podIPs: pod key → ip keys exported for it; ipOwner: ip key → pod key.
 	podIPs  map[string][]string
 	ipOwner map[string]string
-	// waiting: labels key → pods whose identity is not allocated yet.
-	waiting  map[string]map[string]struct{}
-	reported map[string]string // object key → last problem reported
+	// podLabels: pod key → labels key; byLabels: labels key → pods.
+	podLabels map[string]string
+	byLabels  map[string]map[string]struct{}
+	reported  map[string]string // object key → last problem reported
 }
 
 // kind is one exported prefix: its store and controller.
@@ -93,7 +94,7 @@ func New(cfg Config, cli *kvstore.Client, src Sources) (*Exporter, error) {
 	e := &Exporter{
 		cfg: cfg, factory: src.Factory, identities: src.Identities,
 		podIPs: map[string][]string{}, ipOwner: map[string]string{},
-		waiting: map[string]map[string]struct{}{}, reported: map[string]string{},
+		podLabels: map[string]string{}, byLabels: map[string]map[string]struct{}{}, reported: map[string]string{},
 	}
 	p := cfg.Paths
 	var err error

@@ -50,7 +50,7 @@ func (e *Exporter) addHandlers() error {
 			e.ids.ctrl.Enqueue(k)
 			if in, ok := obj.(*cmv1.Identity); ok {
 				if lkey, err := in.LabelsKey(); err == nil {
-					e.releaseWaiting(lkey)
+					e.identityChanged(lkey)
 				}
 			}
 		})},
@@ -77,23 +77,47 @@ func (e *Exporter) enqueueNamespace(ns string) {
 	}
 }
 
-// waitFor records that pod waits for the identity of a label set.
-func (e *Exporter) waitFor(lkey, pod string) {
+// track records that pod's identity is the one of a label set, so that any
+// change of that identity (created, deleted, a lower duplicate appearing)
+// reconciles the pod again.
+func (e *Exporter) track(lkey, pod string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.waiting[lkey] == nil {
-		e.waiting[lkey] = map[string]struct{}{}
+	if old, ok := e.podLabels[pod]; ok && old != lkey {
+		delete(e.byLabels[old], pod)
+		if len(e.byLabels[old]) == 0 {
+			delete(e.byLabels, old)
+		}
 	}
-	e.waiting[lkey][pod] = struct{}{}
+	e.podLabels[pod] = lkey
+	if e.byLabels[lkey] == nil {
+		e.byLabels[lkey] = map[string]struct{}{}
+	}
+	e.byLabels[lkey][pod] = struct{}{}
 }
 
-// releaseWaiting queues the pods that waited for a label set's identity.
-func (e *Exporter) releaseWaiting(lkey string) {
+// untrack forgets a pod that has no identity (gone, terminated, host network).
+func (e *Exporter) untrack(pod string) {
 	e.mu.Lock()
-	pods := e.waiting[lkey]
-	delete(e.waiting, lkey)
+	defer e.mu.Unlock()
+	if old, ok := e.podLabels[pod]; ok {
+		delete(e.byLabels[old], pod)
+		if len(e.byLabels[old]) == 0 {
+			delete(e.byLabels, old)
+		}
+		delete(e.podLabels, pod)
+	}
+}
+
+// identityChanged queues the pods of a label set.
+func (e *Exporter) identityChanged(lkey string) {
+	e.mu.Lock()
+	pods := make([]string, 0, len(e.byLabels[lkey]))
+	for p := range e.byLabels[lkey] {
+		pods = append(pods, p)
+	}
 	e.mu.Unlock()
-	for p := range pods {
+	for _, p := range pods {
 		e.pods.ctrl.Enqueue(p)
 	}
 }

@@ -69,12 +69,14 @@ func (e *Exporter) desiredIPs(key string) (map[string][]byte, error) {
 	pod, err := e.factory.Core().V1().Pods().Lister().Pods(ns).Get(name)
 	if apierrors.IsNotFound(err) {
 		e.clearReport("pod", key)
+		e.untrack(key)
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get pod %s: %w", key, err)
 	}
 	if !allocator.UsesIdentity(pod) {
+		e.untrack(key)
 		return nil, nil
 	}
 	if len(pod.Status.PodIPs) == 0 && pod.Status.PodIP == "" {
@@ -86,14 +88,11 @@ func (e *Exporter) desiredIPs(key string) (map[string][]byte, error) {
 	}
 	nsObj, _ := e.factory.Core().V1().Namespaces().Lister().Get(ns)
 	lkey := podlabels.ForPod(e.cfg.Cluster, pod, nsObj).SortedKVStoreString()
+	// Track before the lookup: an identity event after it requeues the pod.
+	e.track(lkey, key)
 	id, ok := cmv1.LookupByLabels(e.identities.GetIndexer(), lkey)
 	if !ok {
-		e.waitFor(lkey, key)
-		// The identity may have arrived between the lookup and waitFor,
-		// after releaseWaiting ran: look again.
-		if id, ok = cmv1.LookupByLabels(e.identities.GetIndexer(), lkey); !ok {
-			return nil, fmt.Errorf("pod %s: %w", key, errIdentityPending)
-		}
+		return nil, fmt.Errorf("pod %s: %w", key, errIdentityPending)
 	}
 	ips := []string{pod.Status.PodIP}
 	for _, p := range pod.Status.PodIPs {
