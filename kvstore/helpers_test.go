@@ -9,6 +9,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/clustermesh/clustermesh/internal/testutil"
 )
 
 // run starts f in a goroutine owned by the test: cancelled and waited for at
@@ -30,13 +32,7 @@ func run(t *testing.T, f func(ctx context.Context) error) context.CancelFunc {
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, 20*time.Second, what, cond)
 }
 
 // recorder is a WatchHandler that keeps the mirrored state and the events.

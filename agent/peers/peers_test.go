@@ -15,6 +15,7 @@ import (
 	"github.com/clustermesh/clustermesh/agent/peers"
 	"github.com/clustermesh/clustermesh/identity"
 	"github.com/clustermesh/clustermesh/internal/backoff"
+	"github.com/clustermesh/clustermesh/internal/testutil"
 	"github.com/clustermesh/clustermesh/kvstore"
 	"github.com/clustermesh/clustermesh/kvstore/kvtest"
 	"github.com/clustermesh/clustermesh/kvstore/schema"
@@ -87,13 +88,7 @@ func writeConfig(t *testing.T, dir, name string, cfg kvstore.ClientConfig) {
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, 20*time.Second, what, cond)
 }
 
 func TestDirectoryDrivesPeers(t *testing.T) {

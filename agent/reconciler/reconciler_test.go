@@ -13,6 +13,7 @@ import (
 	"github.com/clustermesh/clustermesh/agent/datapath"
 	"github.com/clustermesh/clustermesh/agent/reconciler"
 	"github.com/clustermesh/clustermesh/internal/backoff"
+	"github.com/clustermesh/clustermesh/internal/testutil"
 )
 
 // source is a desired state that tests change.
@@ -57,13 +58,7 @@ func start(t *testing.T, table *datapath.MemTable[string, int], src *source) *re
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, what, cond)
 }
 
 func held(t *testing.T, table *datapath.MemTable[string, int]) map[string]int {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/clustermesh/clustermesh/agent/remote"
 	"github.com/clustermesh/clustermesh/internal/backoff"
+	"github.com/clustermesh/clustermesh/internal/testutil"
 	"github.com/clustermesh/clustermesh/kvstore"
 	"github.com/clustermesh/clustermesh/kvstore/kvtest"
 	"github.com/clustermesh/clustermesh/kvstore/schema"
@@ -95,13 +96,7 @@ func run(t *testing.T, f func(context.Context) error) {
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, 20*time.Second, what, cond)
 }
 
 const (

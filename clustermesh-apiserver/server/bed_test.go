@@ -18,6 +18,7 @@ import (
 	"github.com/clustermesh/clustermesh/clustermesh-apiserver/server"
 	"github.com/clustermesh/clustermesh/internal/k8stest"
 	"github.com/clustermesh/clustermesh/internal/pki"
+	"github.com/clustermesh/clustermesh/internal/testutil"
 	"github.com/clustermesh/clustermesh/kvstore"
 	"github.com/clustermesh/clustermesh/kvstore/kvtest"
 	"github.com/clustermesh/clustermesh/kvstore/schema"
@@ -177,13 +178,7 @@ func eventually(t testing.TB, what string, cond func() bool) {
 
 func waitWithin(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.Eventually(t, d, what, cond)
 }
 
 // Kubernetes objects, created the way kubelet and controllers would.

@@ -3,28 +3,16 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
-	"k8s.io/klog/v2"
 
 	"github.com/clustermesh/clustermesh/agent/server"
+	"github.com/clustermesh/clustermesh/internal/cmdutil"
 	"github.com/clustermesh/clustermesh/internal/flagconf"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := newCommand().ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "Error:", err)
-		os.Exit(1)
-	}
-}
+func main() { cmdutil.Main(newCommand()) }
 
 func newCommand() *cobra.Command {
 	var cfg server.Config
@@ -43,12 +31,10 @@ func newCommand() *cobra.Command {
 			if err := flagconf.Apply(cmd.Flags(), "CLUSTERMESH_AGENT", configFile); err != nil {
 				return err
 			}
-			var level slog.Level
-			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-				return fmt.Errorf("--log-level: %w", err)
+			log, err := cmdutil.Logger(logLevel)
+			if err != nil {
+				return err
 			}
-			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-			klog.SetSlogLogger(log)
 			a, err := server.New(cfg, log)
 			if err != nil {
 				return err
