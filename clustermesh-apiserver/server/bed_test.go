@@ -163,6 +163,23 @@ func (b *bed) list(t testing.TB, prefix string) map[string]string {
 	return out
 }
 
+// waitValue waits until key holds want, and reports the difference if it
+// never does.
+func (b *bed) waitValue(t testing.TB, key, want string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got := b.get(t, key)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s\n got %s\nwant %s", key, got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func (b *bed) waitSynced(t testing.TB) {
 	t.Helper()
 	for _, p := range []string{b.paths.NodesPrefix(), b.paths.IdentitiesPrefix(), b.paths.IPPrefix(), b.paths.ServicesPrefix()} {

@@ -77,32 +77,24 @@ func TestExportsNodesIdentitiesIPsAndServices(t *testing.T) {
 		`"IPv4HealthIP":"","IPv6HealthIP":"","IPv4IngressIP":"","IPv6IngressIP":"","ClusterID":1,"Source":"custom-resource","EncryptionKey":0,` +
 		`"Labels":{"kubernetes.io/hostname":"n1"},"Annotations":null,"NodeIdentity":0,` +
 		`"WireguardPubKey":"dGhpcyBpcyBhIDMyIGJ5dGUga2V5IGZvciB0ZXN0cyE=","BootID":"boot-n1"}`
-	eventually(t, "node exported", func() bool { return b.get(t, p.Node("cluster1", "n1")) != "" })
-	if got := b.get(t, p.Node("cluster1", "n1")); got != wantNode {
-		t.Errorf("node\n got %s\nwant %s", got, wantNode)
-	}
+	b.waitValue(t, p.Node("cluster1", "n1"), wantNode)
 
+	// The objects were created after the apiserver started: wait for each.
+	wantIP := `{"IP":"10.1.1.5","Mask":null,"HostIP":"192.168.1.10","ID":65537,"Key":0,"Metadata":"",` +
+		`"K8sNamespace":"default","K8sPodName":"x-wing","K8sServiceAccount":"pilot","NamedPorts":[{"Name":"http","Port":8080,"Protocol":"TCP"}]}`
+	b.waitValue(t, p.IPDefaultPrefix()+"10.1.1.5", wantIP)
+	wantLabels := "k8s:app=x-wing;k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name=default;" +
+		"k8s:io.cilium.k8s.policy.cluster=cluster1;k8s:io.cilium.k8s.policy.serviceaccount=pilot;k8s:io.kubernetes.pod.namespace=default;"
+	b.waitValue(t, p.Identity(65537), wantLabels)
 	ids, err := cmv1.ListIdentities(t.Context(), mustRC(t, b))
 	if err != nil || len(ids.Items) != 1 || ids.Items[0].Name != "65537" {
 		t.Fatalf("identities = %+v, %v; want exactly 65537 (cluster 1's first)", ids, err)
-	}
-	wantLabels := "k8s:app=x-wing;k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name=default;" +
-		"k8s:io.cilium.k8s.policy.cluster=cluster1;k8s:io.cilium.k8s.policy.serviceaccount=pilot;k8s:io.kubernetes.pod.namespace=default;"
-	if got := b.get(t, p.Identity(65537)); got != wantLabels {
-		t.Errorf("identity 65537\n got %s\nwant %s", got, wantLabels)
-	}
-	wantIP := `{"IP":"10.1.1.5","Mask":null,"HostIP":"192.168.1.10","ID":65537,"Key":0,"Metadata":"",` +
-		`"K8sNamespace":"default","K8sPodName":"x-wing","K8sServiceAccount":"pilot","NamedPorts":[{"Name":"http","Port":8080,"Protocol":"TCP"}]}`
-	if got := b.get(t, p.IPDefaultPrefix()+"10.1.1.5"); got != wantIP {
-		t.Errorf("ip entry\n got %s\nwant %s", got, wantIP)
 	}
 	wantSvc := `{"cluster":"cluster1","namespace":"default","name":"rebel-base",` +
 		`"frontends":{"` + svc.Spec.ClusterIP + `":{"http":{"Protocol":"TCP","Port":80}}},` +
 		`"backends":{"10.1.1.5":{"http":{"Protocol":"TCP","Port":8080}}},` +
 		`"labels":{"app":"rebel-base"},"selector":{"app":"rebel-base"},"includeExternal":true,"shared":true,"clusterID":1}`
-	if got := b.get(t, p.Service("cluster1", "default", "rebel-base")); got != wantSvc {
-		t.Errorf("service\n got %s\nwant %s", got, wantSvc)
-	}
+	b.waitValue(t, p.Service("cluster1", "default", "rebel-base"), wantSvc)
 	if got := b.list(t, p.ClusterServicesPrefix("cluster1")); len(got) != 1 {
 		t.Errorf("services exported: %v, want only the global one", got)
 	}
@@ -167,10 +159,14 @@ func TestExportFollowsChanges(t *testing.T) {
 // back after deletion, and a restart on an empty etcd exports everything
 // again.
 func TestMarkersConfigAndRestartWithEmptyEtcd(t *testing.T) {
-	b := newBed(t, nil)
+	// The pods exist before the apiserver starts: they are the initial
+	// export the markers vouch for.
+	b := newStoppedBed(t, nil)
 	for i := range 20 {
 		b.createPod(t, "default", "pod"+strconv.Itoa(i), map[string]string{"app": "a" + strconv.Itoa(i%5)}, "10.1.1."+strconv.Itoa(10+i), "192.168.1.10")
 	}
+	b.start(t)
+	b.admin = b.client(t, kvstore.AdminUser)
 	b.waitSynced(t)
 	before := b.list(t, "cilium/state/")
 	if n := len(b.list(t, b.paths.IPDefaultPrefix())); n != 20 {
@@ -207,6 +203,7 @@ func TestRemoteUserIsReadOnly(t *testing.T) {
 	b := newBed(t, nil)
 	b.createPod(t, "default", "x-wing", map[string]string{"app": "x-wing"}, "10.1.1.5", "192.168.1.10")
 	b.waitSynced(t)
+	eventually(t, "pod exported", func() bool { return b.get(t, b.paths.IPDefaultPrefix()+"10.1.1.5") != "" })
 	remote := b.client(t, kvstore.RemoteUser).Etcd()
 	resp, err := remote.Get(t.Context(), "cilium/state/", clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil || resp.Count < 2 {

@@ -58,12 +58,10 @@ func TestInvalidInputBecomesEvents(t *testing.T) {
 	}
 	p := b.paths
 	// The rest goes on: the valid pod and the valid parts of services.
-	if b.get(t, p.IPDefaultPrefix()+"10.1.1.7") == "" {
-		t.Error("a valid pod was not exported next to invalid ones")
-	}
-	if got := b.get(t, p.Service("cluster1", "default", "odd-affinity")); got == "" {
-		t.Error("a global service with an unknown affinity was not exported (affinity falls back to none)")
-	}
+	eventually(t, "the valid pod exported next to invalid ones", func() bool { return b.get(t, p.IPDefaultPrefix()+"10.1.1.7") != "" })
+	eventually(t, "a global service with an unknown affinity exported (affinity falls back to none)", func() bool {
+		return b.get(t, p.Service("cluster1", "default", "odd-affinity")) != ""
+	})
 	eventually(t, "node exported without the bad key", func() bool {
 		got := b.get(t, p.Node("cluster1", "bad-key"))
 		return strings.Contains(got, `"WireguardPubKey":""`) && strings.Contains(got, "10.1.2.0")
