@@ -45,6 +45,9 @@ type Config struct {
 	Backoff              backoff.Backoff
 	Log                  *slog.Logger
 	Rejected             *prometheus.CounterVec
+	// CacheTTL revokes a peer's state when its heartbeat stops (see
+	// remote.Config.CacheTTL); zero keeps it.
+	CacheTTL time.Duration
 }
 
 // Manager runs one remote.Cluster per config file.
@@ -146,7 +149,7 @@ func (m *Manager) sync(ctx context.Context) {
 		c, err := remote.New(remote.Config{
 			Name: name, Client: f.cfg, Paths: m.cfg.Paths, LocalName: m.cfg.LocalName, LocalID: m.cfg.LocalID,
 			MaxConnectedClusters: m.cfg.MaxConnectedClusters, Registry: m.registry, Sink: m.cfg.Sink,
-			Backoff: m.cfg.Backoff, Log: m.log, Rejected: m.cfg.Rejected,
+			Backoff: m.cfg.Backoff, Log: m.log, Rejected: m.cfg.Rejected, CacheTTL: m.cfg.CacheTTL,
 		})
 		if err != nil {
 			m.bad[name] = err.Error()

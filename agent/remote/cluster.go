@@ -13,6 +13,7 @@ import (
 
 	"github.com/clustermesh/clustermesh/identity"
 	"github.com/clustermesh/clustermesh/internal/backoff"
+	"github.com/clustermesh/clustermesh/internal/clock"
 	"github.com/clustermesh/clustermesh/kvstore"
 	"github.com/clustermesh/clustermesh/kvstore/schema"
 )
@@ -33,6 +34,14 @@ type Config struct {
 	Log                  *slog.Logger
 	// Rejected counts rejected entries by cluster, kind and reason (optional).
 	Rejected *prometheus.CounterVec
+	// CacheTTL, when positive, revokes the peer's state once its heartbeat
+	// has not changed for this long, on our clock (the peer is unreachable,
+	// or its exporter stopped): the state is drained and read again from
+	// scratch when the peer is back. Zero keeps the last known state
+	// forever. It must exceed the peers' heartbeat interval (1m by default).
+	CacheTTL time.Duration
+	// Clock for the heartbeat and the cache TTL (default: real).
+	Clock clock.Clock
 }
 
 // Status of a peer.
@@ -45,6 +54,7 @@ type Status struct {
 	Entries         map[Kind]int      `json:"entries"`
 	Rejected        map[string]uint64 `json:"rejected,omitempty"`
 	Failures        uint64            `json:"failures"`
+	Revoked         bool              `json:"revoked,omitempty"`
 	LastFailure     string            `json:"lastFailure,omitempty"`
 	LastFailureTime time.Time         `json:"lastFailureTime,omitzero"`
 }
@@ -62,7 +72,10 @@ type Cluster struct {
 	id     identity.ClusterID
 }
 
-var errConfigChanged = errors.New("the peer's cluster config changed")
+var (
+	errConfigChanged = errors.New("the peer's cluster config changed")
+	errRevoked       = errors.New("the peer's heartbeat is older than the cache TTL: its state was revoked")
+)
 
 // New returns the connection to a peer; nothing happens before Run.
 func New(cfg Config) (*Cluster, error) {
@@ -142,7 +155,7 @@ func (c *Cluster) connectAndServe(ctx context.Context) error {
 	}
 	v := c.adopt(id)
 	c.mu.Lock()
-	c.status.Connected = true
+	c.status.Connected, c.status.Revoked = true, false
 	c.status.ClusterID = uint32(id)
 	c.mu.Unlock()
 	c.log.Info("connected to peer", "cluster-id", id, "synced-canaries", cc.Capabilities.SyncedCanaries)
@@ -196,7 +209,60 @@ func (c *Cluster) connectAndServe(ctx context.Context) error {
 			_ = ws.Run(ctx)
 		})
 	}
-	return c.watchConfig(ctx, cli, cc)
+	if c.cfg.CacheTTL > 0 {
+		wg.Go(func() {
+			if c.revokeWhenStale(ctx, cli) {
+				cancel()
+			}
+		})
+	}
+	err = c.watchConfig(ctx, cli, cc)
+	if c.Status().Revoked {
+		return errRevoked
+	}
+	return err
+}
+
+// revokeWhenStale drains the peer once its heartbeat is older than the
+// cache TTL, and reports whether it did.
+func (c *Cluster) revokeWhenStale(ctx context.Context, cli *kvstore.Client) bool {
+	clk := c.cfg.Clock
+	if clk == nil {
+		clk = clock.Real{}
+	}
+	mon := kvstore.NewHeartbeatMonitor(cli, c.cfg.Paths, c.cfg.CacheTTL, clk)
+	var wg sync.WaitGroup
+	mctx, stop := context.WithCancel(ctx)
+	defer func() { stop(); wg.Wait() }()
+	wg.Go(func() { _ = mon.Run(mctx) })
+	// Staleness is measured on our clock from the last time the heartbeat
+	// changed, so that clock skew between clusters does not matter.
+	var seen time.Time
+	seenAt := clk.Now()
+	for {
+		t := clk.NewTimer(max(c.cfg.CacheTTL/10, 10*time.Millisecond))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C():
+		}
+		st := mon.Status()
+		if !st.Last.Equal(seen) {
+			seen, seenAt = st.Last, clk.Now()
+		}
+		if clk.Now().Sub(seenAt) <= c.cfg.CacheTTL {
+			continue
+		}
+		c.log.Warn("peer's heartbeat did not change for longer than the cache TTL: revoking its state",
+			"last-heartbeat", st.Last, "ttl", c.cfg.CacheTTL)
+		c.mu.Lock()
+		c.status.Revoked, c.status.Ready, c.status.Synced = true, false, map[Kind]bool{}
+		c.v = nil // read everything again on reconnection
+		c.mu.Unlock()
+		c.cfg.Sink.Drain(c.cfg.Name)
+		return true
+	}
 }
 
 // checkConfig validates the peer's cluster config against the local one.

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -34,6 +35,9 @@ type Config struct {
 	Datapath             string // --datapath: "none" (in memory); "bpf" arrives with the eBPF datapath
 	APISocket            string // --api-socket
 	KVStoreRoot          string // --kvstore-root
+	// CacheTTL revokes a peer's state when its heartbeat has not changed
+	// for this long (--clustermesh-cache-ttl; 0: keep it).
+	CacheTTL time.Duration
 }
 
 // Validate checks the configuration and fills defaults.
@@ -64,6 +68,9 @@ func (c *Config) Validate() error {
 	}
 	if c.APISocket == "" {
 		errs = append(errs, errors.New("--api-socket: required (e.g. /var/run/clustermesh/agent.sock)"))
+	}
+	if c.CacheTTL < 0 {
+		errs = append(errs, fmt.Errorf("--clustermesh-cache-ttl %v: must be 0 (keep the last state) or positive", c.CacheTTL))
 	}
 	if c.KVStoreRoot == "" {
 		c.KVStoreRoot = "cilium"
@@ -104,7 +111,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	a.peers = peers.New(peers.Config{
 		Dir: cfg.MeshConfigDir, LocalName: cfg.ClusterName, LocalID: identity.ClusterID(cfg.ClusterID),
 		MaxConnectedClusters: cfg.MaxConnectedClusters, Paths: schema.Paths{Root: cfg.KVStoreRoot},
-		Sink: st.BufferedRemoteSink(), Log: log, Rejected: rejected,
+		Sink: st.BufferedRemoteSink(), Log: log, Rejected: rejected, CacheTTL: cfg.CacheTTL,
 	})
 	a.ipcache = reconciler.New(reconciler.Config[netip.Prefix, datapath.IPCacheEntry]{
 		Name: "ipcache", Table: a.Datapath.IPCache(), Desired: a.desiredIPCache,
