@@ -106,7 +106,7 @@ func BenchmarkLookupIP(b *testing.B) {
 // slices ~6%, index keys the rest.
 func TestHeapPerIPEntry(t *testing.T) {
 	if testing.Short() {
-		t.Skip("ingests 100k entries")
+		t.Skip("-short: this test ingests 100k entries; make test runs it (no -short)")
 	}
 	prefixes, entries := ipInputs(ingestN)
 	var before, after runtime.MemStats
