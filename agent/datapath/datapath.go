@@ -33,6 +33,29 @@ type Peer struct {
 	WireguardPubKey string
 }
 
+// ServiceKey is a Service frontend: what a client connects to.
+type ServiceKey struct {
+	Addr netip.Addr
+	Port uint16
+	// Protocol is "TCP", "UDP" or "SCTP".
+	Protocol string
+}
+
+// Service is where connections to a frontend go: the selected backends
+// (already chosen by affinity and readiness; the datapath picks among all
+// of them). No backends: connections are refused.
+type Service struct {
+	Namespace, Name string
+	Backends        []Backend
+}
+
+// Backend is one target of a frontend.
+type Backend struct {
+	Addr    netip.Addr
+	Port    uint16
+	Cluster string
+}
+
 // Table is one kind of kernel state keyed by K.
 type Table[K comparable, V any] interface {
 	Update(ctx context.Context, key K, value V) error
@@ -44,4 +67,5 @@ type Table[K comparable, V any] interface {
 type Datapath interface {
 	IPCache() Table[netip.Prefix, IPCacheEntry]
 	Peers() Table[string, Peer] // key: cluster/node
+	Services() Table[ServiceKey, Service]
 }

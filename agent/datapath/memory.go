@@ -10,13 +10,18 @@ import (
 
 // Memory is the in-memory datapath.
 type Memory struct {
-	ipcache *MemTable[netip.Prefix, IPCacheEntry]
-	peers   *MemTable[string, Peer]
+	ipcache  *MemTable[netip.Prefix, IPCacheEntry]
+	peers    *MemTable[string, Peer]
+	services *MemTable[ServiceKey, Service]
 }
 
 // NewMemory returns an empty in-memory datapath.
 func NewMemory() *Memory {
-	return &Memory{ipcache: NewMemTable[netip.Prefix, IPCacheEntry](), peers: NewMemTable[string, Peer]()}
+	return &Memory{
+		ipcache:  NewMemTable[netip.Prefix, IPCacheEntry](),
+		peers:    NewMemTable[string, Peer](),
+		services: NewMemTable[ServiceKey, Service](),
+	}
 }
 
 // IPCache implements Datapath.
@@ -24,6 +29,9 @@ func (m *Memory) IPCache() Table[netip.Prefix, IPCacheEntry] { return m.ipcache 
 
 // Peers implements Datapath.
 func (m *Memory) Peers() Table[string, Peer] { return m.peers }
+
+// Services implements Datapath.
+func (m *Memory) Services() Table[ServiceKey, Service] { return m.services }
 
 // MemIPCache gives tests the concrete table (fault injection, counters).
 func (m *Memory) MemIPCache() *MemTable[netip.Prefix, IPCacheEntry] { return m.ipcache }

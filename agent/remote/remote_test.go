@@ -1,7 +1,6 @@
 package remote_test
 
 import (
-	"context"
 	"strconv"
 	"strings"
 	"testing"
@@ -10,88 +9,30 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/clustermesh/clustermesh/agent/remote"
-	"github.com/clustermesh/clustermesh/internal/backoff"
+	"github.com/clustermesh/clustermesh/internal/meshtest"
 	"github.com/clustermesh/clustermesh/internal/testutil"
 	"github.com/clustermesh/clustermesh/kvstore"
 	"github.com/clustermesh/clustermesh/kvstore/kvtest"
-	"github.com/clustermesh/clustermesh/kvstore/schema"
 )
 
-var fast = backoff.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond}
+var fast = meshtest.Fast
 
-// peer is a simulated peer cluster: a real etcd written through SyncStores,
-// as its clustermesh-apiserver would.
-type peer struct {
-	env    *kvtest.Env
-	name   string
-	stores map[string]*kvstore.SyncStore
-}
-
-func startPeer(t *testing.T, name string, id uint32) *peer {
+func connect(t *testing.T, p *meshtest.Peer, reg *remote.Registry, sink remote.Sink) *remote.Cluster {
 	t.Helper()
-	env := kvtest.Start(t, kvtest.Options{Cluster: name})
-	admin := env.Connect(t, kvstore.AdminUser)
-	p := &peer{env: env, name: name, stores: map[string]*kvstore.SyncStore{}}
-	paths := env.Paths
-	for prefix, synced := range map[string]string{
-		paths.NodesPrefix() + "/":    paths.NodesPrefix(),
-		paths.IdentityIDPrefix():     paths.IdentitiesPrefix(),
-		paths.IPDefaultPrefix():      paths.IPPrefix(),
-		paths.ServicesPrefix() + "/": paths.ServicesPrefix(),
-	} {
-		s, err := kvstore.NewSyncStore(admin, kvstore.SyncStoreConfig{Prefix: prefix, SyncedKey: paths.Synced(name, synced), Backoff: fast})
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.stores[prefix] = s
-		run(t, s.Run)
-	}
-	cc := schema.ClusterConfig{ID: id, Capabilities: schema.ClusterConfigCapabilities{SyncedCanaries: true, MaxConnectedClusters: 255}}
-	b, _ := cc.Marshal()
-	if _, err := admin.Etcd().Put(t.Context(), paths.ClusterConfig(name), string(b)); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return connectWith(t, p, p.Env.ClientConfig(t, kvstore.RemoteUser), reg, sink)
 }
 
-func (p *peer) put(t *testing.T, key, value string) {
-	t.Helper()
-	for prefix, s := range p.stores {
-		if strings.HasPrefix(key, prefix) {
-			if err := s.Upsert(key, []byte(value)); err != nil {
-				t.Fatal(err)
-			}
-			return
-		}
-	}
-	t.Fatalf("no store for %s", key)
-}
-
-func (p *peer) synced() {
-	for _, s := range p.stores {
-		s.Synced()
-	}
-}
-
-func connect(t *testing.T, p *peer, reg *remote.Registry, sink remote.Sink) *remote.Cluster {
+func connectWith(t *testing.T, p *meshtest.Peer, cfg kvstore.ClientConfig, reg *remote.Registry, sink remote.Sink) *remote.Cluster {
 	t.Helper()
 	c, err := remote.New(remote.Config{
-		Name: p.name, Client: p.env.ClientConfig(t, kvstore.RemoteUser), Paths: p.env.Paths,
+		Name: p.Name, Client: cfg, Paths: p.Env.Paths,
 		LocalName: "cluster1", LocalID: 1, MaxConnectedClusters: 255, Registry: reg, Sink: sink, Backoff: fast,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, c.Run)
+	meshtest.Go(t, c.Run)
 	return c
-}
-
-func run(t *testing.T, f func(context.Context) error) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { _ = f(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
 }
 
 func eventually(t *testing.T, what string, cond func() bool) {
@@ -118,23 +59,23 @@ func service(cluster string, id uint32) string {
 // Each spoofing attempt is rejected and counted while the peer's honest
 // data is accepted.
 func TestUntrustedPeerDataIsValidated(t *testing.T) {
-	p := startPeer(t, "cluster2", 2)
-	paths := p.env.Paths
+	p := meshtest.StartPeer(t, "cluster2", 2)
+	paths := p.Env.Paths
 	// Honest.
-	p.put(t, paths.Node("cluster2", "n1"), node2)
-	p.put(t, paths.Identity(131073), labels)
-	p.put(t, paths.IPDefaultPrefix()+"10.2.1.5", ipEntry("10.2.1.5", 131073))
-	p.put(t, paths.Service("cluster2", "default", "rebel-base"), service("cluster2", 2))
+	p.Put(t, paths.Node("cluster2", "n1"), node2)
+	p.Put(t, paths.Identity(131073), labels)
+	p.Put(t, paths.IPDefaultPrefix()+"10.2.1.5", ipEntry("10.2.1.5", 131073))
+	p.Put(t, paths.Service("cluster2", "default", "rebel-base"), service("cluster2", 2))
 	// Spoofed.
-	p.put(t, paths.Node("cluster3", "evil"), strings.ReplaceAll(node2, `"cluster2"`, `"cluster3"`))
-	p.put(t, paths.Identity(65537), strings.ReplaceAll(labels, "cluster2", "cluster1"))                  // cluster1's range
-	p.put(t, paths.Identity(131074), "k8s:app=x;k8s:io.kubernetes.pod.namespace=default;")               // no cluster label
-	p.put(t, paths.Identity(131075), strings.ReplaceAll(labels, "cluster=cluster2", "cluster=cluster1")) // another cluster's label
-	p.put(t, paths.Identity(2), "reserved:world;")                                                       // reserved
-	p.put(t, paths.IPDefaultPrefix()+"8.8.8.8", ipEntry("8.8.8.8", 131073))                              // outside pod CIDRs
-	p.put(t, paths.IPDefaultPrefix()+"10.2.1.6", ipEntry("10.2.1.6", 65537))                             // foreign identity
-	p.put(t, paths.Service("cluster3", "default", "rebel-base"), service("cluster3", 3))                 // another cluster's name
-	p.synced()
+	p.Put(t, paths.Node("cluster3", "evil"), strings.ReplaceAll(node2, `"cluster2"`, `"cluster3"`))
+	p.Put(t, paths.Identity(65537), strings.ReplaceAll(labels, "cluster2", "cluster1"))                  // cluster1's range
+	p.Put(t, paths.Identity(131074), "k8s:app=x;k8s:io.kubernetes.pod.namespace=default;")               // no cluster label
+	p.Put(t, paths.Identity(131075), strings.ReplaceAll(labels, "cluster=cluster2", "cluster=cluster1")) // another cluster's label
+	p.Put(t, paths.Identity(2), "reserved:world;")                                                       // reserved
+	p.Put(t, paths.IPDefaultPrefix()+"8.8.8.8", ipEntry("8.8.8.8", 131073))                              // outside pod CIDRs
+	p.Put(t, paths.IPDefaultPrefix()+"10.2.1.6", ipEntry("10.2.1.6", 65537))                             // foreign identity
+	p.Put(t, paths.Service("cluster3", "default", "rebel-base"), service("cluster3", 3))                 // another cluster's name
+	p.Synced()
 
 	sink := newMemSink()
 	c := connect(t, p, remote.NewRegistry("cluster1", 1), sink)
@@ -165,28 +106,28 @@ func TestUntrustedPeerDataIsValidated(t *testing.T) {
 // An ip entry announced before the node whose CIDR holds it waits, and is
 // withdrawn when that node goes.
 func TestIPEntriesFollowNodeCIDRs(t *testing.T) {
-	p := startPeer(t, "cluster2", 2)
-	paths := p.env.Paths
-	p.put(t, paths.IPDefaultPrefix()+"10.2.1.5", ipEntry("10.2.1.5", 131073))
-	p.synced()
+	p := meshtest.StartPeer(t, "cluster2", 2)
+	paths := p.Env.Paths
+	p.Put(t, paths.IPDefaultPrefix()+"10.2.1.5", ipEntry("10.2.1.5", 131073))
+	p.Synced()
 	sink := newMemSink()
 	c := connect(t, p, remote.NewRegistry("cluster1", 1), sink)
 	eventually(t, "peer ready", func() bool { return c.Status().Ready })
 	if got := sink.keys(); len(got) != 0 {
 		t.Fatalf("ip accepted before its node: %v", got)
 	}
-	p.put(t, paths.Node("cluster2", "n1"), node2)
+	p.Put(t, paths.Node("cluster2", "n1"), node2)
 	eventually(t, "ip accepted once its node arrives", func() bool { return len(sink.keys()) == 2 })
-	p.stores[paths.NodesPrefix()+"/"].Delete(paths.Node("cluster2", "n1"))
+	p.Delete(t, paths.Node("cluster2", "n1"))
 	eventually(t, "ip withdrawn with its node", func() bool { return len(sink.keys()) == 0 })
 }
 
 // Two peers claiming one cluster ID: the second is refused with a clear status.
 func TestDuplicateClusterIDRefused(t *testing.T) {
 	reg := remote.NewRegistry("cluster1", 1)
-	a, b := startPeer(t, "cluster2", 2), startPeer(t, "cluster3", 2)
-	a.synced()
-	b.synced()
+	a, b := meshtest.StartPeer(t, "cluster2", 2), meshtest.StartPeer(t, "cluster3", 2)
+	a.Synced()
+	b.Synced()
 	ca := connect(t, a, reg, newMemSink())
 	eventually(t, "first peer ready", func() bool { return ca.Status().Ready })
 	cb := connect(t, b, reg, newMemSink())
@@ -194,22 +135,22 @@ func TestDuplicateClusterIDRefused(t *testing.T) {
 		st := cb.Status()
 		return !st.Connected && strings.Contains(st.LastFailure, "cluster ID 2 of peer cluster3 is already used by peer cluster2")
 	})
-	self := startPeer(t, "cluster4", 1)
-	self.synced()
+	self := meshtest.StartPeer(t, "cluster4", 1)
+	self.Synced()
 	cs := connect(t, self, reg, newMemSink())
 	eventually(t, "peer with the local ID refused", func() bool { return strings.Contains(cs.Status().LastFailure, "local cluster's") })
 }
 
 // A change of the peer's cluster ID drains everything it announced.
 func TestClusterIDChangeDrains(t *testing.T) {
-	p := startPeer(t, "cluster2", 2)
-	paths := p.env.Paths
-	p.put(t, paths.Node("cluster2", "n1"), node2)
-	p.synced()
+	p := meshtest.StartPeer(t, "cluster2", 2)
+	paths := p.Env.Paths
+	p.Put(t, paths.Node("cluster2", "n1"), node2)
+	p.Synced()
 	sink := newMemSink()
 	c := connect(t, p, remote.NewRegistry("cluster1", 1), sink)
 	eventually(t, "node ingested", func() bool { return len(sink.keys()) == 1 })
-	admin := p.env.Connect(t, kvstore.AdminUser)
+	admin := p.Env.Connect(t, kvstore.AdminUser)
 	if _, err := admin.Etcd().Put(t.Context(), paths.ClusterConfig("cluster2"), `{"id":5,"capabilities":{"syncedCanaries":true,"maxConnectedClusters":255}}`); err != nil {
 		t.Fatal(err)
 	}
@@ -228,25 +169,71 @@ func TestClusterIDChangeDrains(t *testing.T) {
 
 // A restart of the peer's etcd loses nothing and deletes nothing spuriously.
 func TestPeerRestartLosesNothing(t *testing.T) {
-	p := startPeer(t, "cluster2", 2)
-	paths := p.env.Paths
-	p.put(t, paths.Node("cluster2", "n1"), node2)
-	p.put(t, paths.Identity(131073), labels)
-	p.put(t, paths.IPDefaultPrefix()+"10.2.1.5", ipEntry("10.2.1.5", 131073))
-	p.synced()
+	p := meshtest.StartPeer(t, "cluster2", 2)
+	paths := p.Env.Paths
+	p.Put(t, paths.Node("cluster2", "n1"), node2)
+	p.Put(t, paths.Identity(131073), labels)
+	p.Put(t, paths.IPDefaultPrefix()+"10.2.1.5", ipEntry("10.2.1.5", 131073))
+	p.Synced()
 	sink := newMemSink()
 	c := connect(t, p, remote.NewRegistry("cluster1", 1), sink)
 	eventually(t, "peer ready", func() bool { return c.Status().Ready && len(sink.keys()) == 3 })
 	before := sink.keys()
-	p.env.Stop()
+	p.Env.Stop()
 	// While its watches fail and retry, the agent keeps the peer's state.
 	testutil.Consistently(t, 500*time.Millisecond, "state unchanged while the peer is down", func() bool {
 		return cmp.Equal(before, sink.keys())
 	})
-	p.env.Restart(t)
-	p.put(t, paths.Identity(131076), strings.ReplaceAll(labels, "rebel-base", "new"))
+	p.Env.Restart(t)
+	p.Put(t, paths.Identity(131076), strings.ReplaceAll(labels, "rebel-base", "new"))
 	eventually(t, "new identity after restart", func() bool { return len(sink.keys()) == 4 })
 	if n := sink.deletes(); n != 0 {
 		t.Fatalf("%d deletes after a peer restart, want none", n)
+	}
+}
+
+// Keys deleted while the agent is cut off from the peer (and compacted
+// away, so the watch cannot resume) are deleted once it is back, and
+// nothing else is.
+func TestKeyDeletedWhileDisconnected(t *testing.T) {
+	p := meshtest.StartPeer(t, "cluster2", 2)
+	paths := p.Env.Paths
+	p.Put(t, paths.Node("cluster2", "n1"), node2)
+	p.Put(t, paths.Identity(131073), labels)
+	p.Put(t, paths.IPDefaultPrefix()+"10.2.1.5", ipEntry("10.2.1.5", 131073))
+	p.Put(t, paths.IPDefaultPrefix()+"10.2.1.6", ipEntry("10.2.1.6", 131073))
+	p.Synced()
+	proxy := kvtest.StartProxy(t, strings.TrimPrefix(p.Env.URL, "https://"))
+	cfg := p.Env.ClientConfig(t, kvstore.RemoteUser)
+	cfg.Endpoints = []string{"https://" + proxy.Addr}
+	sink := newMemSink()
+	c := connectWith(t, p, cfg, remote.NewRegistry("cluster1", 1), sink)
+	eventually(t, "peer ready", func() bool { return c.Status().Ready && len(sink.keys()) == 4 })
+	proxy.Cut()
+	p.Delete(t, paths.IPDefaultPrefix()+"10.2.1.6")
+	admin := p.Env.Connect(t, kvstore.AdminUser).Etcd()
+	eventually(t, "deleted in the peer's etcd", func() bool {
+		r, err := admin.Get(t.Context(), paths.IPDefaultPrefix()+"10.2.1.6")
+		return err == nil && r.Count == 0
+	})
+	r, err := admin.Get(t.Context(), "compact-me")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Compact(t.Context(), r.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	if got := sink.keys(); len(got) != 4 {
+		t.Fatalf("state changed while cut off: %v", got)
+	}
+	proxy.Restore()
+	eventually(t, "the deleted ip entry is gone after reconnect", func() bool { return len(sink.keys()) == 3 })
+	if n := sink.deletes(); n != 1 {
+		t.Fatalf("%d deletes after reconnect, want exactly the one deleted key", n)
+	}
+	for _, k := range sink.keys() {
+		if strings.Contains(k, "10.2.1.6") {
+			t.Fatalf("deleted entry still present: %v", sink.keys())
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/clustermesh/clustermesh/agent/remote"
+	"github.com/clustermesh/clustermesh/internal/meshtest"
 	"github.com/clustermesh/clustermesh/internal/testutil"
 	"github.com/clustermesh/clustermesh/kvstore"
 )
@@ -14,24 +15,24 @@ import (
 // and read again from scratch when it is back; while heartbeats flow,
 // nothing is revoked.
 func TestCacheTTLRevokesAStalePeer(t *testing.T) {
-	p := startPeer(t, "cluster2", 2)
-	paths := p.env.Paths
-	p.put(t, paths.Node("cluster2", "n1"), node2)
-	p.synced()
-	admin := p.env.Connect(t, kvstore.AdminUser)
-	run(t, func(ctx context.Context) error {
+	p := meshtest.StartPeer(t, "cluster2", 2)
+	paths := p.Env.Paths
+	p.Put(t, paths.Node("cluster2", "n1"), node2)
+	p.Synced()
+	admin := p.Env.Connect(t, kvstore.AdminUser)
+	meshtest.Go(t, func(ctx context.Context) error {
 		return kvstore.RunHeartbeat(ctx, admin, paths, 100*time.Millisecond, nil, nil)
 	})
 	sink := newMemSink()
 	c, err := remote.New(remote.Config{
-		Name: "cluster2", Client: p.env.ClientConfig(t, kvstore.RemoteUser), Paths: paths,
+		Name: "cluster2", Client: p.Env.ClientConfig(t, kvstore.RemoteUser), Paths: paths,
 		LocalName: "cluster1", LocalID: 1, MaxConnectedClusters: 255, Registry: remote.NewRegistry("cluster1", 1),
 		Sink: sink, Backoff: fast, CacheTTL: 3 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, c.Run)
+	meshtest.Go(t, c.Run)
 	eventually(t, "peer ready", func() bool { return c.Status().Ready && len(sink.keys()) == 1 })
 
 	// For longer than the TTL, with heartbeats flowing: nothing is revoked.
@@ -39,10 +40,10 @@ func TestCacheTTLRevokesAStalePeer(t *testing.T) {
 		return !c.Status().Revoked && len(sink.keys()) == 1
 	})
 
-	p.env.Stop()
+	p.Env.Stop()
 	eventually(t, "stale peer revoked and drained", func() bool { return c.Status().Revoked && len(sink.keys()) == 0 })
 
-	p.env.Restart(t)
+	p.Env.Restart(t)
 	eventually(t, "peer read again after it is back", func() bool {
 		st := c.Status()
 		return !st.Revoked && st.Ready && len(sink.keys()) == 1

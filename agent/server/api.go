@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -59,6 +60,8 @@ func (a *Agent) serveAPI(ctx context.Context) error {
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Status()) })
 	mux.HandleFunc("GET /v1/ipcache", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.IPCache()) })
 	mux.HandleFunc("GET /v1/identities", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Identities()) })
+	mux.HandleFunc("GET /v1/services", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Services()) })
+	mux.HandleFunc("GET /v1/endpoints", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Endpoints()) })
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.Registry, promhttp.HandlerOpts{}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -83,7 +86,7 @@ func (a *Agent) serveAPI(ctx context.Context) error {
 // Status is what GET /v1/status answers.
 func (a *Agent) Status() StatusResponse {
 	return StatusResponse{Cluster: a.cfg.ClusterName, Node: a.cfg.NodeName, Peers: a.peers.Status(),
-		Reconcilers: []reconciler.Status{a.ipcache.Status()}}
+		Reconcilers: a.reconcilerStatus()}
 }
 
 // IPCache is what GET /v1/ipcache answers, sorted by prefix.
@@ -112,9 +115,82 @@ func (a *Agent) Identities() []IdentityEntry {
 	return out
 }
 
+// ServiceEntry is one element of GET /v1/services: a frontend and the
+// backends new connections to it use.
+type ServiceEntry struct {
+	Namespace string          `json:"namespace"`
+	Name      string          `json:"name"`
+	Frontend  string          `json:"frontend"` // addr:port/protocol
+	Backends  []BackendTarget `json:"backends"`
+}
+
+// BackendTarget is a selected backend of a ServiceEntry.
+type BackendTarget struct {
+	Address string `json:"address"` // addr:port
+	Cluster string `json:"cluster"`
+}
+
+// Services is what GET /v1/services answers, sorted by namespace, name and
+// frontend.
+func (a *Agent) Services() []ServiceEntry {
+	desired := desiredServices(a.State.Snapshot(), a.cfg.ClusterName)
+	out := make([]ServiceEntry, 0, len(desired))
+	for k, svc := range desired {
+		e := ServiceEntry{Namespace: svc.Namespace, Name: svc.Name, Backends: []BackendTarget{},
+			Frontend: fmt.Sprintf("%s/%s", netip.AddrPortFrom(k.Addr, k.Port), k.Protocol)}
+		for _, b := range svc.Backends {
+			e.Backends = append(e.Backends, BackendTarget{Address: netip.AddrPortFrom(b.Addr, b.Port).String(), Cluster: b.Cluster})
+		}
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		x, y := out[i], out[j]
+		if x.Namespace != y.Namespace {
+			return x.Namespace < y.Namespace
+		}
+		if x.Name != y.Name {
+			return x.Name < y.Name
+		}
+		return x.Frontend < y.Frontend
+	})
+	return out
+}
+
+// EndpointEntry is one element of GET /v1/endpoints: a pod of this node.
+type EndpointEntry struct {
+	Namespace string   `json:"namespace"`
+	Name      string   `json:"name"`
+	IPs       []string `json:"ips"`
+	Identity  uint32   `json:"identity"`
+	Labels    string   `json:"labels"`
+}
+
+// Endpoints is what GET /v1/endpoints answers, sorted by namespace and
+// name.
+func (a *Agent) Endpoints() []EndpointEntry {
+	rows := a.State.Snapshot().Endpoints()
+	out := make([]EndpointEntry, 0, len(rows))
+	for _, r := range rows {
+		e := EndpointEntry{Namespace: r.Namespace, Name: r.Name, IPs: []string{}, Identity: uint32(r.ID), Labels: r.Labels.SortedKVStoreString()}
+		for _, ip := range r.IPs {
+			e.IPs = append(e.IPs, ip.String())
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+func (a *Agent) reconcilerStatus() []reconciler.Status {
+	out := make([]reconciler.Status, 0, len(a.reconcilers))
+	for _, r := range a.reconcilers {
+		out = append(out, r.Status())
+	}
+	return out
 }

@@ -16,11 +16,16 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/clustermesh/clustermesh/agent/datapath"
+	"github.com/clustermesh/clustermesh/agent/local"
 	"github.com/clustermesh/clustermesh/agent/peers"
 	"github.com/clustermesh/clustermesh/agent/reconciler"
 	"github.com/clustermesh/clustermesh/agent/state"
+	cmv1 "github.com/clustermesh/clustermesh/apis/clustermesh/v1alpha1"
 	"github.com/clustermesh/clustermesh/identity"
 	"github.com/clustermesh/clustermesh/kvstore/schema"
 )
@@ -35,6 +40,9 @@ type Config struct {
 	Datapath             string // --datapath: "none" (in memory); "bpf" arrives with the eBPF datapath
 	APISocket            string // --api-socket
 	KVStoreRoot          string // --kvstore-root
+	Kubeconfig           string // --kubeconfig (in-cluster config when empty)
+	// RestConfig, when set (tests), is used instead of Kubeconfig.
+	RestConfig *rest.Config
 	// CacheTTL revokes a peer's state when its heartbeat has not changed
 	// for this long (--clustermesh-cache-ttl; 0: keep it).
 	CacheTTL time.Duration
@@ -80,13 +88,20 @@ func (c *Config) Validate() error {
 
 // Agent is a running clustermesh-agent.
 type Agent struct {
-	cfg      Config
-	log      *slog.Logger
-	State    *state.State
-	Datapath *datapath.Memory
-	peers    *peers.Manager
-	ipcache  *reconciler.Reconciler[netip.Prefix, datapath.IPCacheEntry]
-	Registry *prometheus.Registry
+	cfg         Config
+	log         *slog.Logger
+	State       *state.State
+	Datapath    *datapath.Memory
+	peers       *peers.Manager
+	local       *local.Watcher
+	reconcilers []statusRunner
+	Registry    *prometheus.Registry
+}
+
+// statusRunner is a reconciler of any table.
+type statusRunner interface {
+	Run(ctx context.Context) error
+	Status() reconciler.Status
 }
 
 // New validates cfg and builds the agent.
@@ -113,26 +128,60 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		MaxConnectedClusters: cfg.MaxConnectedClusters, Paths: schema.Paths{Root: cfg.KVStoreRoot},
 		Sink: st.BufferedRemoteSink(), Log: log, Rejected: rejected, CacheTTL: cfg.CacheTTL,
 	})
-	a.ipcache = reconciler.New(reconciler.Config[netip.Prefix, datapath.IPCacheEntry]{
-		Name: "ipcache", Table: a.Datapath.IPCache(), Desired: a.desiredIPCache,
-		Initialized: a.peersReady, Changed: st.Changed, Log: log,
+	rc := cfg.RestConfig
+	if rc == nil {
+		if cfg.Kubeconfig != "" {
+			rc, err = clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+		} else {
+			rc, err = rest.InClusterConfig()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes client config (--kubeconfig %q): %w", cfg.Kubeconfig, err)
+		}
+	}
+	kube, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	idc, err := cmv1.NewRESTClient(rc)
+	if err != nil {
+		return nil, fmt.Errorf("identity client: %w", err)
+	}
+	a.local, err = local.New(local.Config{
+		Cluster: cfg.ClusterName, ClusterID: cfg.ClusterID, NodeName: cfg.NodeName,
+		Kube: kube, Identities: idc, State: st, Log: log,
 	})
+	if err != nil {
+		return nil, err
+	}
+	a.reconcilers = []statusRunner{
+		reconciler.New(reconciler.Config[netip.Prefix, datapath.IPCacheEntry]{
+			Name: "ipcache", Table: a.Datapath.IPCache(), Initialized: a.ready, Changed: st.Changed, Log: log,
+			Desired: func() map[netip.Prefix]datapath.IPCacheEntry {
+				return desiredIPCache(st.Snapshot(), cfg.ClusterName, cfg.NodeName)
+			},
+		}),
+		reconciler.New(reconciler.Config[string, datapath.Peer]{
+			Name: "peers", Table: a.Datapath.Peers(), Initialized: a.ready, Changed: st.Changed, Log: log,
+			Desired: func() map[string]datapath.Peer { return desiredPeers(st.Snapshot(), cfg.ClusterName, cfg.NodeName) },
+		}),
+		reconciler.New(reconciler.Config[datapath.ServiceKey, datapath.Service]{
+			Name: "services", Table: a.Datapath.Services(), Initialized: a.ready, Changed: st.Changed, Log: log,
+			Desired: func() map[datapath.ServiceKey]datapath.Service {
+				return desiredServices(st.Snapshot(), cfg.ClusterName)
+			},
+		}),
+	}
 	return a, nil
 }
 
-// desiredIPCache is the ipcache the datapath must hold.
-func (a *Agent) desiredIPCache() map[netip.Prefix]datapath.IPCacheEntry {
-	rows := a.State.Snapshot().IPCache()
-	out := make(map[netip.Prefix]datapath.IPCacheEntry, len(rows))
-	for _, r := range rows {
-		out[r.Prefix] = datapath.IPCacheEntry{Identity: r.ID, HostIP: r.HostIP, Cluster: r.Cluster}
+// ready reports whether every source delivered its initial state: the local
+// cluster and every configured peer. Until then nothing is pruned from the
+// datapath.
+func (a *Agent) ready() bool {
+	if !a.State.Initialized(local.Sources()...) {
+		return false
 	}
-	return out
-}
-
-// peersReady reports whether every configured peer delivered its initial
-// state; until then nothing is pruned from the datapath.
-func (a *Agent) peersReady() bool {
 	for _, st := range a.peers.Status() {
 		if !st.Ready {
 			return false
@@ -146,10 +195,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
-	errs := make(chan error, 3)
-	for name, f := range map[string]func(context.Context) error{
-		"peers": a.peers.Run, "ipcache reconciler": a.ipcache.Run, "local API": a.serveAPI,
-	} {
+	runners := map[string]func(context.Context) error{
+		"peers": a.peers.Run, "local cluster": a.local.Run, "local API": a.serveAPI,
+	}
+	for _, r := range a.reconcilers {
+		runners[r.Status().Name+" reconciler"] = r.Run
+	}
+	errs := make(chan error, len(runners))
+	for name, f := range runners {
 		wg.Go(func() {
 			if err := f(ctx); err != nil && !errors.Is(err, context.Canceled) {
 				errs <- fmt.Errorf("%s: %w", name, err)

@@ -113,12 +113,14 @@ func dbSchema() *memdb.DBSchema {
 	}
 	byCluster := &memdb.IndexSchema{Name: IndexCluster, Indexer: clusterIndex{}}
 	return &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
-		TableIdentities:  table(TableIdentities, &memdb.UintFieldIndex{Field: "ID"}, byCluster),
-		TableIPCache:     table(TableIPCache, prefixIndex{}, byCluster),
-		TableNodes:       table(TableNodes, compound("Cluster", "Name"), byCluster),
-		TableServices:    table(TableServices, compound("Cluster", "Namespace", "Name"), byCluster, &memdb.IndexSchema{Name: IndexName, Indexer: compound("Namespace", "Name")}),
-		TableInitialized: table(TableInitialized, str("Source")),
-		tablePrefixLens:  table(tablePrefixLens, prefixLenIndex{}),
+		TableIdentities:    table(TableIdentities, &memdb.UintFieldIndex{Field: "ID"}, byCluster),
+		TableIPCache:       table(TableIPCache, prefixIndex{}, byCluster),
+		TableNodes:         table(TableNodes, compound("Cluster", "Name"), byCluster),
+		TableServices:      table(TableServices, compound("Cluster", "Namespace", "Name"), byCluster, &memdb.IndexSchema{Name: IndexName, Indexer: compound("Namespace", "Name")}),
+		TableInitialized:   table(TableInitialized, str("Source")),
+		tablePrefixLens:    table(tablePrefixLens, prefixLenIndex{}),
+		TableEndpoints:     table(TableEndpoints, compound("Namespace", "Name")),
+		TableLocalServices: table(TableLocalServices, compound("Namespace", "Name")),
 	}}
 }
 

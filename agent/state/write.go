@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
 
 	"github.com/hashicorp/go-memdb"
 
@@ -182,7 +183,7 @@ func (w *WriteTxn) UpsertNode(cluster string, n schema.Node) error {
 	case n.Name == "":
 		return errors.New("empty node name")
 	}
-	return w.insert(TableNodes, &NodeRow{Cluster: cluster, Name: n.Name, Node: n})
+	return upsertChanged(w, TableNodes, &NodeRow{Cluster: cluster, Name: n.Name, Node: n}, cluster, n.Name)
 }
 
 // DeleteNode removes node name of cluster.
@@ -198,12 +199,26 @@ func (w *WriteTxn) UpsertService(cluster string, s schema.ClusterService) error 
 	case s.Namespace == "" || s.Name == "":
 		return fmt.Errorf("service %q/%q has an empty namespace or name", s.Namespace, s.Name)
 	}
-	return w.insert(TableServices, &ServiceRow{Cluster: cluster, Namespace: s.Namespace, Name: s.Name, Service: s})
+	return upsertChanged(w, TableServices, &ServiceRow{Cluster: cluster, Namespace: s.Namespace, Name: s.Name, Service: s}, cluster, s.Namespace, s.Name)
 }
 
 // DeleteService removes cluster's copy of the Service namespace/name.
 func (w *WriteTxn) DeleteService(cluster, namespace, name string) error {
 	return w.deleteByID(TableServices, cluster, namespace, name)
+}
+
+// upsertChanged inserts row unless the row of the same primary key (id)
+// is deeply equal, so that rewriting an unchanged object (an informer
+// resync, a status heartbeat) wakes no reconciler.
+func upsertChanged[T any](w *WriteTxn, table string, row *T, id ...any) error {
+	old, err := first[T](w.txn, table, IndexID, id...)
+	if err != nil {
+		return err
+	}
+	if old != nil && reflect.DeepEqual(old, row) {
+		return nil
+	}
+	return w.insert(table, row)
 }
 
 func (w *WriteTxn) deleteByID(table string, key ...any) error {

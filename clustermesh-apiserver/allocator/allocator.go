@@ -19,7 +19,6 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -134,7 +133,7 @@ func (a *Allocator) reconcile(ctx context.Context, key string) error {
 		return nil //nolint:nilerr // a malformed key can never succeed
 	}
 	pod, err := a.pods.Pods(ns).Get(name)
-	if apierrors.IsNotFound(err) || err == nil && !UsesIdentity(pod) {
+	if apierrors.IsNotFound(err) || err == nil && !podlabels.UsesIdentity(pod) {
 		a.setUser(key, "")
 		return nil
 	}
@@ -149,13 +148,6 @@ func (a *Allocator) reconcile(ctx context.Context, key string) error {
 		return nil
 	}
 	return a.allocate(ctx, lkey, labels)
-}
-
-// UsesIdentity reports whether a pod needs an identity: it runs in the pod
-// network and has not terminated.
-func UsesIdentity(p *corev1.Pod) bool {
-	return !p.Spec.HostNetwork && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed &&
-		p.DeletionTimestamp == nil
 }
 
 type createdID struct {

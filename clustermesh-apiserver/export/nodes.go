@@ -2,20 +2,12 @@ package export
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
-	"net"
-	"net/netip"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
-	"github.com/clustermesh/clustermesh/kvstore/schema"
+	"github.com/clustermesh/clustermesh/internal/k8sconv"
 )
-
-// WireguardPubKeyAnnotation is the Node annotation on which the agent
-// publishes its WireGuard public key (Cilium's name).
-const WireguardPubKeyAnnotation = "network.cilium.io/wg-pub-key"
 
 func (e *Exporter) reconcileNode(_ context.Context, name string) error {
 	key := e.cfg.Paths.Node(e.cfg.Cluster, name)
@@ -28,7 +20,7 @@ func (e *Exporter) reconcileNode(_ context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("get node %s: %w", name, err)
 	}
-	n, problems := NodeToSchema(e.cfg.Cluster, uint32(e.cfg.ClusterID), node)
+	n, problems := k8sconv.NodeToSchema(e.cfg.Cluster, uint32(e.cfg.ClusterID), node)
 	for _, p := range problems {
 		e.report(node, name, "node", "InvalidNode", p)
 	}
@@ -40,65 +32,4 @@ func (e *Exporter) reconcileNode(_ context.Context, name string) error {
 		return fmt.Errorf("encode node %s: %w", name, err)
 	}
 	return e.nodes.store.Upsert(key, b)
-}
-
-// NodeToSchema converts a Kubernetes node into the etcd node record, and
-// says what it had to leave out.
-func NodeToSchema(cluster string, clusterID uint32, node *corev1.Node) (schema.Node, []string) {
-	var problems []string
-	n := schema.Node{
-		Name:            node.Name,
-		Cluster:         cluster,
-		ClusterID:       clusterID,
-		Source:          "custom-resource",
-		Labels:          node.Labels,
-		WireguardPubKey: node.Annotations[WireguardPubKeyAnnotation],
-		BootID:          node.Status.NodeInfo.BootID,
-	}
-	for _, a := range node.Status.Addresses {
-		var typ string
-		switch a.Type {
-		case corev1.NodeInternalIP:
-			typ = schema.AddressInternalIP
-		case corev1.NodeExternalIP:
-			typ = schema.AddressExternalIP
-		default:
-			continue
-		}
-		ip, err := netip.ParseAddr(a.Address)
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("node %s: address %q is not an IP; fix status.addresses", node.Name, a.Address))
-			continue
-		}
-		n.IPAddresses = append(n.IPAddresses, schema.NodeAddress{Type: typ, IP: net.IP(ip.Unmap().AsSlice())})
-	}
-	cidrs := node.Spec.PodCIDRs
-	if len(cidrs) == 0 && node.Spec.PodCIDR != "" {
-		cidrs = []string{node.Spec.PodCIDR}
-	}
-	for _, c := range cidrs {
-		p, err := netip.ParsePrefix(c)
-		if err != nil || p.Masked() != p {
-			problems = append(problems, fmt.Sprintf("node %s: pod CIDR %q is not a valid prefix; fix spec.podCIDRs", node.Name, c))
-			continue
-		}
-		cidr := schema.NewCIDR(p)
-		switch {
-		case p.Addr().Is4() && n.IPv4AllocCIDR == nil:
-			n.IPv4AllocCIDR = cidr
-		case p.Addr().Is4():
-			n.IPv4SecondaryAllocCIDRs = append(n.IPv4SecondaryAllocCIDRs, cidr)
-		case n.IPv6AllocCIDR == nil:
-			n.IPv6AllocCIDR = cidr
-		default:
-			n.IPv6SecondaryAllocCIDRs = append(n.IPv6SecondaryAllocCIDRs, cidr)
-		}
-	}
-	if k := n.WireguardPubKey; k != "" {
-		if b, err := base64.StdEncoding.DecodeString(k); err != nil || len(b) != 32 {
-			problems = append(problems, fmt.Sprintf("node %s: annotation %s is not a WireGuard public key (base64 of 32 bytes)", node.Name, WireguardPubKeyAnnotation))
-			n.WireguardPubKey = ""
-		}
-	}
-	return n, problems
 }

@@ -6,16 +6,14 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
-	"sort"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/cache"
 
 	cmv1 "github.com/clustermesh/clustermesh/apis/clustermesh/v1alpha1"
-	"github.com/clustermesh/clustermesh/clustermesh-apiserver/allocator"
 	"github.com/clustermesh/clustermesh/identity/podlabels"
+	"github.com/clustermesh/clustermesh/internal/k8sconv"
 	"github.com/clustermesh/clustermesh/kvstore/schema"
 )
 
@@ -75,7 +73,7 @@ func (e *Exporter) desiredIPs(key string) (map[string][]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("get pod %s: %w", key, err)
 	}
-	if !allocator.UsesIdentity(pod) {
+	if !podlabels.UsesIdentity(pod) {
 		e.untrack(key)
 		return nil, nil
 	}
@@ -121,7 +119,7 @@ func (e *Exporter) desiredIPs(key string) (map[string][]byte, error) {
 			K8sNamespace:      ns,
 			K8sPodName:        name,
 			K8sServiceAccount: pod.Spec.ServiceAccountName,
-			NamedPorts:        namedPorts(pod),
+			NamedPorts:        k8sconv.NamedPorts(pod),
 		}
 		if hostIP.IsValid() {
 			entry.HostIP = net.IP(hostIP.Unmap().AsSlice())
@@ -138,28 +136,4 @@ func (e *Exporter) desiredIPs(key string) (map[string][]byte, error) {
 		e.clearReport("pod", key)
 	}
 	return out, nil
-}
-
-// namedPorts lists the pod's named container ports, sorted by name.
-func namedPorts(pod *corev1.Pod) []schema.NamedPort {
-	var out []schema.NamedPort
-	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
-		for _, c := range cs {
-			for _, p := range c.Ports {
-				if p.Name == "" || p.ContainerPort <= 0 || p.ContainerPort > 65535 {
-					continue
-				}
-				proto := string(p.Protocol)
-				if proto == "" {
-					proto = string(corev1.ProtocolTCP)
-				}
-				np := schema.NamedPort{Name: p.Name, Port: uint16(p.ContainerPort), Protocol: proto}
-				if !slices.Contains(out, np) {
-					out = append(out, np)
-				}
-			}
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
 }

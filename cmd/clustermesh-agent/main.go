@@ -52,6 +52,7 @@ func newCommand() *cobra.Command {
 	f.StringVar(&cfg.MeshConfigDir, "mesh-config-dir", "", "directory of peer etcd client configs, one file per peer named after it")
 	f.StringVar(&cfg.Datapath, "datapath", "none", `"none": keep the datapath in memory (the eBPF datapath is not available yet)`)
 	f.StringVar(&cfg.APISocket, "api-socket", "/var/run/clustermesh/agent.sock", "unix socket of the local API")
+	f.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig file (in-cluster config when empty)")
 	f.StringVar(&cfg.KVStoreRoot, "kvstore-root", "cilium", "root prefix of the etcd schema")
 	f.DurationVar(&cfg.CacheTTL, "clustermesh-cache-ttl", 0,
 		"revoke a peer's state when its heartbeat has not changed for this long (0: keep the last state; must exceed the peers' heartbeat interval)")

@@ -65,3 +65,10 @@ func ForPod(cluster string, pod *corev1.Pod, ns *corev1.Namespace) identity.Labe
 	}
 	return identity.PodLabels(cluster, pod.Namespace, sa, podLabels, nsLabels)
 }
+
+// UsesIdentity reports whether a pod needs an identity: it runs in the pod
+// network and has not terminated.
+func UsesIdentity(p *corev1.Pod) bool {
+	return !p.Spec.HostNetwork && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed &&
+		p.DeletionTimestamp == nil
+}

@@ -1,4 +1,4 @@
-package export
+package k8sconv
 
 import (
 	"net/netip"
@@ -56,7 +56,7 @@ func TestNamedPorts(t *testing.T) {
 		},
 	}}
 	want := []schema.NamedPort{{Name: "dns", Port: 53, Protocol: "UDP"}, {Name: "http", Port: 8080, Protocol: "TCP"}, {Name: "metrics", Port: 9090, Protocol: "TCP"}}
-	if diff := cmp.Diff(want, namedPorts(pod)); diff != "" {
+	if diff := cmp.Diff(want, NamedPorts(pod)); diff != "" {
 		t.Fatalf("(-want +got):\n%s", diff)
 	}
 }

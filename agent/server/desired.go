@@ -1,0 +1,95 @@
+package server
+
+import (
+	"net/netip"
+
+	"github.com/clustermesh/clustermesh/agent/datapath"
+	"github.com/clustermesh/clustermesh/agent/state"
+	"github.com/clustermesh/clustermesh/identity"
+	"github.com/clustermesh/clustermesh/kvstore/schema"
+	"github.com/clustermesh/clustermesh/services"
+)
+
+// desiredIPCache is the ipcache the datapath must hold: every pod IP of
+// every cluster, and the addresses of every node (this node as host, the
+// others as remote-node) where no pod claims the address.
+func desiredIPCache(sn *state.Snapshot, cluster, node string) map[netip.Prefix]datapath.IPCacheEntry {
+	rows := sn.IPCache()
+	out := make(map[netip.Prefix]datapath.IPCacheEntry, len(rows))
+	for _, r := range rows {
+		out[r.Prefix] = datapath.IPCacheEntry{Identity: r.ID, HostIP: r.HostIP, Cluster: r.Cluster}
+	}
+	for _, n := range sn.Nodes("") {
+		id := identity.ReservedRemoteNode
+		if n.Cluster == cluster && n.Name == node {
+			id = identity.ReservedHost
+		}
+		for _, a := range n.Node.IPAddresses {
+			ip, ok := netip.AddrFromSlice(a.IP)
+			if !ok {
+				continue
+			}
+			ip = ip.Unmap()
+			p := netip.PrefixFrom(ip, ip.BitLen())
+			if _, taken := out[p]; !taken {
+				out[p] = datapath.IPCacheEntry{Identity: id, HostIP: ip, Cluster: n.Cluster}
+			}
+		}
+	}
+	return out
+}
+
+// desiredPeers is the routing peer set: every node of every cluster but
+// this one, with an address to reach it.
+func desiredPeers(sn *state.Snapshot, cluster, node string) map[string]datapath.Peer {
+	out := map[string]datapath.Peer{}
+	for _, n := range sn.Nodes("") {
+		if n.Cluster == cluster && n.Name == node {
+			continue
+		}
+		ip := n.Node.InternalIP(false)
+		if !ip.IsValid() {
+			ip = n.Node.InternalIP(true)
+		}
+		if !ip.IsValid() {
+			ip = n.Node.Address(schema.AddressExternalIP, false)
+		}
+		if !ip.IsValid() {
+			continue // nowhere to send its traffic
+		}
+		out[n.Cluster+"/"+n.Name] = datapath.Peer{
+			Cluster: n.Cluster, Node: n.Name, NodeIP: ip,
+			PodCIDRs: n.Node.PodCIDRs(), WireguardPubKey: n.Node.WireguardPubKey,
+		}
+	}
+	return out
+}
+
+// desiredServices maps every frontend of every local Service to its
+// selected backends: the local ones merged with those peers export for a
+// global Service, by affinity (services.Merge).
+func desiredServices(sn *state.Snapshot, cluster string) map[datapath.ServiceKey]datapath.Service {
+	out := map[datapath.ServiceKey]datapath.Service{}
+	for _, ls := range sn.LocalServices() {
+		if len(ls.Frontends) == 0 {
+			continue
+		}
+		var remotes []schema.ClusterService
+		if ls.Annotations.Global {
+			for _, c := range sn.ServiceCopies(ls.Namespace, ls.Name) {
+				if c.Cluster != cluster {
+					remotes = append(remotes, c.Service)
+				}
+			}
+		}
+		selected := services.Merge(cluster, ls.Namespace, ls.Name, ls.Backends, ls.Annotations, remotes)
+		for _, fe := range ls.Frontends {
+			svc := datapath.Service{Namespace: ls.Namespace, Name: ls.Name}
+			for _, t := range services.Targets(fe, selected) {
+				svc.Backends = append(svc.Backends, datapath.Backend{Addr: t.Addr, Port: t.Port, Cluster: t.Cluster})
+			}
+			out[datapath.ServiceKey{Addr: fe.Addr, Port: fe.Port, Protocol: fe.Protocol}] = svc
+		}
+	}
+	return out
+}
