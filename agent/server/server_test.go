@@ -1,140 +1,141 @@
 package server_test
 
 import (
-	"context"
-	"encoding/json"
-	"io"
-	"net"
-	"net/http"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"sigs.k8s.io/yaml"
 
 	"github.com/clustermesh/clustermesh/agent/datapath"
 	"github.com/clustermesh/clustermesh/agent/server"
+	"github.com/clustermesh/clustermesh/internal/k8stest"
+	"github.com/clustermesh/clustermesh/internal/meshtest"
 	"github.com/clustermesh/clustermesh/internal/testutil"
-	"github.com/clustermesh/clustermesh/kvstore"
-	"github.com/clustermesh/clustermesh/kvstore/kvtest"
 )
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	testutil.Eventually(t, 20*time.Second, what, cond)
-}
-
-// apiGet queries the agent's local API over its unix socket.
-func apiGet(t *testing.T, socket, path string, into any) {
-	t.Helper()
-	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", socket)
-	}}}
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://agent"+path, nil)
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
+// TestAgent runs the agent against one real kube-apiserver (shared by the
+// subtests, each in its own namespace) and peers simulated by real etcd
+// servers written through the kvstore writer.
+func TestAgent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: needs the kube-apiserver test bed")
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s %s", path, resp.Status, b)
-	}
-	if s, ok := into.(*string); ok {
-		*s = string(b)
-		return
-	}
-	if err := json.Unmarshal(b, into); err != nil {
-		t.Fatalf("GET %s: %v: %s", path, err, b)
+	kube := k8stest.Start(t)
+	for name, f := range map[string]func(*testing.T, *k8stest.Cluster){
+		"peer state validated, served and drained": testPeerState,
+		"nothing pruned before every source is ready": testNoPruneBeforeReady,
+		"global service merged from two peers":        testGlobalMerge,
+		"affinity":                                    testAffinity,
+		"local pods, identities and nodes":            testLocalCluster,
+	} {
+		t.Run(name, func(t *testing.T) { f(t, kube) })
 	}
 }
 
 // A peer configured in the mesh directory is connected, validated, merged
 // into the state, reconciled into the datapath and shown by the local API;
 // removing its file drains it everywhere.
-func TestAgentServesPeerState(t *testing.T) {
-	env := kvtest.Start(t, kvtest.Options{Cluster: "cluster2"})
-	admin := env.Connect(t, kvstore.AdminUser).Etcd()
-	p := env.Paths
-	kvs := map[string]string{
-		p.ClusterConfig("cluster2"):      `{"id":2,"capabilities":{"syncedCanaries":true,"maxConnectedClusters":255}}`,
-		p.Node("cluster2", "n1"):         `{"Name":"n1","Cluster":"cluster2","IPv4AllocCIDR":{"IP":"10.2.1.0","Mask":"////AA=="},"ClusterID":2}`,
-		p.Identity(131073):               "k8s:app=rebel-base;k8s:io.cilium.k8s.policy.cluster=cluster2;k8s:io.kubernetes.pod.namespace=default;",
-		p.Identity(65537):                "k8s:app=spoof;k8s:io.cilium.k8s.policy.cluster=cluster1;",
-		p.IPDefaultPrefix() + "10.2.1.5": `{"IP":"10.2.1.5","Mask":null,"HostIP":"192.168.2.10","ID":131073,"Key":0,"Metadata":""}`,
-	}
-	for _, prefix := range []string{p.NodesPrefix(), p.IdentitiesPrefix(), p.IPPrefix(), p.ServicesPrefix()} {
-		kvs[p.Synced("cluster2", prefix)] = "2026-11-22T00:00:00Z"
-	}
-	for k, v := range kvs {
-		if _, err := admin.Put(t.Context(), k, v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dir := t.TempDir()
-	meshDir := filepath.Join(dir, "mesh")
-	if err := os.Mkdir(meshDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	b, _ := yaml.Marshal(env.ClientConfig(t, kvstore.RemoteUser))
-	if err := os.WriteFile(filepath.Join(meshDir, "cluster2"), b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	socket := filepath.Join(dir, "agent.sock")
-	a, err := server.New(server.Config{NodeName: "node1", ClusterName: "cluster1", ClusterID: 1, MeshConfigDir: meshDir, APISocket: socket}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-
+func testPeerState(t *testing.T, kube *k8stest.Cluster) {
+	p := meshtest.StartPeer(t, "cluster2", 2)
+	paths := p.Env.Paths
+	p.Put(t, paths.Node("cluster2", "n1"), peerNode("cluster2", 2, 1))
+	p.Put(t, paths.Identity(131073), "k8s:app=rebel-base;k8s:io.cilium.k8s.policy.cluster=cluster2;k8s:io.kubernetes.pod.namespace=default;")
+	p.Put(t, paths.Identity(65537), "k8s:app=spoof;k8s:io.cilium.k8s.policy.cluster=cluster1;")
+	p.Put(t, paths.IPDefaultPrefix()+"10.2.1.5", `{"IP":"10.2.1.5","Mask":null,"HostIP":"192.168.2.1","ID":131073,"Key":0,"Metadata":""}`)
+	p.Synced()
+	b := startAgent(t, kube, "node-peerstate", nil)
+	b.connect(t, p)
+	b.waitAPI(t)
 	eventually(t, "peer ready in /v1/status", func() bool {
-		if _, err := os.Stat(socket); err != nil {
-			return false
-		}
 		var st server.StatusResponse
-		apiGet(t, socket, "/v1/status", &st)
+		b.get(t, "/v1/status", &st)
 		return len(st.Peers) == 1 && st.Peers[0].Ready
 	})
 	var ipc []server.IPCacheEntry
-	apiGet(t, socket, "/v1/ipcache", &ipc)
-	want := []server.IPCacheEntry{{Prefix: "10.2.1.5/32", Identity: 131073, HostIP: "192.168.2.10", Cluster: "cluster2"}}
-	if diff := cmp.Diff(want, ipc); diff != "" {
-		t.Fatalf("/v1/ipcache (-want +got):\n%s", diff)
+	b.get(t, "/v1/ipcache", &ipc)
+	want := server.IPCacheEntry{Prefix: "10.2.1.5/32", Identity: 131073, HostIP: "192.168.2.1", Cluster: "cluster2"}
+	if !containsEntry(ipc, want) {
+		t.Fatalf("/v1/ipcache = %+v, want it to hold %+v", ipc, want)
 	}
 	var ids []server.IdentityEntry
-	apiGet(t, socket, "/v1/identities", &ids)
-	if len(ids) != 1 || ids[0].ID != 131073 {
-		t.Fatalf("/v1/identities = %+v, want only 131073 (65537 is cluster1's range)", ids)
+	b.get(t, "/v1/identities", &ids)
+	for _, id := range ids {
+		if id.ID == 65537 {
+			t.Fatalf("/v1/identities holds 65537, which is in cluster1's range, announced by cluster2: %+v", ids)
+		}
 	}
 	var metrics string
-	apiGet(t, socket, "/metrics", &metrics)
+	b.get(t, "/metrics", &metrics)
 	if !strings.Contains(metrics, `clustermesh_agent_remote_rejected_total{cluster="cluster2",kind="identities",reason="identity outside the peer's range"} 1`) {
 		t.Fatalf("/metrics does not count the spoofed identity:\n%s", metrics)
 	}
 	pfx := netip.MustParsePrefix("10.2.1.5/32")
+	node := netip.MustParsePrefix("192.168.2.1/32")
 	eventually(t, "ipcache reconciled into the datapath", func() bool {
-		got, _ := a.Datapath.IPCache().List(t.Context())
-		return cmp.Equal(map[netip.Prefix]datapath.IPCacheEntry{pfx: {Identity: 131073, HostIP: netip.MustParseAddr("192.168.2.10"), Cluster: "cluster2"}}, got,
-			cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{}))
+		got, _ := b.agent.Datapath.IPCache().List(t.Context())
+		return cmp.Equal(datapath.IPCacheEntry{Identity: 131073, HostIP: netip.MustParseAddr("192.168.2.1"), Cluster: "cluster2"}, got[pfx],
+			cmpopts.EquateComparable(netip.Addr{})) && got[node].Identity == 6 // remote-node
 	})
-
-	if err := os.Remove(filepath.Join(meshDir, "cluster2")); err != nil {
-		t.Fatal(err)
-	}
+	eventually(t, "peer node is a routing peer", func() bool {
+		got, _ := b.agent.Datapath.Peers().List(t.Context())
+		pe, ok := got["cluster2/n1"]
+		return ok && pe.NodeIP == netip.MustParseAddr("192.168.2.1") && len(pe.PodCIDRs) == 1
+	})
+	removeMeshFile(t, b, p)
 	eventually(t, "peer drained from the API and the datapath", func() bool {
 		var ipc []server.IPCacheEntry
-		apiGet(t, socket, "/v1/ipcache", &ipc)
-		got, _ := a.Datapath.IPCache().List(t.Context())
-		return len(ipc) == 0 && len(got) == 0
+		b.get(t, "/v1/ipcache", &ipc)
+		got, _ := b.agent.Datapath.IPCache().List(t.Context())
+		peersLeft, _ := b.agent.Datapath.Peers().List(t.Context())
+		_, stillPeer := peersLeft["cluster2/n1"]
+		return !containsEntry(ipc, want) && got[pfx] == (datapath.IPCacheEntry{}) && !stillPeer
 	})
+}
+
+// A datapath entry the agent finds at start (pinned by its previous run) is
+// kept while a configured peer is not ready, and pruned once it is.
+func testNoPruneBeforeReady(t *testing.T, kube *k8stest.Cluster) {
+	stale := netip.MustParsePrefix("10.3.9.9/32")
+	p := meshtest.StartPeer(t, "cluster3", 3)
+	paths := p.Env.Paths
+	p.Put(t, paths.Node("cluster3", "n1"), peerNode("cluster3", 3, 1))
+	p.Put(t, paths.Identity(196609), "k8s:app=x;k8s:io.cilium.k8s.policy.cluster=cluster3;")
+	p.Put(t, paths.IPDefaultPrefix()+"10.3.1.7", `{"IP":"10.3.1.7","Mask":null,"ID":196609,"Key":0,"Metadata":""}`)
+	b := startAgent(t, kube, "node-noprune", func(b *agentBed) {
+		if err := b.agent.Datapath.IPCache().Update(t.Context(), stale, datapath.IPCacheEntry{Identity: 196610, Cluster: "cluster3"}); err != nil {
+			t.Fatal(err)
+		}
+		b.connect(t, p)
+	})
+	b.waitAPI(t)
+	eventually(t, "peer connected, not ready (no synced markers)", func() bool {
+		var st server.StatusResponse
+		b.get(t, "/v1/status", &st)
+		return len(st.Peers) == 1 && st.Peers[0].Connected && !st.Peers[0].Ready
+	})
+	testutil.Consistently(t, time.Second, "stale entry kept while the peer is not ready", func() bool {
+		got, _ := b.agent.Datapath.IPCache().List(t.Context())
+		_, ok := got[stale]
+		return ok
+	})
+	p.Synced()
+	eventually(t, "stale entry pruned and the peer's entry programmed once ready", func() bool {
+		got, _ := b.agent.Datapath.IPCache().List(t.Context())
+		_, staleLeft := got[stale]
+		return !staleLeft && got[netip.MustParsePrefix("10.3.1.7/32")].Identity == 196609
+	})
+}
+
+func containsEntry(ipc []server.IPCacheEntry, e server.IPCacheEntry) bool {
+	for _, x := range ipc {
+		if x == e {
+			return true
+		}
+	}
+	return false
 }
 
 func TestConfigErrorsNameTheFlags(t *testing.T) {
