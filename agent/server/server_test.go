@@ -25,7 +25,7 @@ func TestAgent(t *testing.T) {
 	}
 	kube := k8stest.Start(t)
 	for name, f := range map[string]func(*testing.T, *k8stest.Cluster){
-		"peer state validated, served and drained": testPeerState,
+		"peer state validated, served and drained":    testPeerState,
 		"nothing pruned before every source is ready": testNoPruneBeforeReady,
 		"global service merged from two peers":        testGlobalMerge,
 		"affinity":                                    testAffinity,
