@@ -20,40 +20,60 @@ func listRange(ctx context.Context, cli *Client, key, end string, rev, pageSize 
 	fn func(k, v []byte, modRev int64),
 ) (listResult, error) {
 	var res listResult
-	from := key
-	for {
+	fetch := func(from string, rev int64) (*clientv3.GetResponse, error) {
 		opts := []clientv3.OpOption{
 			clientv3.WithRange(end),
 			clientv3.WithLimit(pageSize),
 			clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend),
 		}
-		if res.rev != 0 {
-			opts = append(opts, clientv3.WithRev(res.rev))
-		} else if rev != 0 {
+		if rev != 0 {
 			opts = append(opts, clientv3.WithRev(rev))
 		}
 		if keysOnly {
 			opts = append(opts, clientv3.WithKeysOnly())
 		}
 		if err := cli.Limit(ctx); err != nil {
-			return res, err
+			return nil, err
 		}
 		pctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
 		resp, err := cli.Etcd().Get(pctx, from, opts...)
-		cancel()
 		if err != nil {
-			return res, fmt.Errorf("list %s: %w", key, err)
+			return nil, fmt.Errorf("list %s: %w", key, err)
 		}
-		if res.rev == 0 {
-			res.rev = resp.Header.Revision
-			res.clusterID = resp.Header.ClusterId
+		return resp, nil
+	}
+	type page struct {
+		resp *clientv3.GetResponse
+		err  error
+	}
+	resp, err := fetch(key, rev)
+	if err != nil {
+		return res, err
+	}
+	res.rev, res.clusterID = resp.Header.Revision, resp.Header.ClusterId
+	for {
+		// Fetch the next page (at the first page's revision) while this
+		// one is handled: the server's work and ours overlap.
+		var next chan page
+		if resp.More && len(resp.Kvs) > 0 {
+			from := string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+			next = make(chan page, 1)
+			go func() {
+				r, err := fetch(from, res.rev)
+				next <- page{r, err}
+			}()
 		}
 		for _, kv := range resp.Kvs {
 			fn(kv.Key, kv.Value, kv.ModRevision)
 		}
-		if !resp.More || len(resp.Kvs) == 0 {
+		if next == nil {
 			return res, nil
 		}
-		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+		p := <-next
+		if p.err != nil {
+			return res, p.err
+		}
+		resp = p.resp
 	}
 }

@@ -5,9 +5,12 @@
 // certificate it names) reconnects without draining.
 //
 // Rules: the directory is polled, not watched with inotify, because Secret
-// volumes swap their content through symlinks; files whose names start with
-// "." (the volume's ..data machinery) are ignored; a file that does not
-// parse is reported in the peer's status and connects nothing.
+// volumes swap their content through symlinks; files whose names contain a
+// "." are ignored: the volume's ..data machinery, and the certificates the
+// configs name, kept next to them as Cilium's clustermesh Secret does
+// (<peer>.etcd-client-ca.crt, <peer>.etcd-client.crt,
+// <peer>.etcd-client.key); a file that does not parse is reported in the
+// peer's status and connects nothing.
 package peers
 
 import (
@@ -196,8 +199,8 @@ func (m *Manager) scan() (map[string]file, error) {
 	out := map[string]file{}
 	for _, e := range entries {
 		name := e.Name()
-		if strings.HasPrefix(name, ".") {
-			continue
+		if strings.Contains(name, ".") {
+			continue // the volume's ..data machinery, or a peer's certificate (<peer>.etcd-client.crt)
 		}
 		path := filepath.Join(m.cfg.Dir, name)
 		if st, err := os.Stat(path); err != nil || !st.Mode().IsRegular() {

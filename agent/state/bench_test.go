@@ -97,13 +97,11 @@ func BenchmarkLookupIP(b *testing.B) {
 // rows share) are allocated before the first measurement, so only the
 // State's own memory is counted.
 //
-// What dominates is memdb, not the ~112-byte row: each row sits in two
-// immutable radix trees (primary "id" and "cluster"), and go-immutable-radix
-// gives every inner node and every leaf its own watch channel (mutateCh,
-// 96 bytes each), whether or not anyone watches. A heap profile of 100k
-// /32 entries (~900 bytes each) splits as: watch channels ~50% (~440 B),
-// radix Node and leaf structs ~25% (~215 B), the row ~12% (~107 B), edge
-// slices ~6%, index keys the rest.
+// What dominates is memdb, not the ~112-byte row: the row sits in an
+// immutable radix tree (the primary index; the ipcache has no cluster
+// index, which halved its memory: 904 → 508 bytes per /32 entry), and
+// go-immutable-radix gives every inner node and every leaf its own watch
+// channel (mutateCh, 96 bytes each), whether or not anyone watches.
 func TestHeapPerIPEntry(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: this test ingests 100k entries; make test runs it (no -short)")

@@ -33,7 +33,7 @@ const (
 	// (uint32, big endian). ipcache: the prefix (see prefixIndex). nodes: (cluster, name). services: (cluster, namespace,
 	// name). initialized: the source.
 	IndexID = "id"
-	// IndexCluster (every table but initialized) is the row's Cluster; it
+	// IndexCluster (identities, nodes, services) is the row's Cluster; it
 	// is not unique.
 	IndexCluster = "cluster"
 	// IndexName (services only) is (namespace, name); it is not unique, so
@@ -113,8 +113,11 @@ func dbSchema() *memdb.DBSchema {
 	}
 	byCluster := &memdb.IndexSchema{Name: IndexCluster, Indexer: clusterIndex{}}
 	return &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
-		TableIdentities:    table(TableIdentities, &memdb.UintFieldIndex{Field: "ID"}, byCluster),
-		TableIPCache:       table(TableIPCache, prefixIndex{}, byCluster),
+		TableIdentities: table(TableIdentities, &memdb.UintFieldIndex{Field: "ID"}, byCluster),
+		// No cluster index on the ipcache: it would double the memory and
+		// the write cost of the largest table for the one rare operation
+		// that needs it (Drain), which scans instead.
+		TableIPCache:       table(TableIPCache, prefixIndex{}),
 		TableNodes:         table(TableNodes, compound("Cluster", "Name"), byCluster),
 		TableServices:      table(TableServices, compound("Cluster", "Namespace", "Name"), byCluster, &memdb.IndexSchema{Name: IndexName, Indexer: compound("Namespace", "Name")}),
 		TableInitialized:   table(TableInitialized, str("Source")),

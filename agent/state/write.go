@@ -242,11 +242,18 @@ func (w *WriteTxn) Drain(cluster string) error {
 	lens := map[prefixLen]bool{} // lengths of the deleted ipcache rows
 	for _, table := range []string{TableIdentities, TableIPCache, TableNodes, TableServices} {
 		var rows []any
-		it, err := w.txn.Get(table, IndexCluster, cluster)
+		index, args := IndexCluster, []any{cluster}
+		if table == TableIPCache { // not indexed by cluster: scan
+			index, args = IndexID, nil
+		}
+		it, err := w.txn.Get(table, index, args...)
 		if err != nil {
 			return fmt.Errorf("list %s of cluster %s: %w", table, cluster, err)
 		}
 		for raw := it.Next(); raw != nil; raw = it.Next() {
+			if e, ok := raw.(*IPCacheEntry); ok && e.Cluster != cluster {
+				continue
+			}
 			rows = append(rows, raw) // collect, then delete
 		}
 		for _, raw := range rows {
