@@ -59,11 +59,20 @@ $(GOLANGCI_LINT): tools/go.mod tools/go.sum
 .PHONY: tools
 tools: $(GOLANGCI_LINT) ## Build the pinned tools (golangci-lint) into the cache
 
+.PHONY: bpf-deps
+bpf-deps: ## Install clang, llvm, libbpf headers, iptables (Debian packages, only what is missing)
+	bash hack/bpf-deps.sh
+
+.PHONY: bpf-generate
+bpf-generate: bpf-deps ## Regenerate the BPF objects and their Go bindings (bpf2go)
+	$(GO) generate ./bpf
+
 .PHONY: lint
-lint: $(GOLANGCI_LINT) ## Run gofmt and golangci-lint
+lint: $(GOLANGCI_LINT) bpf-deps ## Run gofmt, golangci-lint and the check that the committed BPF objects are fresh
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GOLANGCI_LINT) run ./...
+	bpf/check-generated.sh
 
 .PHONY: tidy
 tidy: ## go mod tidy for the module and the tools module

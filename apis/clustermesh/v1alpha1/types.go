@@ -40,7 +40,9 @@ type IdentityList struct {
 
 // AddToScheme registers the group's types.
 func AddToScheme(s *runtime.Scheme) error {
-	s.AddKnownTypes(SchemeGroupVersion, &Identity{}, &IdentityList{})
+	s.AddKnownTypes(SchemeGroupVersion, &Identity{}, &IdentityList{},
+		&ClusterMeshNetworkPolicy{}, &ClusterMeshNetworkPolicyList{},
+		&ClusterMeshClusterwideNetworkPolicy{}, &ClusterMeshClusterwideNetworkPolicyList{})
 	metav1.AddToGroupVersion(s, SchemeGroupVersion)
 	return nil
 }

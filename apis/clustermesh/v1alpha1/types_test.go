@@ -12,16 +12,27 @@ func TestCRDsDecodeAndMatchTypes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(crds) != 1 || crds[0].Spec.Group != GroupName || crds[0].Spec.Names.Plural != IdentityResource.Resource {
-		t.Fatalf("unexpected CRDs: %+v", crds)
-	}
 	s := runtime.NewScheme()
 	if err := AddToScheme(s); err != nil {
 		t.Fatal(err)
 	}
-	gvks, _, err := s.ObjectKinds(&Identity{})
-	if err != nil || gvks[0].Kind != crds[0].Spec.Names.Kind {
-		t.Fatalf("scheme kind %v (%v) differs from the CRD's %q", gvks, err, crds[0].Spec.Names.Kind)
+	want := map[string]runtime.Object{
+		IdentityResource.Resource:                 &Identity{},
+		NetworkPolicyResource.Resource:            &ClusterMeshNetworkPolicy{},
+		ClusterwideNetworkPolicyResource.Resource: &ClusterMeshClusterwideNetworkPolicy{},
+	}
+	if len(crds) != len(want) {
+		t.Fatalf("%d CRDs, want %d", len(crds), len(want))
+	}
+	for _, crd := range crds {
+		obj, ok := want[crd.Spec.Names.Plural]
+		if !ok || crd.Spec.Group != GroupName {
+			t.Fatalf("unexpected CRD %s", crd.Name)
+		}
+		gvks, _, err := s.ObjectKinds(obj)
+		if err != nil || gvks[0].Kind != crd.Spec.Names.Kind {
+			t.Fatalf("scheme kind %v (%v) differs from the CRD's %q", gvks, err, crd.Spec.Names.Kind)
+		}
 	}
 }
 

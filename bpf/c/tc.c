@@ -1,0 +1,543 @@
+//go:build ignore
+
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Policy enforcement on the host side of each endpoint's veth (TCX). */
+#include "common.h"
+
+#define VERDICT_ALLOWED 0
+#define VERDICT_DROPPED 1
+
+/* Reasons; keep in sync with reason.go. */
+#define REASON_POLICY_ALLOW 1    /* new flow allowed by a rule */
+#define REASON_CT_ESTABLISHED 2  /* packet of a known flow, original direction */
+#define REASON_CT_REPLY 3        /* reply of a known flow */
+#define REASON_NOT_ENFORCED 4    /* new flow, direction not enforced */
+#define REASON_NOT_IP 5          /* ARP and other non-IP: passed */
+#define REASON_DROP_POLICY 16    /* no rule allows the flow (default deny) */
+#define REASON_DROP_POLICY_DENY 17 /* a deny rule matches */
+#define REASON_DROP_UNSUPPORTED_L3 18 /* IPv6 in an enforced direction */
+#define REASON_DROP_INVALID 19   /* truncated or malformed header */
+#define REASON_MAX 32
+
+#define CT_FLAG_CLOSING 1 /* TCP FIN or RST seen */
+#define CT_FLAG_SEEN_REPLY 2
+
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_RST 0x04
+#define TCP_FLAG_ACK 0x10
+
+/* Settings, rewritten by the loader (Options). */
+volatile const __u64 ct_timeout_tcp_ns = 21600ULL * 1000000000ULL;
+volatile const __u64 ct_timeout_other_ns = 60ULL * 1000000000ULL;
+volatile const __u64 ct_timeout_closing_ns = 10ULL * 1000000000ULL;
+/* Emit a verdict event for 1 in trace_sample allowed new flows; 0 = never. */
+volatile const __u32 trace_sample = 1;
+
+/* ipcache: LPM trie. The prefix covers family and pad (32 bits) and then the
+ * address bits, so IPv4 and IPv6 share one trie. */
+struct ipcache_key {
+	__u32 prefixlen;
+	__u8 family;
+	__u8 pad[3];
+	union {
+		__be32 ip4;
+		__u8 ip6[16];
+	};
+};
+
+struct ipcache_value {
+	__u32 identity;
+	__be32 host_ip; /* tunnel endpoint */
+	__u8 flags;
+	__u8 pad[3];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct ipcache_key);
+	__type(value, struct ipcache_value);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ipcache SEC(".maps");
+
+/* endpoints: host-side ifindex -> endpoint id, written by AttachEndpoint. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, __u16);
+	__uint(max_entries, 4096);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} endpoints SEC(".maps");
+
+struct ep_config {
+	__u32 identity;
+	__u8 enforce_ingress;
+	__u8 enforce_egress;
+	__u16 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u16);
+	__type(value, struct ep_config);
+	__uint(max_entries, 4096);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ep_config SEC(".maps");
+
+/* policy_gen: endpoint id -> active generation of its policy entries, and
+ * per direction a mask of the kinds of entries present (bit p <= 16: port
+ * blocks of prefix length p, bit 0 = any port; bit 17: any protocol). A new
+ * rule set is written under the next generation and activated by one update
+ * of this map, so a replacement never has a window without rules. */
+#define POLICY_MASK_ANY_PROTO (1u << 17)
+struct policy_gen_value {
+	__u8 gen;
+	__u8 pad[3];
+	__u32 mask[2]; /* by direction */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u16);
+	__type(value, struct policy_gen_value);
+	__uint(max_entries, 4096);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} policy_gen SEC(".maps");
+
+/* policy: hash of (endpoint, direction, generation, peer identity, protocol,
+ * port prefix length, masked destination port). Port ranges are split into
+ * aligned power-of-two blocks by the loader. A lookup probes only the prefix
+ * lengths the endpoint uses (the mask), most specific first, for the exact
+ * identity and for identity 0: a fixed number of hash lookups, whatever the
+ * number of rules. */
+struct policy_key {
+	__be16 ep_id;
+	__u8 dir;
+	__u8 gen;
+	__u32 identity;
+	__u8 proto;   /* 0: any protocol (then plen and dport are 0) */
+	__u8 plen;    /* port prefix length, 0 (any port) .. 16 */
+	__be16 dport; /* masked to plen bits */
+};
+
+struct policy_value {
+	__u8 deny;
+	__u8 pad[7];
+	__u64 packets; /* new flows decided by this entry */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct policy_key);
+	__type(value, struct policy_value);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} policy SEC(".maps");
+
+/* ct4: connection tracking. An entry is created by the first allowed packet
+ * of a flow at one endpoint in one direction; its key is that packet's tuple. */
+struct ct_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u16 ep_id;
+	__u8 proto;
+	__u8 dir;
+};
+
+struct ct_value {
+	__u64 last_seen; /* bpf_ktime_get_ns */
+	__u64 packets;
+	__u64 bytes;
+	__u32 peer_identity;
+	__u8 flags;
+	__u8 pad[3];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ct_key);
+	__type(value, struct ct_value);
+	__uint(max_entries, 262144);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ct4 SEC(".maps");
+
+struct metrics_value {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* metrics: index = dir * REASON_MAX + reason. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct metrics_value);
+	__uint(max_entries, 2 * REASON_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} metrics SEC(".maps");
+
+struct event {
+	__u64 ktime;
+	__u32 src_identity;
+	__u32 dst_identity;
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u16 ep_id;
+	__u8 proto;
+	__u8 dir;
+	__u8 verdict;
+	__u8 reason;
+	__u16 pad;
+	__u32 ifindex;
+	__u32 pkt_len;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} events SEC(".maps");
+
+struct pkt {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;  /* for policy: 0 for ICMP */
+	__be16 ct_sport;
+	__be16 ct_dport;
+	__u8 proto;
+	__u8 tcp_flags;
+};
+
+static __always_inline void count(__u8 dir, __u8 reason, __u32 len)
+{
+	__u32 idx = (__u32)dir * REASON_MAX + reason;
+	struct metrics_value *m = bpf_map_lookup_elem(&metrics, &idx);
+
+	if (m) {
+		m->packets++;
+		m->bytes += len;
+	}
+}
+
+static __always_inline __u32 lookup_identity(__be32 addr)
+{
+	struct ipcache_key k = {
+		.prefixlen = 32 + 32,
+		.family = AF_INET4,
+		.ip4 = addr,
+	};
+	struct ipcache_value *v = bpf_map_lookup_elem(&ipcache, &k);
+
+	return v ? v->identity : IDENTITY_WORLD;
+}
+
+static __always_inline void emit(struct __sk_buff *skb, const struct pkt *p,
+				 __u16 ep_id, __u32 own_id, __u32 peer_id,
+				 __u8 dir, __u8 verdict, __u8 reason)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e)
+		return;
+	e->ktime = bpf_ktime_get_ns();
+	if (dir == DIR_EGRESS) {
+		e->src_identity = own_id;
+		e->dst_identity = peer_id;
+	} else {
+		e->src_identity = peer_id;
+		e->dst_identity = own_id;
+	}
+	e->saddr = p->saddr;
+	e->daddr = p->daddr;
+	e->sport = p->sport;
+	e->dport = p->dport;
+	e->ep_id = ep_id;
+	e->proto = p->proto;
+	e->dir = dir;
+	e->verdict = verdict;
+	e->reason = reason;
+	e->pad = 0;
+	e->ifindex = skb->ifindex;
+	e->pkt_len = skb->len;
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* parse fills p from an IPv4 packet; returns 0 or a drop reason. */
+static __always_inline int parse4(struct __sk_buff *skb, struct pkt *p)
+{
+	__u8 iph[20];
+	__u8 l4[14];
+	__u32 off;
+	__u16 frag;
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, iph, sizeof(iph)) < 0)
+		return REASON_DROP_INVALID;
+	if ((iph[0] >> 4) != 4 || (iph[0] & 0xf) < 5)
+		return REASON_DROP_INVALID;
+	off = ETH_HLEN + (iph[0] & 0xf) * 4;
+	p->proto = iph[9];
+	__builtin_memcpy(&p->saddr, &iph[12], 4);
+	__builtin_memcpy(&p->daddr, &iph[16], 4);
+	frag = ((__u16)iph[6] << 8 | iph[7]) & 0x1fff;
+	if (frag)
+		return 0; /* non-first fragment: no L4 header, ports 0 */
+
+	switch (p->proto) {
+	case IPPROTO_TCP:
+		if (bpf_skb_load_bytes(skb, off, l4, 14) < 0)
+			return REASON_DROP_INVALID;
+		p->tcp_flags = l4[13];
+		break;
+	case IPPROTO_UDP:
+	case IPPROTO_SCTP:
+		if (bpf_skb_load_bytes(skb, off, l4, 4) < 0)
+			return REASON_DROP_INVALID;
+		break;
+	case IPPROTO_ICMP:
+		if (bpf_skb_load_bytes(skb, off, l4, 8) < 0)
+			return REASON_DROP_INVALID;
+		/* echo request/reply: the identifier keys the flow both ways */
+		if (l4[0] == 8 || l4[0] == 0) {
+			__builtin_memcpy(&p->ct_sport, &l4[4], 2);
+			p->ct_dport = p->ct_sport;
+		}
+		return 0;
+	default:
+		return 0;
+	}
+	__builtin_memcpy(&p->sport, &l4[0], 2);
+	__builtin_memcpy(&p->dport, &l4[2], 2);
+	p->ct_sport = p->sport;
+	p->ct_dport = p->dport;
+	return 0;
+}
+
+/* policy_match returns the most specific entry for k's identity, or NULL. */
+static __always_inline struct policy_value *
+policy_match(struct policy_key *k, __u32 mask, __u16 dport)
+{
+	struct policy_value *v;
+	__u8 proto = k->proto;
+
+#pragma unroll
+	for (int plen = 16; plen >= 0; plen--) {
+		if (!(mask & (1u << plen)))
+			continue;
+		k->proto = proto;
+		k->plen = plen;
+		k->dport = plen ? bpf_htons(dport & (0xffff << (16 - plen))) : 0;
+		v = bpf_map_lookup_elem(&policy, k);
+		if (v)
+			return v;
+	}
+	if (mask & POLICY_MASK_ANY_PROTO) {
+		k->proto = 0;
+		k->plen = 0;
+		k->dport = 0;
+		return bpf_map_lookup_elem(&policy, k);
+	}
+	return NULL;
+}
+
+/* policy_verdict returns REASON_POLICY_ALLOW or a drop reason. */
+static __always_inline __u8 policy_verdict(__u16 ep_id, __u8 dir,
+					   __u32 peer_id, const struct pkt *p)
+{
+	struct policy_key k = {};
+	struct policy_value *exact, *any;
+	struct policy_gen_value *gen;
+	__u16 dport = bpf_ntohs(p->dport);
+	__u32 mask;
+
+	gen = bpf_map_lookup_elem(&policy_gen, &ep_id);
+	if (!gen)
+		return REASON_DROP_POLICY;
+	mask = gen->mask[dir & 1];
+
+	k.ep_id = bpf_htons(ep_id);
+	k.dir = dir;
+	k.gen = gen->gen;
+	k.identity = peer_id;
+	k.proto = p->proto;
+	exact = policy_match(&k, mask, dport);
+	k.identity = IDENTITY_ANY;
+	k.proto = p->proto;
+	any = policy_match(&k, mask, dport);
+
+	/* Deny wins. Within one identity the loader marks every entry covered
+	 * by a less specific deny as deny, so the most specific match suffices. */
+	if (exact && exact->deny) {
+		__sync_fetch_and_add(&exact->packets, 1);
+		return REASON_DROP_POLICY_DENY;
+	}
+	if (any && any->deny) {
+		__sync_fetch_and_add(&any->packets, 1);
+		return REASON_DROP_POLICY_DENY;
+	}
+	if (exact) {
+		__sync_fetch_and_add(&exact->packets, 1);
+		return REASON_POLICY_ALLOW;
+	}
+	if (any) {
+		__sync_fetch_and_add(&any->packets, 1);
+		return REASON_POLICY_ALLOW;
+	}
+	return REASON_DROP_POLICY;
+}
+
+static __always_inline __u64 ct_lifetime(const struct ct_value *v, __u8 proto)
+{
+	if (v->flags & CT_FLAG_CLOSING)
+		return ct_timeout_closing_ns;
+	if (proto == IPPROTO_TCP)
+		return ct_timeout_tcp_ns;
+	return ct_timeout_other_ns;
+}
+
+/* ct_refresh updates a live entry and returns 1, or returns 0 if it expired
+ * (or is a closed TCP flow that a new SYN reopens). */
+static __always_inline int ct_refresh(struct ct_value *v, const struct pkt *p,
+				      __u64 now, __u32 len, int reply)
+{
+	if (now - v->last_seen > ct_lifetime(v, p->proto))
+		return 0;
+	if (p->proto == IPPROTO_TCP) {
+		if ((v->flags & CT_FLAG_CLOSING) &&
+		    (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
+			return 0;
+		if (p->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST))
+			v->flags |= CT_FLAG_CLOSING;
+	}
+	if (reply)
+		v->flags |= CT_FLAG_SEEN_REPLY;
+	v->last_seen = now;
+	__sync_fetch_and_add(&v->packets, 1);
+	__sync_fetch_and_add(&v->bytes, len);
+	return 1;
+}
+
+static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
+{
+	struct pkt p = {};
+	struct ct_key ck = {}, rk = {};
+	struct ct_value *cv;
+	struct ep_config *cfg;
+	__u32 ifindex = skb->ifindex;
+	__u16 *ep;
+	__u16 ep_id;
+	__u32 peer_id;
+	__u64 now;
+	__u8 reason;
+	int enforced;
+
+	ep = bpf_map_lookup_elem(&endpoints, &ifindex);
+	if (!ep)
+		return TC_ACT_UNSPEC; /* not an endpoint we manage */
+	ep_id = *ep;
+	cfg = bpf_map_lookup_elem(&ep_config, &ep_id);
+	if (!cfg)
+		return TC_ACT_UNSPEC;
+	enforced = dir == DIR_INGRESS ? cfg->enforce_ingress : cfg->enforce_egress;
+
+	if (skb->protocol != bpf_htons(ETH_P_IP)) {
+		if (skb->protocol == bpf_htons(ETH_P_IPV6) && enforced) {
+			count(dir, REASON_DROP_UNSUPPORTED_L3, skb->len);
+			emit(skb, &p, ep_id, cfg->identity, IDENTITY_WORLD, dir,
+			     VERDICT_DROPPED, REASON_DROP_UNSUPPORTED_L3);
+			return TC_ACT_SHOT;
+		}
+		count(dir, REASON_NOT_IP, skb->len);
+		return TC_ACT_UNSPEC;
+	}
+
+	reason = parse4(skb, &p);
+	if (reason) {
+		count(dir, reason, skb->len);
+		emit(skb, &p, ep_id, cfg->identity, IDENTITY_WORLD, dir,
+		     VERDICT_DROPPED, reason);
+		return TC_ACT_SHOT;
+	}
+
+	now = bpf_ktime_get_ns();
+	ck.saddr = p.saddr;
+	ck.daddr = p.daddr;
+	ck.sport = p.ct_sport;
+	ck.dport = p.ct_dport;
+	ck.ep_id = ep_id;
+	ck.proto = p.proto;
+	ck.dir = dir;
+	cv = bpf_map_lookup_elem(&ct4, &ck);
+	if (cv && ct_refresh(cv, &p, now, skb->len, 0)) {
+		count(dir, REASON_CT_ESTABLISHED, skb->len);
+		return TC_ACT_UNSPEC;
+	}
+
+	rk.saddr = p.daddr;
+	rk.daddr = p.saddr;
+	rk.sport = p.ct_dport;
+	rk.dport = p.ct_sport;
+	rk.ep_id = ep_id;
+	rk.proto = p.proto;
+	rk.dir = dir ^ 1;
+	cv = bpf_map_lookup_elem(&ct4, &rk);
+	if (cv && ct_refresh(cv, &p, now, skb->len, 1)) {
+		count(dir, REASON_CT_REPLY, skb->len);
+		return TC_ACT_UNSPEC;
+	}
+
+	/* New flow. */
+	peer_id = lookup_identity(dir == DIR_INGRESS ? p.saddr : p.daddr);
+	if (enforced)
+		reason = policy_verdict(ep_id, dir, peer_id, &p);
+	else
+		reason = REASON_NOT_ENFORCED;
+
+	if (reason >= REASON_DROP_POLICY) {
+		count(dir, reason, skb->len);
+		emit(skb, &p, ep_id, cfg->identity, peer_id, dir,
+		     VERDICT_DROPPED, reason);
+		return TC_ACT_SHOT;
+	}
+
+	{
+		struct ct_value nv = {
+			.last_seen = now,
+			.packets = 1,
+			.bytes = skb->len,
+			.peer_identity = peer_id,
+		};
+		if (p.proto == IPPROTO_TCP &&
+		    (p.tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)))
+			nv.flags |= CT_FLAG_CLOSING;
+		bpf_map_update_elem(&ct4, &ck, &nv, BPF_ANY);
+	}
+	count(dir, reason, skb->len);
+	if (trace_sample &&
+	    (trace_sample == 1 || bpf_get_prandom_u32() % trace_sample == 0))
+		emit(skb, &p, ep_id, cfg->identity, peer_id, dir,
+		     VERDICT_ALLOWED, reason);
+	return TC_ACT_UNSPEC;
+}
+
+/* Host-side ingress = packets leaving the pod = pod egress. */
+SEC("tcx/ingress")
+int from_endpoint(struct __sk_buff *skb)
+{
+	return handle(skb, DIR_EGRESS);
+}
+
+/* Host-side egress = packets towards the pod = pod ingress. */
+SEC("tcx/egress")
+int to_endpoint(struct __sk_buff *skb)
+{
+	return handle(skb, DIR_INGRESS);
+}
+
+char __license[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,55 @@
+package bpf
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+)
+
+func TestDecodeEvent(t *testing.T) {
+	b := []byte{
+		0x00, 0xca, 0x9a, 0x3b, 0, 0, 0, 0, // ktime 1s
+		0xe8, 0x03, 0, 0, // src identity 1000
+		0xd0, 0x07, 0, 0, // dst identity 2000
+		10, 0, 1, 1, 10, 0, 2, 1, // saddr, daddr
+		0xc3, 0x50, 0x1f, 0x90, // sport 50000, dport 8080 (big endian)
+		2, 0, 6, 0, // ep 2, TCP, ingress
+		1, 16, 0, 0, // dropped, policy-denied, pad
+		7, 0, 0, 0, // ifindex
+		60, 0, 0, 0, // length
+		0, 0, 0, 0, // tail padding
+	}
+	boot := time.Unix(100, 0)
+	got, err := decodeEvent(b, boot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Event{
+		Time: time.Unix(101, 0), Verdict: Dropped, Reason: ReasonPolicyDenied, Ingress: true,
+		EndpointID: 2, SrcIdentity: 1000, DstIdentity: 2000,
+		Src: netip.MustParseAddrPort("10.0.1.1:50000"), Dst: netip.MustParseAddrPort("10.0.2.1:8080"),
+		Proto: ProtoTCP, Ifindex: 7, Length: 60,
+	}
+	if !got.Time.Equal(want.Time) {
+		t.Errorf("time %v, want %v", got.Time, want.Time)
+	}
+	got.Time = want.Time
+	if got != want {
+		t.Errorf("\n got %+v\nwant %+v", got, want)
+	}
+	if got.Reason.String() != "policy-denied" || got.Verdict.String() != "dropped" {
+		t.Errorf("names %s %s", got.Reason, got.Verdict)
+	}
+}
+
+func FuzzDecodeEvent(f *testing.F) {
+	f.Add(make([]byte, eventSize))
+	f.Add([]byte{1, 2, 3})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ev, err := decodeEvent(b, time.Time{})
+		if (err != nil) != (len(b) < eventSize) {
+			t.Fatalf("len %d: err %v", len(b), err)
+		}
+		_ = ev.Reason.String()
+	})
+}

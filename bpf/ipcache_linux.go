@@ -1,0 +1,130 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/cilium/ebpf"
+)
+
+// IPCacheEntry is what the datapath knows about the endpoints in a prefix.
+type IPCacheEntry struct {
+	// Identity is the security identity of the prefix.
+	Identity uint32
+	// HostIP is the IPv4 address of the node the endpoints run on (the
+	// tunnel endpoint); the zero Addr for none.
+	HostIP netip.Addr
+	// Flags are free for the caller; the datapath does not interpret them.
+	Flags uint8
+}
+
+// ipcacheKey mirrors struct ipcache_key: prefixlen covers family and pad
+// (32 bits) and then the address.
+type ipcacheKey struct {
+	Prefixlen uint32
+	Family    uint8
+	Pad       [3]uint8
+	Addr      [16]byte
+}
+
+// ipcacheValue mirrors struct ipcache_value.
+type ipcacheValue struct {
+	Identity uint32
+	HostIP   [4]byte
+	Flags    uint8
+	Pad      [3]uint8
+}
+
+const (
+	familyIPv4 = 4
+	familyIPv6 = 6
+)
+
+// IPCache maps prefixes (IPv4 and IPv6) to identities; a packet's peer is
+// looked up by longest prefix match. Addresses not covered are the world
+// identity (2).
+type IPCache struct {
+	m *ebpf.Map
+}
+
+func ipcacheKeyOf(p netip.Prefix) (ipcacheKey, netip.Prefix, error) {
+	if !p.IsValid() {
+		return ipcacheKey{}, p, fmt.Errorf("prefix %v: %w", p, ErrInvalidAddress)
+	}
+	if p.Addr().Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	p = p.Masked()
+	var k ipcacheKey
+	k.Prefixlen = 32 + uint32(p.Bits())
+	if p.Addr().Is4() {
+		k.Family = familyIPv4
+		a := p.Addr().As4()
+		copy(k.Addr[:], a[:])
+	} else {
+		k.Family = familyIPv6
+		k.Addr = p.Addr().As16()
+	}
+	return k, p, nil
+}
+
+func (k ipcacheKey) prefix() netip.Prefix {
+	bits := int(k.Prefixlen) - 32
+	if k.Family == familyIPv4 {
+		return netip.PrefixFrom(netip.AddrFrom4([4]byte(k.Addr[:4])), bits)
+	}
+	return netip.PrefixFrom(netip.AddrFrom16(k.Addr), bits)
+}
+
+// Update sets the entry of prefix p (normalized with Masked).
+func (c *IPCache) Update(p netip.Prefix, e IPCacheEntry) error {
+	k, p, err := ipcacheKeyOf(p)
+	if err != nil {
+		return fmt.Errorf("ipcache update: %w", err)
+	}
+	v := ipcacheValue{Identity: e.Identity, Flags: e.Flags}
+	if e.HostIP.IsValid() {
+		if !e.HostIP.Unmap().Is4() {
+			return fmt.Errorf("ipcache update %v: host IP %v is not IPv4: %w", p, e.HostIP, ErrInvalidAddress)
+		}
+		v.HostIP = e.HostIP.Unmap().As4()
+	}
+	if err := c.m.Update(&k, &v, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("ipcache update %v: %w", p, err)
+	}
+	return nil
+}
+
+// Delete removes prefix p; an absent prefix is not an error.
+func (c *IPCache) Delete(p netip.Prefix) error {
+	k, p, err := ipcacheKeyOf(p)
+	if err != nil {
+		return fmt.Errorf("ipcache delete: %w", err)
+	}
+	if err := c.m.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("ipcache delete %v: %w", p, err)
+	}
+	return nil
+}
+
+// List returns every entry in the kernel.
+func (c *IPCache) List() (map[netip.Prefix]IPCacheEntry, error) {
+	out := map[netip.Prefix]IPCacheEntry{}
+	var (
+		k ipcacheKey
+		v ipcacheValue
+	)
+	it := c.m.Iterate()
+	for it.Next(&k, &v) {
+		e := IPCacheEntry{Identity: v.Identity, Flags: v.Flags}
+		if v.HostIP != [4]byte{} {
+			e.HostIP = netip.AddrFrom4(v.HostIP)
+		}
+		out[k.prefix()] = e
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("ipcache list: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,265 @@
+package bpf
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// helperEnv makes the test binary act as a client process (started inside a
+// test cgroup) instead of running tests: "<mode> <addr> <count>".
+const helperEnv = "CLUSTERMESH_BPF_HELPER"
+
+func TestMain(m *testing.M) {
+	if args := os.Getenv(helperEnv); args != "" {
+		if err := runHelper(strings.Fields(args)); err != nil {
+			fmt.Fprintln(os.Stderr, "helper:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// helperResult is one exchange of the helper with a service.
+type helperResult struct {
+	Reply string // what the backend answered (its address)
+	Peer  string // getpeername (TCP) or the source of the reply (UDP)
+}
+
+// helperBench is what the connect benchmark mode reports.
+type helperBench struct {
+	NsPerOp float64
+}
+
+func runHelper(args []string) error {
+	if len(args) != 3 {
+		return fmt.Errorf("want <mode> <addr> <count>, got %q", args)
+	}
+	addr, err := netip.ParseAddrPort(args[1])
+	if err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(args[2])
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(os.Stdout)
+	switch args[0] {
+	case "tcp":
+		for range n {
+			r, err := helperTCP(addr)
+			if err != nil {
+				return err
+			}
+			if err := enc.Encode(r); err != nil {
+				return err
+			}
+		}
+	case "udp":
+		for range n {
+			r, err := helperUDP(addr)
+			if err != nil {
+				return err
+			}
+			if err := enc.Encode(r); err != nil {
+				return err
+			}
+		}
+	case "connect-tcp", "connect-udp":
+		ns, err := benchConnect(args[0] == "connect-tcp", addr, n)
+		if err != nil {
+			return err
+		}
+		return enc.Encode(helperBench{NsPerOp: ns})
+	default:
+		return fmt.Errorf("unknown mode %q", args[0])
+	}
+	return nil
+}
+
+func sockaddr(a netip.AddrPort) *unix.SockaddrInet4 {
+	return &unix.SockaddrInet4{Addr: a.Addr().As4(), Port: int(a.Port())}
+}
+
+func fromSockaddr(sa unix.Sockaddr) string {
+	if s, ok := sa.(*unix.SockaddrInet4); ok {
+		return netip.AddrPortFrom(netip.AddrFrom4(s.Addr), uint16(s.Port)).String()
+	}
+	return fmt.Sprint(sa)
+}
+
+// helperTCP connects with raw syscalls so that getpeername is what the
+// kernel (and the getpeername4 program) says.
+func helperTCP(addr netip.AddrPort) (helperResult, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return helperResult{}, err
+	}
+	f := os.NewFile(uintptr(fd), "tcp")
+	defer f.Close()
+	if err := unix.Connect(fd, sockaddr(addr)); err != nil {
+		return helperResult{}, fmt.Errorf("connect %v: %w", addr, err)
+	}
+	peer, err := unix.Getpeername(fd)
+	if err != nil {
+		return helperResult{}, fmt.Errorf("getpeername: %w", err)
+	}
+	line, err := bufio.NewReader(f).ReadString('\n')
+	if err != nil {
+		return helperResult{}, fmt.Errorf("read reply: %w", err)
+	}
+	return helperResult{Reply: strings.TrimSpace(line), Peer: fromSockaddr(peer)}, nil
+}
+
+// helperUDP sends from an unconnected socket (sendmsg4) and receives with
+// recvfrom (recvmsg4).
+func helperUDP(addr netip.AddrPort) (helperResult, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return helperResult{}, err
+	}
+	defer unix.Close(fd)
+	tv := unix.NsecToTimeval(int64(5 * time.Second))
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return helperResult{}, err
+	}
+	if err := unix.Sendto(fd, []byte("who"), 0, sockaddr(addr)); err != nil {
+		return helperResult{}, fmt.Errorf("sendto %v: %w", addr, err)
+	}
+	buf := make([]byte, 256)
+	n, from, err := unix.Recvfrom(fd, buf, 0)
+	if err != nil {
+		return helperResult{}, fmt.Errorf("recvfrom: %w", err)
+	}
+	return helperResult{Reply: strings.TrimSpace(string(buf[:n])), Peer: fromSockaddr(from)}, nil
+}
+
+// benchConnect measures n connect() calls (each on a new socket) to addr.
+func benchConnect(tcp bool, addr netip.AddrPort, n int) (float64, error) {
+	typ := unix.SOCK_DGRAM
+	if tcp {
+		typ = unix.SOCK_STREAM
+	}
+	var total time.Duration
+	for range n {
+		fd, err := unix.Socket(unix.AF_INET, typ|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return 0, err
+		}
+		if tcp {
+			// RST on close: no TIME_WAIT piling up over thousands of runs.
+			_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1})
+		}
+		start := time.Now()
+		err = unix.Connect(fd, sockaddr(addr))
+		total += time.Since(start)
+		unix.Close(fd)
+		if err != nil {
+			return 0, fmt.Errorf("connect %v: %w", addr, err)
+		}
+	}
+	return float64(total.Nanoseconds()) / float64(n), nil
+}
+
+// newCgroup creates a cgroup v2 directory for one test and removes it at
+// cleanup (after the helper processes in it have exited).
+func newCgroup(tb testing.TB) string {
+	tb.Helper()
+	requireRoot(tb)
+	root := "/sys/fs/cgroup/unified"
+	var st unix.Statfs_t
+	if err := unix.Statfs(root, &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
+		root = "/sys/fs/cgroup"
+		if err := unix.Statfs(root, &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
+			tb.Fatal("no cgroup v2 mount at /sys/fs/cgroup/unified or /sys/fs/cgroup (cgroup sock_addr programs need cgroup v2)")
+		}
+	}
+	dir, err := os.MkdirTemp(root, "clustermesh-bpf-test-")
+	if err != nil {
+		tb.Fatalf("create cgroup: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := os.Remove(dir); err != nil {
+			tb.Errorf("remove cgroup: %v", err)
+		}
+	})
+	return dir
+}
+
+// runInCgroup runs the test binary as a helper inside cgroup dir and
+// returns its stdout.
+func runInCgroup(tb testing.TB, dir string, args ...string) []byte {
+	tb.Helper()
+	cg, err := os.Open(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer cg.Close()
+	exe, err := os.Executable()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.CommandContext(tb.Context(), exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+strings.Join(args, " "))
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		tb.Fatalf("helper %v in %s: %v: %s", args, filepath.Base(dir), err, stderr.String())
+	}
+	return out
+}
+
+// backendServer is a TCP and UDP server on 127.0.0.1 that answers every
+// connection or datagram with its own address.
+func backendServer(tb testing.TB) netip.AddrPort {
+	tb.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr := netip.MustParseAddrPort(ln.Addr().String())
+	pc, err := net.ListenPacket("udp4", addr.String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	done := make(chan struct{}, 2)
+	tb.Cleanup(func() { ln.Close(); pc.Close(); <-done; <-done })
+	go func() {
+		defer func() { done <- struct{}{} }()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte(addr.String() + "\n"))
+			c.Close()
+		}
+	}()
+	go func() {
+		defer func() { done <- struct{}{} }()
+		buf := make([]byte, 256)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo([]byte(addr.String()), from)
+		}
+	}()
+	return addr
+}

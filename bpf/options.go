@@ -1,0 +1,47 @@
+package bpf
+
+import "time"
+
+// DefaultPinDir is where Load pins maps and links unless told otherwise.
+const DefaultPinDir = "/sys/fs/bpf/clustermesh"
+
+// Options configure Load. The zero value is usable.
+type Options struct {
+	// PinDir is a directory on a bpffs mount; it is created if missing.
+	// Default DefaultPinDir.
+	PinDir string
+
+	// CTTimeoutTCP, CTTimeoutOther and CTTimeoutClosing are how long a
+	// tracked flow lives after its last packet: TCP, other protocols, and
+	// TCP after a FIN or RST. Defaults 6h, 60s, 10s.
+	CTTimeoutTCP, CTTimeoutOther, CTTimeoutClosing time.Duration
+
+	// TraceSample emits a verdict event for 1 in TraceSample allowed new
+	// flows; drops are always reported. 0 means the default (1, every
+	// flow); a negative value disables allowed-verdict events.
+	TraceSample int
+
+	// PolicyMaxEntries is the size of the policy map (expanded entries of
+	// all endpoints; a replacement needs room for both rule sets of one
+	// endpoint). Default 262144. Changing it requires Unpin.
+	PolicyMaxEntries uint32
+}
+
+func (o Options) withDefaults() Options {
+	if o.PinDir == "" {
+		o.PinDir = DefaultPinDir
+	}
+	if o.CTTimeoutTCP <= 0 {
+		o.CTTimeoutTCP = 6 * time.Hour
+	}
+	if o.CTTimeoutOther <= 0 {
+		o.CTTimeoutOther = 60 * time.Second
+	}
+	if o.CTTimeoutClosing <= 0 {
+		o.CTTimeoutClosing = 10 * time.Second
+	}
+	if o.TraceSample == 0 {
+		o.TraceSample = 1
+	}
+	return o
+}

@@ -1,0 +1,205 @@
+package bpf
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+)
+
+const (
+	idA = 1000
+	idB = 2000
+	epA = 1
+	epB = 2
+)
+
+// policyEnv is two pods A (ep 1, identity 1000) and B (ep 2, identity 2000)
+// with the datapath attached to both; B runs TCP echo servers on 8080,
+// 8081 and 9005, 9011 and a UDP echo server on 5353.
+type policyEnv struct {
+	d    *Datapath
+	topo *topology
+	a, b *pod
+}
+
+func newPolicyEnv(t testing.TB, opts Options) *policyEnv {
+	t.Helper()
+	if opts.PinDir == "" {
+		opts.PinDir = newBPFFS(t)
+	}
+	d := load(t, opts)
+	topo := newTopology(t, 2)
+	e := &policyEnv{d: d, topo: topo, a: topo.pods[0], b: topo.pods[1]}
+	for _, p := range []struct {
+		pod *pod
+		ep  uint16
+		id  uint32
+	}{{e.a, epA, idA}, {e.b, epB, idB}} {
+		must(t, d.IPCache().Update(netip.PrefixFrom(p.pod.ip, 32), IPCacheEntry{Identity: p.id}))
+		must(t, d.EndpointConfigs().Update(p.ep, EndpointConfig{Identity: p.id, EnforceIngress: true, EnforceEgress: true}))
+		topo.attach(t, d, p.pod, p.ep)
+	}
+	// A may talk to anyone; B accepts nothing until a test says so.
+	must(t, d.SetPolicy(epA, []PolicyRule{{Identity: 0}}))
+	must(t, d.SetPolicy(epB, nil))
+	for _, port := range []uint16{8080, 8081, 9005, 9011} {
+		tcpEchoServer(t, e.b, port)
+	}
+	udpEchoServer(t, e.b, 5353)
+	return e
+}
+
+func must(tb testing.TB, err error) {
+	tb.Helper()
+	if err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// expectTCP connects from A to B:port and checks the outcome; for a drop it
+// also checks that the datapath counted one with the given reason.
+func (e *policyEnv) expectTCP(t *testing.T, port uint16, allowed bool, reason Reason) {
+	t.Helper()
+	before := e.metric(t, true, reason)
+	c, err := dial(e.a, netip.AddrPortFrom(e.b.ip, port), timeoutFor(allowed))
+	if allowed {
+		if err != nil {
+			t.Fatalf("B:%d: want allowed, dial: %v", port, err)
+		}
+		defer c.Close()
+		if err := echo(c, "hello"); err != nil {
+			t.Fatalf("B:%d: want allowed (reply through conntrack): %v", port, err)
+		}
+		return
+	}
+	if err == nil {
+		c.Close()
+		t.Fatalf("B:%d: want dropped (%v), connection succeeded", port, reason)
+	}
+	if after := e.metric(t, true, reason); after <= before {
+		t.Fatalf("B:%d: dial failed (%v) but no ingress %v drop was counted", port, err, reason)
+	}
+}
+
+func timeoutFor(allowed bool) time.Duration {
+	if allowed {
+		return 5 * time.Second
+	}
+	return dialTimeout
+}
+
+func (e *policyEnv) metric(t *testing.T, ingress bool, r Reason) uint64 {
+	t.Helper()
+	m, err := e.d.Metrics()
+	must(t, err)
+	return m[MetricKey{Ingress: ingress, Reason: r}].Packets
+}
+
+func TestPolicyByIdentityAndPort(t *testing.T) {
+	t.Parallel()
+	e := newPolicyEnv(t, Options{})
+
+	// Nothing allowed yet.
+	e.expectTCP(t, 8080, false, ReasonPolicyDenied)
+
+	must(t, e.d.SetPolicy(epB, []PolicyRule{
+		{Identity: idA, Ingress: true, Proto: ProtoTCP, Port: 8080},
+		{Identity: idA, Ingress: true, Proto: ProtoTCP, Port: 9000, EndPort: 9010},
+	}))
+	e.expectTCP(t, 8080, true, 0)
+	e.expectTCP(t, 8081, false, ReasonPolicyDenied)
+	e.expectTCP(t, 9005, true, 0)
+	e.expectTCP(t, 9011, false, ReasonPolicyDenied)
+
+	// A map update flips the verdict without reloading: A's address gets
+	// another identity, which has no rule.
+	must(t, e.d.IPCache().Update(netip.PrefixFrom(e.a.ip, 32), IPCacheEntry{Identity: 3000}))
+	e.expectTCP(t, 8080, false, ReasonPolicyDenied)
+	// ... and a wildcard-identity rule for the port lets it in again.
+	must(t, e.d.SetPolicy(epB, []PolicyRule{{Identity: 0, Ingress: true, Proto: ProtoTCP, Port: 8080}}))
+	e.expectTCP(t, 8080, true, 0)
+
+	// Deny wins over allow, also over a more specific allow.
+	must(t, e.d.SetPolicy(epB, []PolicyRule{
+		{Identity: 3000, Ingress: true, Proto: ProtoTCP, Port: 8080},
+		{Identity: 0, Ingress: true, Deny: true, Proto: ProtoTCP},
+	}))
+	e.expectTCP(t, 8080, false, ReasonPolicyDenyRule)
+
+	// Not enforcing ingress allows everything.
+	must(t, e.d.EndpointConfigs().Update(epB, EndpointConfig{Identity: idB, EnforceEgress: true}))
+	e.expectTCP(t, 8081, true, 0)
+}
+
+func TestPolicyEgressAndUDP(t *testing.T) {
+	t.Parallel()
+	e := newPolicyEnv(t, Options{})
+	must(t, e.d.SetPolicy(epB, []PolicyRule{{Identity: idA, Ingress: true, Port: 5353}})) // TCP, UDP, SCTP
+	dst := netip.AddrPortFrom(e.b.ip, 5353)
+	if err := udpExchange(e.a, dst, 2*time.Second); err != nil {
+		t.Fatalf("UDP to an allowed port: %v", err)
+	}
+
+	// A's egress: only to B's identity on UDP 5353. Replies to A pass A's
+	// enforced ingress (which has no rules) through conntrack.
+	must(t, e.d.SetPolicy(epA, []PolicyRule{{Identity: idB, Proto: ProtoUDP, Port: 5353}}))
+	if err := udpExchange(e.a, dst, 2*time.Second); err != nil {
+		t.Fatalf("UDP allowed by egress and ingress policy: %v", err)
+	}
+	before := e.metric(t, false, ReasonPolicyDenied)
+	if c, err := dial(e.a, netip.AddrPortFrom(e.b.ip, 8080), dialTimeout); err == nil {
+		c.Close()
+		t.Fatal("TCP from A: want dropped by A's egress policy")
+	}
+	if e.metric(t, false, ReasonPolicyDenied) <= before {
+		t.Fatal("no egress drop counted")
+	}
+}
+
+func TestPolicyReplaceKeepsAllowedTraffic(t *testing.T) {
+	t.Parallel()
+	e := newPolicyEnv(t, Options{})
+	rules := []PolicyRule{{Identity: idA, Ingress: true, Proto: ProtoUDP, Port: 5353}}
+	must(t, e.d.SetPolicy(epB, rules))
+
+	// Replace the rule set over and over (with rules that all allow the
+	// flow) while new UDP flows run: none may be dropped.
+	dst := netip.AddrPortFrom(e.b.ip, 5353)
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			rs := append([]PolicyRule{}, rules...)
+			for j := range i % 7 {
+				rs = append(rs, PolicyRule{Identity: uint32(5000 + j), Ingress: true, Proto: ProtoTCP, Port: uint16(100 + j)})
+			}
+			if err := e.d.SetPolicy(epB, rs); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	before := e.metric(t, true, ReasonPolicyDenied)
+	for range 200 {
+		if err := udpExchange(e.a, dst, 2*time.Second); err != nil {
+			t.Errorf("UDP flow during policy replacement: %v", err)
+			break
+		}
+	}
+	close(stop)
+	must(t, <-done)
+	if n := e.metric(t, true, ReasonPolicyDenied) - before; n != 0 {
+		t.Fatalf("%d packets dropped during policy replacement", n)
+	}
+	got, err := e.d.Policy().List()
+	must(t, err)
+	if len(got[epB]) == 0 {
+		t.Fatal("policy of B is empty after replacement")
+	}
+}

@@ -1,0 +1,83 @@
+package bpf
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/netip"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func decodeResults(t *testing.T, out []byte) []helperResult {
+	t.Helper()
+	var rs []helperResult
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for dec.More() {
+		var r helperResult
+		must(t, dec.Decode(&r))
+		rs = append(rs, r)
+	}
+	return rs
+}
+
+func TestServiceLoadBalancing(t *testing.T) {
+	t.Parallel()
+	d := load(t, Options{PinDir: newBPFFS(t)})
+	cg := newCgroup(t)
+	must(t, d.AttachCgroup(cg))
+
+	b1, b2, other := backendServer(t), backendServer(t), backendServer(t)
+	configured := map[string]bool{b1.String(): true, b2.String(): true}
+	backends := []Backend{{Addr: b1.Addr(), Port: b1.Port()}, {Addr: b2.Addr(), Port: b2.Port()}}
+	tcpFE := Frontend{Addr: netip.MustParseAddr("10.96.0.10"), Port: 80, Proto: ProtoTCP}
+	udpFE := Frontend{Addr: netip.MustParseAddr("10.96.0.10"), Port: 53, Proto: ProtoUDP}
+	must(t, d.Services().Update(tcpFE, backends))
+	must(t, d.Services().Update(udpFE, backends))
+	// Idempotent, and a service that must not be used.
+	must(t, d.Services().Update(tcpFE, backends))
+	must(t, d.Services().Update(Frontend{Addr: netip.MustParseAddr("10.96.0.11"), Port: 80, Proto: ProtoTCP},
+		[]Backend{{Addr: other.Addr(), Port: other.Port()}}))
+
+	got, err := d.Services().List()
+	must(t, err)
+	if diff := cmp.Diff(backends, got[tcpFE], cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Fatalf("Services().List() (-want +got):\n%s", diff)
+	}
+
+	for _, tc := range []struct {
+		mode string
+		fe   Frontend
+	}{{"tcp", tcpFE}, {"udp", udpFE}} {
+		t.Run(tc.mode, func(t *testing.T) {
+			fe := netip.AddrPortFrom(tc.fe.Addr, tc.fe.Port).String()
+			seen := map[string]int{}
+			for _, r := range decodeResults(t, runInCgroup(t, cg, tc.mode, fe, "40")) {
+				if !configured[r.Reply] {
+					t.Fatalf("answered by %s, not a configured backend of %v", r.Reply, tc.fe)
+				}
+				if r.Peer != fe {
+					t.Fatalf("peer address %s, want the frontend %s", r.Peer, fe)
+				}
+				seen[r.Reply]++
+			}
+			// 40 random (TCP) or per-socket (UDP) picks miss a backend
+			// with probability 2^-39.
+			if len(seen) != 2 {
+				t.Fatalf("backends used: %v, want both", seen)
+			}
+		})
+	}
+
+	// One backend left: all connections go to it.
+	must(t, d.Services().Update(tcpFE, backends[:1]))
+	for _, r := range decodeResults(t, runInCgroup(t, cg, "tcp", "10.96.0.10:80", "10")) {
+		if r.Reply != b1.String() {
+			t.Fatalf("answered by %s after the service shrank to %s", r.Reply, b1)
+		}
+	}
+
+	must(t, d.Services().Delete(tcpFE))
+	must(t, d.Services().Delete(tcpFE))
+	must(t, d.DetachCgroup(cg))
+}
