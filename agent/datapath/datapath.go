@@ -56,6 +56,34 @@ type Backend struct {
 	Cluster string
 }
 
+// EndpointPolicy is what one local endpoint may receive and send: the
+// per-endpoint policy map and configuration of the datapath.
+type EndpointPolicy struct {
+	// Identity is the endpoint's own security identity.
+	Identity identity.NumericIdentity
+	// EnforceIngress and EnforceEgress: in a direction not enforced
+	// everything passes; in an enforced one only what Rules allow.
+	EnforceIngress, EnforceEgress bool
+	// Rules, sorted (see policy.SortRules); a deny wins over any allow.
+	Rules []PolicyRule
+}
+
+// PolicyRule allows (or denies) traffic with peers of one identity on a
+// protocol and port range.
+type PolicyRule struct {
+	// Identity of the peer; 0 matches every peer.
+	Identity identity.NumericIdentity
+	// Ingress: traffic to the endpoint; otherwise from it.
+	Ingress bool
+	// Proto is an IP protocol number (6 TCP, 17 UDP, 132 SCTP); 0 matches
+	// every protocol.
+	Proto uint8
+	// Port is the destination port; 0 matches every port. EndPort, when
+	// not 0, ends an inclusive range starting at Port.
+	Port, EndPort uint16
+	Deny          bool
+}
+
 // Table is one kind of kernel state keyed by K.
 type Table[K comparable, V any] interface {
 	Update(ctx context.Context, key K, value V) error
@@ -68,4 +96,7 @@ type Datapath interface {
 	IPCache() Table[netip.Prefix, IPCacheEntry]
 	Peers() Table[string, Peer] // key: cluster/node
 	Services() Table[ServiceKey, Service]
+	// Policies is keyed by the endpoint's datapath ID (see
+	// state.Endpoint.DatapathID), the key of the kernel's per-endpoint maps.
+	Policies() Table[uint16, EndpointPolicy]
 }

@@ -13,6 +13,7 @@ type Memory struct {
 	ipcache  *MemTable[netip.Prefix, IPCacheEntry]
 	peers    *MemTable[string, Peer]
 	services *MemTable[ServiceKey, Service]
+	policies *MemTable[uint16, EndpointPolicy]
 }
 
 // NewMemory returns an empty in-memory datapath.
@@ -21,6 +22,7 @@ func NewMemory() *Memory {
 		ipcache:  NewMemTable[netip.Prefix, IPCacheEntry](),
 		peers:    NewMemTable[string, Peer](),
 		services: NewMemTable[ServiceKey, Service](),
+		policies: NewMemTable[uint16, EndpointPolicy](),
 	}
 }
 
@@ -32,6 +34,9 @@ func (m *Memory) Peers() Table[string, Peer] { return m.peers }
 
 // Services implements Datapath.
 func (m *Memory) Services() Table[ServiceKey, Service] { return m.services }
+
+// Policies implements Datapath.
+func (m *Memory) Policies() Table[uint16, EndpointPolicy] { return m.policies }
 
 // MemIPCache gives tests the concrete table (fault injection, counters).
 func (m *Memory) MemIPCache() *MemTable[netip.Prefix, IPCacheEntry] { return m.ipcache }
