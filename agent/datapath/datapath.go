@@ -100,3 +100,33 @@ type Datapath interface {
 	// state.Endpoint.DatapathID), the key of the kernel's per-endpoint maps.
 	Policies() Table[uint16, EndpointPolicy]
 }
+
+// Allows is the verdict the datapath gives a new flow of the endpoint with
+// a peer: a matching deny rule drops it; in a direction not enforced it
+// passes; otherwise a matching allow rule must exist. Every implementation
+// must decide exactly this.
+func (p EndpointPolicy) Allows(peer identity.NumericIdentity, ingress bool, proto uint8, port uint16) bool {
+	match := func(r PolicyRule) bool {
+		return r.Ingress == ingress && (r.Identity == 0 || r.Identity == peer) &&
+			(r.Proto == 0 || r.Proto == proto) &&
+			(r.Port == 0 || port >= r.Port && port <= max(r.Port, r.EndPort))
+	}
+	for _, r := range p.Rules {
+		if r.Deny && match(r) {
+			return false
+		}
+	}
+	enforced := p.EnforceEgress
+	if ingress {
+		enforced = p.EnforceIngress
+	}
+	if !enforced {
+		return true
+	}
+	for _, r := range p.Rules {
+		if !r.Deny && match(r) {
+			return true
+		}
+	}
+	return false
+}
