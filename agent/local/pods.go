@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -15,6 +16,7 @@ import (
 	"github.com/clustermesh/clustermesh/identity"
 	"github.com/clustermesh/clustermesh/identity/podlabels"
 	"github.com/clustermesh/clustermesh/internal/k8sconv"
+	"github.com/clustermesh/clustermesh/kvstore/schema"
 )
 
 // reconcilePod writes the ip entries of a pod and, for a pod of this node,
@@ -61,7 +63,17 @@ func (w *Watcher) reconcilePod(_ context.Context, key string) error {
 			stale = append(stale, p)
 		}
 	}
+	var named []schema.NamedPort
+	if ep != nil {
+		named = ep.NamedPorts
+	}
+	touched := w.namedPortsLocked(key, named)
 	err = w.cfg.State.Update(func(t *state.WriteTxn) error {
+		for _, name := range touched {
+			if err := t.SetNamedPort(name, w.namedPortList(name)); err != nil {
+				return err
+			}
+		}
 		for _, p := range stale {
 			if err := t.DeleteIP(w.cfg.Cluster, p); err != nil {
 				return err
@@ -170,4 +182,48 @@ func (w *Watcher) enqueueNamespace(ns string) {
 	for _, p := range pods {
 		w.podCtl.Enqueue(p.Namespace + "/" + p.Name)
 	}
+}
+
+// namedPortsLocked records the named ports of pod key and returns the
+// names whose set changed.
+func (w *Watcher) namedPortsLocked(key string, ports []schema.NamedPort) []string {
+	old := w.podNamed[key]
+	if slices.Equal(old, ports) {
+		return nil
+	}
+	var touched []string
+	for _, p := range old {
+		if w.namedCount[p]--; w.namedCount[p] <= 0 {
+			delete(w.namedCount, p)
+		}
+		touched = append(touched, p.Name)
+	}
+	for _, p := range ports {
+		w.namedCount[p]++
+		touched = append(touched, p.Name)
+	}
+	if len(ports) == 0 {
+		delete(w.podNamed, key)
+	} else {
+		w.podNamed[key] = ports
+	}
+	slices.Sort(touched)
+	return slices.Compact(touched)
+}
+
+// namedPortList returns the distinct ports of name, sorted (w.mu held).
+func (w *Watcher) namedPortList(name string) []schema.NamedPort {
+	var out []schema.NamedPort
+	for p := range w.namedCount {
+		if p.Name == name {
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b schema.NamedPort) int {
+		if a.Port != b.Port {
+			return int(a.Port) - int(b.Port)
+		}
+		return strings.Compare(a.Protocol, b.Protocol)
+	})
+	return out
 }

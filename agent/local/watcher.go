@@ -28,6 +28,7 @@ import (
 	"github.com/clustermesh/clustermesh/agent/state"
 	cmv1 "github.com/clustermesh/clustermesh/apis/clustermesh/v1alpha1"
 	"github.com/clustermesh/clustermesh/internal/controller"
+	"github.com/clustermesh/clustermesh/kvstore/schema"
 )
 
 // Sources the watcher marks initialized in the state.
@@ -72,6 +73,9 @@ type Watcher struct {
 	podLabels map[string]string              // pod key → its labels key
 	byLabels  map[string]map[string]struct{} // labels key → pod keys
 	idLabels  map[string]string              // identity name → its labels key
+	// Named container ports of every pod, for egress rules to a named port.
+	podNamed   map[string][]schema.NamedPort
+	namedCount map[schema.NamedPort]int
 }
 
 // New returns a watcher; nothing happens before Run.
@@ -88,6 +92,7 @@ func New(cfg Config) (*Watcher, error) {
 		identities: cmv1.NewIdentityInformer(cfg.Identities, 0),
 		podIPs:     map[string][]netip.Prefix{}, ipOwner: map[netip.Prefix]string{},
 		podLabels: map[string]string{}, byLabels: map[string]map[string]struct{}{}, idLabels: map[string]string{},
+		podNamed: map[string][]schema.NamedPort{}, namedCount: map[schema.NamedPort]int{},
 	}
 	w.idCtl = controller.New("local-identities", w.reconcileIdentity, w.log)
 	w.podCtl = controller.New("local-pods", w.reconcilePod, w.log)

@@ -257,10 +257,12 @@ func (c *Cluster) revokeWhenStale(ctx context.Context, cli *kvstore.Client) bool
 		c.log.Warn("peer's heartbeat did not change for longer than the cache TTL: revoking its state",
 			"last-heartbeat", st.Last, "ttl", c.cfg.CacheTTL)
 		c.mu.Lock()
+		wasReady := c.status.Ready
 		c.status.Revoked, c.status.Ready, c.status.Synced = true, false, map[Kind]bool{}
 		c.v = nil // read everything again on reconnection
 		c.mu.Unlock()
 		c.cfg.Sink.Drain(c.cfg.Name)
+		c.readyChanged(wasReady, false)
 		return true
 	}
 }
@@ -293,9 +295,11 @@ func (c *Cluster) adopt(id identity.ClusterID) *validator {
 	c.id = id
 	c.v = newValidator(c.cfg.Name, id, c.layout, c.cfg.Paths, c.cfg.Sink, c.rej)
 	c.status.Synced = map[Kind]bool{}
+	wasReady := c.status.Ready
 	c.status.Ready = false
 	v := c.v
 	c.mu.Unlock()
+	c.readyChanged(wasReady, false)
 	if changed {
 		c.log.Warn("peer's cluster ID changed: draining everything it announced", "old", old, "new", id)
 		c.cfg.Sink.Drain(c.cfg.Name)
@@ -307,7 +311,6 @@ func (c *Cluster) adopt(id identity.ClusterID) *validator {
 
 func (c *Cluster) setSynced(k Kind) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.status.Synced[k] = true
 	ready := true
 	for _, kind := range Kinds {
@@ -316,7 +319,18 @@ func (c *Cluster) setSynced(k Kind) {
 	if ready && !c.status.Ready {
 		c.log.Info("peer ready: every prefix synced")
 	}
+	was := c.status.Ready
 	c.status.Ready = ready
+	c.mu.Unlock()
+	c.readyChanged(was, ready)
+}
+
+// readyChanged tells a sink that implements ReadyNotifier that the peer
+// became ready or stopped being ready (called without holding mu).
+func (c *Cluster) readyChanged(was, now bool) {
+	if n, ok := c.cfg.Sink.(ReadyNotifier); ok && was != now {
+		n.SetReady(c.cfg.Name, now)
+	}
 }
 
 // watchConfig returns errConfigChanged when the peer's cluster config is

@@ -43,3 +43,10 @@ type Sink interface {
 type Flusher interface {
 	Flush()
 }
+
+// ReadyNotifier is optionally implemented by a Sink that wants to know when
+// a peer becomes ready (every prefix synced, after the data was delivered)
+// or stops being ready, e.g. to wake consumers waiting to prune.
+type ReadyNotifier interface {
+	SetReady(cluster string, ready bool)
+}

@@ -61,6 +61,7 @@ func (a *Agent) serveAPI(ctx context.Context) error {
 	mux.HandleFunc("GET /v1/ipcache", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.IPCache()) })
 	mux.HandleFunc("GET /v1/identities", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Identities()) })
 	mux.HandleFunc("GET /v1/services", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Services()) })
+	mux.HandleFunc("GET /v1/policies", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Policies()) })
 	mux.HandleFunc("GET /v1/endpoints", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Endpoints()) })
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.Registry, promhttp.HandlerOpts{}))

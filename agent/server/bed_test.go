@@ -38,7 +38,7 @@ type agentBed struct {
 
 // startAgent runs an agent for node of cluster1; prepare (optional) runs
 // before the agent starts (to seed its datapath as pinned state would).
-func startAgent(t *testing.T, kube *k8stest.Cluster, node string, prepare func(*agentBed)) *agentBed {
+func startAgent(t *testing.T, kube *k8stest.Cluster, node string, prepare func(*agentBed), opts ...func(*server.Config)) *agentBed {
 	t.Helper()
 	meshDir := t.TempDir()
 	sockDir, err := os.MkdirTemp("", "cm-agent") // unix socket paths are short
@@ -47,17 +47,27 @@ func startAgent(t *testing.T, kube *k8stest.Cluster, node string, prepare func(*
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(sockDir) })
 	b := &agentBed{kube: kube, meshDir: meshDir, socket: filepath.Join(sockDir, "agent.sock")}
-	b.agent, err = server.New(server.Config{
+	cfg := server.Config{
 		NodeName: node, ClusterName: "cluster1", ClusterID: 1, MeshConfigDir: meshDir,
 		APISocket: b.socket, RestConfig: kube.Config,
-	}, nil)
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	b.agent, err = server.New(t.Context(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if prepare != nil {
 		prepare(b)
 	}
-	meshtest.Go(t, b.agent.Run)
+	meshtest.Go(t, func(ctx context.Context) error {
+		err := b.agent.Run(ctx)
+		if err != nil && ctx.Err() == nil {
+			t.Errorf("agent stopped: %v", err)
+		}
+		return err
+	})
 	return b
 }
 

@@ -144,3 +144,13 @@ func (s addrSet) filter(cs schema.ClusterService) schema.ClusterService {
 	cs.Backends = kept
 	return cs
 }
+
+// desiredPolicies is every local endpoint's policy by datapath ID.
+func desiredPolicies(sn *state.Snapshot) map[uint16]datapath.EndpointPolicy {
+	rows := sn.EndpointPolicies()
+	out := make(map[uint16]datapath.EndpointPolicy, len(rows))
+	for _, r := range rows {
+		out[r.DatapathID] = r.Policy
+	}
+	return out
+}

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"net/netip"
+	"strconv"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -56,23 +57,8 @@ func testLocalCluster(t *testing.T, kube *k8stest.Cluster) {
 	}
 
 	// The clustermesh-apiserver allocates x-wing's identity.
-	nsObj, err := kube.Client.CoreV1().Namespaces().Get(t.Context(), ns, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ls := podlabels.ForPod("cluster1", xwing, nsObj)
-	var strs []string
-	for l := range ls.All() {
-		strs = append(strs, l.String())
-	}
-	idc, err := cmv1.NewRESTClient(kube.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const id = 65600
-	if _, err := cmv1.CreateIdentity(t.Context(), idc, &cmv1.Identity{ObjectMeta: metav1.ObjectMeta{Name: "65600"}, SecurityLabels: strs}); err != nil {
-		t.Fatal(err)
-	}
+	ls := allocate(t, kube, xwing, id)
 	eventually(t, "x-wing's IP and endpoint get its identity", func() bool {
 		var eps []server.EndpointEntry
 		b.get(t, "/v1/endpoints", &eps)
@@ -102,4 +88,27 @@ func containsID(ids []server.IdentityEntry, want server.IdentityEntry) bool {
 		}
 	}
 	return false
+}
+
+// allocate creates the identity resource of pod's labels with number id,
+// as the clustermesh-apiserver would, and returns the labels.
+func allocate(t *testing.T, kube *k8stest.Cluster, pod *corev1.Pod, id int) identity.Labels {
+	t.Helper()
+	nsObj, err := kube.Client.CoreV1().Namespaces().Get(t.Context(), pod.Namespace, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls := podlabels.ForPod("cluster1", pod, nsObj)
+	var strs []string
+	for l := range ls.All() {
+		strs = append(strs, l.String())
+	}
+	idc, err := cmv1.NewRESTClient(kube.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cmv1.CreateIdentity(t.Context(), idc, &cmv1.Identity{ObjectMeta: metav1.ObjectMeta{Name: strconv.Itoa(id)}, SecurityLabels: strs}); err != nil {
+		t.Fatal(err)
+	}
+	return ls
 }

@@ -16,16 +16,24 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
 
 	"github.com/clustermesh/clustermesh/agent/datapath"
+	"github.com/clustermesh/clustermesh/agent/datapath/bpfdp"
 	"github.com/clustermesh/clustermesh/agent/local"
 	"github.com/clustermesh/clustermesh/agent/peers"
+	"github.com/clustermesh/clustermesh/agent/policywatch"
 	"github.com/clustermesh/clustermesh/agent/reconciler"
 	"github.com/clustermesh/clustermesh/agent/state"
 	cmv1 "github.com/clustermesh/clustermesh/apis/clustermesh/v1alpha1"
+	"github.com/clustermesh/clustermesh/bpf"
 	"github.com/clustermesh/clustermesh/identity"
 	"github.com/clustermesh/clustermesh/kvstore/schema"
 )
@@ -37,12 +45,18 @@ type Config struct {
 	ClusterID            uint32 // --cluster-id
 	MaxConnectedClusters uint32 // --max-connected-clusters
 	MeshConfigDir        string // --mesh-config-dir
-	Datapath             string // --datapath: "none" (in memory); "bpf" arrives with the eBPF datapath
+	Datapath             string // --datapath: "bpf" or "none" (in memory)
+	BPFPinDir            string // --bpf-pin-dir (bpffs directory of the pinned maps and links)
 	APISocket            string // --api-socket
 	KVStoreRoot          string // --kvstore-root
 	Kubeconfig           string // --kubeconfig (in-cluster config when empty)
 	// RestConfig, when set (tests), is used instead of Kubeconfig.
 	RestConfig *rest.Config
+	// PolicyAllClusters: peer selectors without a cluster requirement
+	// select every cluster (--policy-default-local-cluster=false).
+	PolicyAllClusters bool
+	// NoEvents: do not record Kubernetes Events (tests of many agents).
+	NoEvents bool
 	// CacheTTL revokes a peer's state when its heartbeat has not changed
 	// for this long (--clustermesh-cache-ttl; 0: keep it).
 	CacheTTL time.Duration
@@ -71,8 +85,12 @@ func (c *Config) Validate() error {
 	switch c.Datapath {
 	case "", "none":
 		c.Datapath = "none"
+	case "bpf":
+		if c.BPFPinDir == "" {
+			c.BPFPinDir = "/sys/fs/bpf/clustermesh"
+		}
 	default:
-		errs = append(errs, fmt.Errorf("--datapath %q: only \"none\" (in memory) is available yet", c.Datapath))
+		errs = append(errs, fmt.Errorf("--datapath %q: use \"bpf\" (eBPF maps and programs) or \"none\" (in memory, for tests)", c.Datapath))
 	}
 	if c.APISocket == "" {
 		errs = append(errs, errors.New("--api-socket: required (e.g. /var/run/clustermesh/agent.sock)"))
@@ -91,9 +109,12 @@ type Agent struct {
 	cfg         Config
 	log         *slog.Logger
 	State       *state.State
-	Datapath    *datapath.Memory
+	Datapath    datapath.Datapath
+	closeDP     func()
 	peers       *peers.Manager
 	local       *local.Watcher
+	policies    *policywatch.Controller
+	stopEvents  func()
 	reconcilers []statusRunner
 	Registry    *prometheus.Registry
 }
@@ -104,8 +125,10 @@ type statusRunner interface {
 	Status() reconciler.Status
 }
 
-// New validates cfg and builds the agent.
-func New(cfg Config, log *slog.Logger) (*Agent, error) {
+// New validates cfg and builds the agent. With --datapath=bpf it loads the
+// eBPF datapath (reopening what a previous run pinned); Run closes it
+// (keeping the pins).
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
 	}
@@ -117,7 +140,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, log: log, State: st, Datapath: datapath.NewMemory(), Registry: prometheus.NewRegistry()}
+	a := &Agent{cfg: cfg, log: log, State: st, Datapath: datapath.NewMemory(), closeDP: func() {}, Registry: prometheus.NewRegistry()}
 	rejected := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "clustermesh_agent_remote_rejected_total",
 		Help: "Entries from peer clusters rejected by validation, by cluster, kind and reason.",
@@ -128,6 +151,13 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		MaxConnectedClusters: cfg.MaxConnectedClusters, Paths: schema.Paths{Root: cfg.KVStoreRoot},
 		Sink: st.BufferedRemoteSink(), Log: log, Rejected: rejected, CacheTTL: cfg.CacheTTL,
 	})
+	if cfg.Datapath == "bpf" {
+		dp, err := bpfdp.New(ctx, bpf.Options{PinDir: cfg.BPFPinDir})
+		if err != nil {
+			return nil, fmt.Errorf("--datapath=bpf: load the eBPF datapath (pinned under --bpf-pin-dir %s): %w", cfg.BPFPinDir, err)
+		}
+		a.Datapath, a.closeDP = dp, func() { _ = dp.Close() }
+	}
 	rc := cfg.RestConfig
 	if rc == nil {
 		if cfg.Kubeconfig != "" {
@@ -154,7 +184,29 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	var events policywatch.EventRecorder
+	if !cfg.NoEvents {
+		bc := record.NewBroadcaster()
+		bc.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
+		a.stopEvents = bc.Shutdown
+		scheme := runtime.NewScheme()
+		if err := errors.Join(clientgoscheme.AddToScheme(scheme), cmv1.AddToScheme(scheme)); err != nil {
+			return nil, fmt.Errorf("event scheme: %w", err)
+		}
+		events = bc.NewRecorder(scheme, corev1.EventSource{Component: "clustermesh-agent", Host: cfg.NodeName})
+	}
+	a.policies, err = policywatch.New(policywatch.Config{
+		Cluster: cfg.ClusterName, DefaultLocalCluster: !cfg.PolicyAllClusters, Kube: kube, Policies: idc, State: st,
+		WaitFor: []string{local.SourceIdentities, local.SourcePods}, Events: events, Log: log,
+	})
+	if err != nil {
+		return nil, err
+	}
 	a.reconcilers = []statusRunner{
+		reconciler.New(reconciler.Config[uint16, datapath.EndpointPolicy]{
+			Name: "policies", Table: a.Datapath.Policies(), Initialized: a.ready, Changed: st.Changed, Log: log,
+			Desired: func() map[uint16]datapath.EndpointPolicy { return desiredPolicies(st.Snapshot()) },
+		}),
 		reconciler.New(reconciler.Config[netip.Prefix, datapath.IPCacheEntry]{
 			Name: "ipcache", Table: a.Datapath.IPCache(), Initialized: a.ready, Changed: st.Changed, Log: log,
 			Desired: func() map[netip.Prefix]datapath.IPCacheEntry {
@@ -179,7 +231,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 // cluster and every configured peer. Until then nothing is pruned from the
 // datapath.
 func (a *Agent) ready() bool {
-	if !a.State.Initialized(local.Sources()...) {
+	if !a.State.Initialized(append(local.Sources(), policywatch.Source)...) {
 		return false
 	}
 	for _, st := range a.peers.Status() {
@@ -196,8 +248,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
 	runners := map[string]func(context.Context) error{
-		"peers": a.peers.Run, "local cluster": a.local.Run, "local API": a.serveAPI,
+		"peers": a.peers.Run, "local cluster": a.local.Run, "local API": a.serveAPI, "policy": a.policies.Run,
 	}
+	if a.stopEvents != nil {
+		defer a.stopEvents()
+	}
+	defer a.closeDP()
 	for _, r := range a.reconcilers {
 		runners[r.Status().Name+" reconciler"] = r.Run
 	}

@@ -30,6 +30,7 @@ func TestAgent(t *testing.T) {
 		"global service merged from two peers":        testGlobalMerge,
 		"affinity":                                    testAffinity,
 		"local pods, identities and nodes":            testLocalCluster,
+		"policies into the datapath":                  testPolicies,
 	} {
 		t.Run(name, func(t *testing.T) { f(t, kube) })
 	}
@@ -139,10 +140,12 @@ func containsEntry(ipc []server.IPCacheEntry, e server.IPCacheEntry) bool {
 }
 
 func TestConfigErrorsNameTheFlags(t *testing.T) {
-	_, err := server.New(server.Config{ClusterName: "x", ClusterID: 1, Datapath: "bpf"}, nil)
+	_, err := server.New(t.Context(), server.Config{ClusterName: "x", ClusterID: 1, Datapath: "dpdk"}, nil)
 	for _, want := range []string{"--node-name", "--mesh-config-dir", "--datapath", "--api-socket"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not name %s", err, want)
 		}
 	}
 }
+
+func netipPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }

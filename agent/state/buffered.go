@@ -22,6 +22,7 @@ const maxBuffered = 4096
 func (s *State) BufferedRemoteSink() interface {
 	remote.Sink
 	remote.Flusher
+	remote.ReadyNotifier
 } {
 	return &bufferedSink{s: s}
 }
@@ -111,4 +112,12 @@ func (b *bufferedSink) Drain(cluster string) {
 	defer b.mu.Unlock()
 	b.ops = append(b.ops, pendingOp{"drain", cluster, func(w *WriteTxn) error { return w.Drain(cluster) }})
 	b.flushLocked()
+}
+
+// SetReady commits what is buffered, then records the peer's readiness as
+// the source PeerSource(cluster), which wakes every reader waiting for a
+// change (reconcilers that may prune only once every peer is ready).
+func (b *bufferedSink) SetReady(cluster string, ready bool) {
+	b.Flush()
+	b.s.SetInitialized(PeerSource(cluster), ready)
 }

@@ -100,7 +100,7 @@ func (sn *Snapshot) Nodes(cluster string) []NodeRow {
 // 0 for another name). It walks the table: O(rows).
 func (sn *Snapshot) Count(table string) int {
 	switch table {
-	case TableIdentities, TableIPCache, TableNodes, TableServices, TableInitialized, TableEndpoints, TableLocalServices:
+	case TableIdentities, TableIPCache, TableNodes, TableServices, TableInitialized, TableEndpoints, TableLocalServices, TablePolicies:
 	default:
 		return 0
 	}

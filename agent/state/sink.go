@@ -96,3 +96,21 @@ func (s *State) MarkInitialized(source string) {
 func (s *State) Initialized(sources ...string) bool {
 	return s.Snapshot().Initialized(sources...)
 }
+
+// SetInitialized records whether source has delivered its state (a peer
+// that reconnects from scratch is not initialized again until it is
+// ready). It commits only a change.
+func (s *State) SetInitialized(source string, done bool) {
+	err := s.Update(func(w *WriteTxn) error {
+		if done {
+			return w.MarkInitialized(source)
+		}
+		return w.deleteByID(TableInitialized, source)
+	})
+	if err != nil {
+		s.log.Warn("cannot record a source's readiness", "source", source, "error", err)
+	}
+}
+
+// PeerSource is the source name of a peer cluster's readiness.
+func PeerSource(cluster string) string { return "peer/" + cluster }

@@ -124,6 +124,8 @@ func dbSchema() *memdb.DBSchema {
 		tablePrefixLens:    table(tablePrefixLens, prefixLenIndex{}),
 		TableEndpoints:     table(TableEndpoints, compound("Namespace", "Name")),
 		TableLocalServices: table(TableLocalServices, compound("Namespace", "Name")),
+		TablePolicies:      table(TablePolicies, str("Key")),
+		TableNamedPorts:    table(TableNamedPorts, str("Name")),
 	}}
 }
 

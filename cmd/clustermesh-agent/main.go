@@ -17,6 +17,7 @@ func main() { cmdutil.Main(newCommand()) }
 func newCommand() *cobra.Command {
 	var cfg server.Config
 	var configFile, logLevel string
+	var defaultLocal bool
 	cmd := &cobra.Command{
 		Use:   "clustermesh-agent",
 		Short: "Connect this node to every peer cluster of the mesh and program its datapath",
@@ -31,11 +32,12 @@ func newCommand() *cobra.Command {
 			if err := flagconf.Apply(cmd.Flags(), "CLUSTERMESH_AGENT", configFile); err != nil {
 				return err
 			}
+			cfg.PolicyAllClusters = !defaultLocal
 			log, err := cmdutil.Logger(logLevel)
 			if err != nil {
 				return err
 			}
-			a, err := server.New(cfg, log)
+			a, err := server.New(cmd.Context(), cfg, log)
 			if err != nil {
 				return err
 			}
@@ -50,11 +52,14 @@ func newCommand() *cobra.Command {
 	f.Uint32Var(&cfg.ClusterID, "cluster-id", 0, "ID of the local cluster")
 	f.Uint32Var(&cfg.MaxConnectedClusters, "max-connected-clusters", 255, "255 or 511; the same in every cluster of the mesh")
 	f.StringVar(&cfg.MeshConfigDir, "mesh-config-dir", "", "directory of peer etcd client configs, one file per peer named after it")
-	f.StringVar(&cfg.Datapath, "datapath", "none", `"none": keep the datapath in memory (the eBPF datapath is not available yet)`)
+	f.StringVar(&cfg.Datapath, "datapath", "bpf", `"bpf": program eBPF maps and programs; "none": keep the datapath in memory (tests, dry runs)`)
+	f.StringVar(&cfg.BPFPinDir, "bpf-pin-dir", "/sys/fs/bpf/clustermesh", "bpffs directory where the eBPF maps and links are pinned (kept across agent restarts)")
 	f.StringVar(&cfg.APISocket, "api-socket", "/var/run/clustermesh/agent.sock", "unix socket of the local API")
 	f.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig file (in-cluster config when empty)")
 	f.StringVar(&cfg.KVStoreRoot, "kvstore-root", "cilium", "root prefix of the etcd schema")
 	f.DurationVar(&cfg.CacheTTL, "clustermesh-cache-ttl", 0,
 		"revoke a peer's state when its heartbeat has not changed for this long (0: keep the last state; must exceed the peers' heartbeat interval)")
+	f.BoolVar(&defaultLocal, "policy-default-local-cluster", true,
+		"policy peer selectors without an io.cilium.k8s.policy.cluster requirement select only the local cluster")
 	return cmd
 }

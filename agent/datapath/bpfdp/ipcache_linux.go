@@ -1,0 +1,95 @@
+package bpfdp
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"github.com/clustermesh/clustermesh/agent/datapath"
+	"github.com/clustermesh/clustermesh/bpf"
+	"github.com/clustermesh/clustermesh/identity"
+)
+
+// ipcacheTable is the ipcache: bpf.IPCache, with the cluster of an entry as
+// an index into the cluster table in the entry's Flags.
+type ipcacheTable struct {
+	c        *bpf.IPCache
+	clusters *clusterTable
+	mu       sync.Mutex // serializes changes (cluster index allocation)
+}
+
+// checkPrefix rejects prefixes the kernel would store under another key
+// (not masked, IPv4-mapped IPv6): List would return that other key and a
+// reconciler would then prune the entry it just wrote.
+func checkPrefix(p netip.Prefix) error {
+	if !p.IsValid() || p != p.Masked() || p.Addr().Is4In6() || p.Addr().Zone() != "" {
+		return fmt.Errorf("prefix %v: use the masked form, and IPv4 prefixes as such: %w", p, ErrNotCanonical)
+	}
+	return nil
+}
+
+// Update implements datapath.Table.
+func (t *ipcacheTable) Update(_ context.Context, p netip.Prefix, e datapath.IPCacheEntry) error {
+	if err := checkPrefix(p); err != nil {
+		return fmt.Errorf("ipcache update: %w", err)
+	}
+	if e.HostIP.IsValid() && (!e.HostIP.Is4() || e.HostIP.IsUnspecified()) {
+		return fmt.Errorf("ipcache update %v: host IP %v: the eBPF datapath holds a tunnel endpoint as a non-zero IPv4 address: %w", p, e.HostIP, ErrNotSupported)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	idx, err := t.clusters.index(e.Cluster, t.indicesInUse)
+	if err != nil {
+		return fmt.Errorf("ipcache update %v: %w", p, err)
+	}
+	if err := t.c.Update(p, bpf.IPCacheEntry{Identity: uint32(e.Identity), HostIP: e.HostIP, Flags: idx}); err != nil {
+		return fmt.Errorf("ipcache update: %w", err)
+	}
+	return nil
+}
+
+func (t *ipcacheTable) indicesInUse() (map[uint8]bool, error) {
+	held, err := t.c.List()
+	if err != nil {
+		return nil, err
+	}
+	used := map[uint8]bool{}
+	for _, e := range held {
+		used[e.Flags] = true
+	}
+	return used, nil
+}
+
+// Delete implements datapath.Table. Prefixes the kernel cannot hold are
+// absent.
+func (t *ipcacheTable) Delete(_ context.Context, p netip.Prefix) error {
+	if checkPrefix(p) != nil {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.c.Delete(p); err != nil {
+		return fmt.Errorf("ipcache delete: %w", err)
+	}
+	return nil
+}
+
+// List implements datapath.Table. An entry whose cluster index is unknown
+// (not written by this package) gets a cluster name no valid name equals,
+// so that a reconciler rewrites it.
+func (t *ipcacheTable) List(context.Context) (map[netip.Prefix]datapath.IPCacheEntry, error) {
+	held, err := t.c.List()
+	if err != nil {
+		return nil, fmt.Errorf("ipcache list: %w", err)
+	}
+	out := make(map[netip.Prefix]datapath.IPCacheEntry, len(held))
+	for p, e := range held {
+		name, ok := t.clusters.name(e.Flags)
+		if !ok {
+			name = fmt.Sprintf("<unknown cluster index %d>", e.Flags)
+		}
+		out[p] = datapath.IPCacheEntry{Identity: identity.NumericIdentity(e.Identity), HostIP: e.HostIP, Cluster: name}
+	}
+	return out, nil
+}

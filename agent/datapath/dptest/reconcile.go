@@ -1,0 +1,177 @@
+package dptest
+
+import (
+	"context"
+	"maps"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clustermesh/clustermesh/agent/datapath"
+	"github.com/clustermesh/clustermesh/agent/reconciler"
+	"github.com/clustermesh/clustermesh/internal/backoff"
+	"github.com/clustermesh/clustermesh/internal/testutil"
+)
+
+// Source is desired state that a test changes, for a reconciler.
+type Source[K comparable, V any] struct {
+	mu          sync.Mutex // guards everything below
+	want        map[K]V
+	initialized bool
+	ch          chan struct{}
+}
+
+// NewSource returns an empty, uninitialized source.
+func NewSource[K comparable, V any]() *Source[K, V] {
+	return &Source[K, V]{want: map[K]V{}, ch: make(chan struct{})}
+}
+
+// Set changes the desired state with f and sets whether the source is
+// initialized; the reconciler is told.
+func (s *Source[K, V]) Set(f func(map[K]V), initialized bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(s.want)
+	s.initialized = initialized
+	close(s.ch)
+	s.ch = make(chan struct{})
+}
+
+// Desired is reconciler.Config.Desired.
+func (s *Source[K, V]) Desired() map[K]V {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.want)
+}
+
+// Initialized is reconciler.Config.Initialized.
+func (s *Source[K, V]) Initialized() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.initialized
+}
+
+// Changed is reconciler.Config.Changed.
+func (s *Source[K, V]) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ch
+}
+
+// Start runs a reconciler of table driven by src until the test ends, with
+// short retries.
+func Start[K comparable, V any](t *testing.T, table datapath.Table[K, V], src *Source[K, V]) *reconciler.Reconciler[K, V] {
+	t.Helper()
+	r := reconciler.New(reconciler.Config[K, V]{
+		Name: "test", Table: table, Desired: src.Desired, Initialized: src.Initialized, Changed: src.Changed,
+		Retry: backoff.Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond},
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { _ = r.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return r
+}
+
+// Eventually waits up to 10s for cond.
+func Eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	testutil.Eventually(t, 10*time.Second, what, cond)
+}
+
+// Held returns what table lists, failing the test on an error.
+func Held[K comparable, V any](t *testing.T, table datapath.Table[K, V]) map[K]V {
+	t.Helper()
+	m, err := table.List(t.Context())
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	return m
+}
+
+// counting is a table that counts the Update and Delete calls made to it.
+type counting[K comparable, V any] struct {
+	datapath.Table[K, V]
+	mu               sync.Mutex // guards the counters
+	updates, deletes int
+}
+
+func (c *counting[K, V]) Update(ctx context.Context, k K, v V) error {
+	c.mu.Lock()
+	c.updates++
+	c.mu.Unlock()
+	return c.Table.Update(ctx, k, v)
+}
+
+func (c *counting[K, V]) Delete(ctx context.Context, k K) error {
+	c.mu.Lock()
+	c.deletes++
+	c.mu.Unlock()
+	return c.Table.Delete(ctx, k)
+}
+
+func (c *counting[K, V]) calls() (updates, deletes int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.updates, c.deletes
+}
+
+// ReconcileCase is a table and sample objects for Reconcile.
+type ReconcileCase[K comparable, V any] struct {
+	// Table is where a previous agent wrote.
+	Table datapath.Table[K, V]
+	// Restart returns the same table of a datapath reopened over the same
+	// kernel state (an agent restart); nil keeps Table.
+	Restart func(t *testing.T) datapath.Table[K, V]
+	// Live and Stale are in the table at start; Live and New are desired.
+	Live, Stale, New K
+	// V1 and V2 are different values.
+	V1, V2 V
+}
+
+// Reconcile checks a reconciler against a table: it adopts what the table
+// holds at start (and does not write an equal value again), removes nothing
+// before the sources are initialized, then removes exactly what is not
+// desired, and follows later changes.
+func Reconcile[K comparable, V any](t *testing.T, c ReconcileCase[K, V]) *reconciler.Reconciler[K, V] {
+	t.Helper()
+	ctx := t.Context()
+	for _, k := range []K{c.Live, c.Stale} {
+		if err := c.Table.Update(ctx, k, c.V1); err != nil {
+			t.Fatalf("Update by the previous agent: %v", err)
+		}
+	}
+	tbl := c.Table
+	if c.Restart != nil {
+		tbl = c.Restart(t)
+	}
+	ct := &counting[K, V]{Table: tbl}
+	src := NewSource[K, V]()
+	r := Start(t, ct, src)
+	is := func(want map[K]V) func() bool {
+		return func() bool { return reflect.DeepEqual(want, Held(t, tbl)) }
+	}
+
+	src.Set(func(m map[K]V) { m[c.Live] = c.V1; m[c.New] = c.V2 }, false)
+	Eventually(t, "new object applied", func() bool {
+		v, ok := Held(t, tbl)[c.New]
+		return ok && reflect.DeepEqual(v, c.V2)
+	})
+	if _, ok := Held(t, tbl)[c.Stale]; !ok {
+		t.Fatal("pruned before the sources were initialized")
+	}
+	src.Set(func(map[K]V) {}, true)
+	Eventually(t, "stale object pruned", is(map[K]V{c.Live: c.V1, c.New: c.V2}))
+	Eventually(t, "status after the prune", func() bool {
+		st := r.Status()
+		return st.Pruned && st.Applied == 2 && st.Desired == 2 && st.Failing == 0
+	})
+	if u, d := ct.calls(); u != 1 || d != 1 {
+		t.Fatalf("reconciler made %d updates and %d deletes, want 1 (new) and 1 (stale): an adopted equal value was written again", u, d)
+	}
+
+	src.Set(func(m map[K]V) { m[c.Live] = c.V2; delete(m, c.New) }, true)
+	Eventually(t, "change and delete applied", is(map[K]V{c.Live: c.V2}))
+	return r
+}

@@ -1,0 +1,196 @@
+package cli_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/clustermesh/clustermesh/cli/internal/testbed"
+	"github.com/clustermesh/clustermesh/cli/mesh"
+	"github.com/clustermesh/clustermesh/cli/status"
+	apiserver "github.com/clustermesh/clustermesh/clustermesh-apiserver/server"
+	"github.com/clustermesh/clustermesh/internal/k8stest"
+	"github.com/clustermesh/clustermesh/internal/meshtest"
+	"github.com/clustermesh/clustermesh/kvstore/kvtest"
+)
+
+// TestInstall installs into a real kube-apiserver, runs the real
+// clustermesh-apiserver with what was installed (its etcd serving the
+// generated certificates), and checks the CLI reads the result; then
+// re-installs.
+func TestInstall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts a kube-apiserver and a clustermesh-apiserver")
+	}
+	kube := k8stest.Start(t)
+	kc := "--kubeconfig=" + testbed.Kubeconfig(t, map[string]*k8stest.Cluster{"c1": kube}, "c1")
+	endpoint := "https://127.0.0.1:" + strconv.Itoa(kvtest.FreePort(t))
+	args := []string{"install", kc, "--context", "c1", "--cluster-name", "c1", "--cluster-id", "3",
+		"--pod-cidrs", "10.3.0.0/16", "--etcd-endpoints", endpoint, "-n", "mesh-system"}
+
+	// Invalid input is refused before anything is written.
+	for flag, want := range map[string]string{
+		"--cluster-id=0":             "--cluster-id",
+		"--cluster-name=C1":          "--cluster-name",
+		"--pod-cidrs=10.3.0.0":       "--pod-cidrs",
+		"--etcd-endpoints=127.0.0.1": "--etcd-endpoints",
+	} {
+		if _, _, err := run(t, append(args, flag)...); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("install %s: %v, want an error naming %s", flag, err, want)
+		}
+	}
+
+	dry := mustRun(t, append(args, "--dry-run")...)
+	if !strings.Contains(dry, "kind: DaemonSet") || !strings.Contains(dry, "cluster-name: \"c1\"") {
+		t.Errorf("--dry-run output:\n%.2000s", dry)
+	}
+	if _, err := kube.Client.CoreV1().ConfigMaps("mesh-system").Get(t.Context(), mesh.ConfigMapName, metav1.GetOptions{}); err == nil {
+		t.Error("--dry-run applied")
+	}
+
+	out := mustRun(t, args...)
+	for _, w := range []string{"generated the CA", "generated the etcd server certificate", "generated the admin certificate",
+		`installed cluster c1 (ID 3) into context "c1", namespace mesh-system`} {
+		if !strings.Contains(out, w) {
+			t.Errorf("install output lacks %q:\n%s", w, out)
+		}
+	}
+	for _, get := range []func() error{
+		func() error {
+			_, err := kube.Client.AppsV1().Deployments("mesh-system").Get(t.Context(), mesh.APIServerName, metav1.GetOptions{})
+			return err
+		},
+		func() error {
+			_, err := kube.Client.AppsV1().DaemonSets("mesh-system").Get(t.Context(), mesh.AgentName, metav1.GetOptions{})
+			return err
+		},
+		func() error {
+			_, err := kube.Client.RbacV1().ClusterRoles().Get(t.Context(), mesh.AgentName, metav1.GetOptions{})
+			return err
+		},
+	} {
+		if err := get(); err != nil {
+			t.Error(err)
+		}
+	}
+	cl := &mesh.Cluster{Context: "c1", Namespace: "mesh-system", Kube: kube.Client}
+	s, err := mesh.Load(t.Context(), cl)
+	if err != nil {
+		t.Fatalf("the installed settings do not load: %v", err)
+	}
+	if s.Name != "c1" || s.ID != 3 || s.Endpoints[0] != endpoint || s.PodCIDRs[0].String() != "10.3.0.0/16" {
+		t.Errorf("settings: %+v", s)
+	}
+
+	// The real clustermesh-apiserver runs with the installed certificates,
+	// as the Deployment mounts them.
+	runAPIServer(t, kube, endpoint)
+	var r status.Report
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		in, err := status.Collect(t.Context(), s, status.SocketSource{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r = status.Build(in); r.APIServer.EtcdReachable && r.APIServer.ClusterConfig && r.APIServer.Exported["services"] &&
+			r.APIServer.Exported["nodes"] && r.APIServer.Exported["identities"] && r.APIServer.Exported["ip"] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the clustermesh-apiserver does not serve the installed etcd: %+v", r)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// Installing again keeps every certificate and changes nothing.
+	rvs := secretVersions(t, kube.Client)
+	out = mustRun(t, args...)
+	if strings.Contains(out, "generated") {
+		t.Errorf("re-install generated certificates:\n%s", out)
+	}
+	if after := secretVersions(t, kube.Client); after != rvs {
+		t.Errorf("re-install rewrote Secrets: %s -> %s", rvs, after)
+	}
+
+	// It keeps the peers `clustermesh connect` wrote, and refuses to rename
+	// a connected cluster.
+	peers := kube.Client.CoreV1().Secrets("mesh-system")
+	sec, err := peers.Get(t.Context(), mesh.PeersSecretName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec.Data = map[string][]byte{"c9": []byte("endpoints: [https://192.0.2.9:2379]\n")}
+	if _, err := peers.Update(t.Context(), sec, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, append(args, "--image", "registry.example:5000/clustermesh:v2")...)
+	if sec, _ = peers.Get(t.Context(), mesh.PeersSecretName, metav1.GetOptions{}); string(sec.Data["c9"]) == "" {
+		t.Error("re-install dropped the peers of the mesh Secret")
+	}
+	ds, err := kube.Client.AppsV1().DaemonSets("mesh-system").Get(t.Context(), mesh.AgentName, metav1.GetOptions{})
+	if err != nil || ds.Spec.Template.Spec.Containers[0].Image != "registry.example:5000/clustermesh:v2" {
+		t.Errorf("--image not applied: %v", err)
+	}
+	renamed := slicesReplace(args, "--cluster-name", "c2")
+	if _, _, err := run(t, renamed...); err == nil || !strings.Contains(err.Error(), "connected to [c9]") ||
+		!strings.Contains(err.Error(), "clustermesh disconnect") {
+		t.Errorf("renaming a connected cluster: %v", err)
+	}
+}
+
+func slicesReplace(args []string, flag, value string) []string {
+	out := append([]string(nil), args...)
+	for i := range out {
+		if out[i] == flag {
+			out[i+1] = value
+		}
+	}
+	return out
+}
+
+func secretVersions(t *testing.T, kube kubernetes.Interface) string {
+	t.Helper()
+	var v []string
+	for _, n := range []string{mesh.CASecretName, mesh.ServerSecretName, mesh.AdminSecretName, mesh.PeersSecretName} {
+		s, err := kube.CoreV1().Secrets("mesh-system").Get(t.Context(), n, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v = append(v, n+"@"+s.ResourceVersion)
+	}
+	return strings.Join(v, ",")
+}
+
+// runAPIServer runs the clustermesh-apiserver as the chart's Deployment
+// does: embedded etcd on endpoint, certificates from the installed Secrets.
+func runAPIServer(t *testing.T, kube *k8stest.Cluster, endpoint string) {
+	t.Helper()
+	dir := t.TempDir()
+	write := func(secret, key string) string {
+		s, err := kube.Client.CoreV1().Secrets("mesh-system").Get(t.Context(), secret, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, secret+"-"+key)
+		if err := os.WriteFile(p, s.Data[key], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cfg := apiserver.Config{
+		ClusterName: "c1", ClusterID: 3, RestConfig: kube.Config,
+		EtcdDataDir: filepath.Join(dir, "etcd"), EtcdListenClientURLs: []string{endpoint},
+		TLSCertFile: write(mesh.ServerSecretName, mesh.TLSCertKey), TLSKeyFile: write(mesh.ServerSecretName, mesh.TLSKeyKey),
+		TLSCAFile:     write(mesh.ServerSecretName, mesh.CACertKey),
+		AdminCertFile: write(mesh.AdminSecretName, mesh.TLSCertKey), AdminKeyFile: write(mesh.AdminSecretName, mesh.TLSKeyKey),
+		HeartbeatInterval: time.Second,
+	}
+	meshtest.Go(t, func(ctx context.Context) error { return apiserver.Run(ctx, cfg, nil) })
+}

@@ -1,0 +1,62 @@
+package status
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestBuild(t *testing.T) {
+	ready := PeerStatus{Name: "c2", Connected: true, Ready: true, ClusterID: 2,
+		Synced: map[string]bool{"nodes": true, "identities": true, "ip": true, "services": true}}
+	in := Inputs{
+		Cluster: "c1", ClusterID: 1, Configured: []string{"c2", "c3"},
+		APIServer: APIServer{Ready: true, Replicas: 1, ReadyReplicas: 1, EtcdReachable: true, ClusterConfig: true},
+		Nodes: []NodeStatus{
+			{Node: "n2", Status: &AgentStatus{Peers: []PeerStatus{ready,
+				{Name: "c3", LastFailure: "TLS handshake with etcd failed: x509: certificate signed by unknown authority"}}}},
+			{Node: "n1", Status: &AgentStatus{Peers: []PeerStatus{ready,
+				{Name: "c3", Connected: true, Synced: map[string]bool{"nodes": true}, Rejected: map[string]uint64{"ip: outside": 3}},
+				{Name: "old", Connected: true}}}},
+			{Node: "n3", Err: errors.New("pod clustermesh-agent-x is Pending")},
+		},
+	}
+	r := Build(in)
+	if d := cmp.Diff(MinAvgMax{Min: 1, Avg: 2, Max: 3}, r.ConnectedPeers); d != "" {
+		t.Errorf("connected peers (-want +got):\n%s", d)
+	}
+	if r.Nodes != 3 || r.Answered != 2 {
+		t.Errorf("nodes %d answered %d", r.Nodes, r.Answered)
+	}
+	want := []Peer{
+		{Name: "c2", Configured: true, ClusterID: 2, Connected: 2, Ready: 2, Synced: map[string]int{"nodes": 2, "identities": 2, "ip": 2, "services": 2}},
+		{Name: "c3", Configured: true, Connected: 1, Synced: map[string]int{"nodes": 1, "identities": 0, "ip": 0, "services": 0}, Rejected: 3},
+		{Name: "old", Connected: 1, Synced: map[string]int{"nodes": 0, "identities": 0, "ip": 0, "services": 0}},
+	}
+	if d := cmp.Diff(want, r.Peers); d != "" {
+		t.Errorf("peers (-want +got):\n%s", d)
+	}
+	var got []string
+	for _, e := range r.Errors {
+		got = append(got, e.Node+"/"+e.Peer+": "+e.Message+" | "+e.Hint)
+	}
+	for i, w := range []string{
+		"n1/c3: connected, waiting for the peer's synced markers of identities, ip, services",
+		"n1/old: the agent still has this peer",
+		"n2/c3: not connected: TLS handshake",
+		"n3/: agent did not answer: pod clustermesh-agent-x is Pending",
+	} {
+		if i >= len(got) || !strings.HasPrefix(got[i], w) {
+			t.Errorf("error %d: want prefix %q, got %q", i, w, got)
+		}
+	}
+	if len(got) > 2 && !strings.Contains(got[2], "run `clustermesh connect` again") {
+		t.Errorf("TLS failure hint: %s", got[2])
+	}
+	ok, missing := r.Complete()
+	if ok || !strings.Contains(strings.Join(missing, ";"), "peer c3: connected on 1/3 nodes, ready on 0/3") {
+		t.Errorf("complete %v, missing %v", ok, missing)
+	}
+}

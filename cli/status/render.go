@@ -1,0 +1,117 @@
+package status
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// WriteText writes the report for a terminal.
+func WriteText(w io.Writer, r Report) error {
+	var b strings.Builder
+	mark := func(ok bool) string {
+		if ok {
+			return "OK  "
+		}
+		return "FAIL"
+	}
+	fmt.Fprintf(&b, "Cluster:     %s (ID %d)\n", r.Cluster, r.ClusterID)
+	a := r.APIServer
+	var exported []string
+	for _, k := range Kinds {
+		if a.Exported[k] {
+			exported = append(exported, k)
+		}
+	}
+	fmt.Fprintf(&b, "%s apiserver: %d/%d replicas ready, etcd %s, cluster config %s, exported [%s]\n", mark(a.Ready),
+		a.ReadyReplicas, a.Replicas, yesNo(a.EtcdReachable, "reachable", "UNREACHABLE"),
+		yesNo(a.ClusterConfig, "written", "MISSING"), strings.Join(exported, " "))
+	fmt.Fprintf(&b, "     peers:     %d configured [%s]\n", len(r.Configured), strings.Join(r.Configured, " "))
+	fmt.Fprintf(&b, "%s agents:    %d/%d answered; peers connected per node: min %d, avg %g, max %d\n",
+		mark(r.Nodes > 0 && r.Answered == r.Nodes), r.Answered, r.Nodes, r.ConnectedPeers.Min, r.ConnectedPeers.Avg, r.ConnectedPeers.Max)
+	for _, p := range r.Peers {
+		var synced []string
+		for _, k := range Kinds {
+			synced = append(synced, fmt.Sprintf("%s %d/%d", k, p.Synced[k], r.Nodes))
+		}
+		ok := p.Configured && p.Ready == r.Nodes && r.Nodes > 0
+		state := ""
+		if !p.Configured {
+			state = " (removed from the mesh Secret)"
+		}
+		fmt.Fprintf(&b, "%s peer %s (ID %d)%s: connected on %d/%d nodes, ready on %d/%d; synced: %s; rejected entries: %d\n",
+			mark(ok), p.Name, p.ClusterID, state, p.Connected, r.Nodes, p.Ready, r.Nodes, strings.Join(synced, ", "), p.Rejected)
+	}
+	if len(r.Errors) > 0 {
+		fmt.Fprintf(&b, "Errors:\n")
+		for _, e := range r.Errors {
+			var where []string
+			if e.Node != "" {
+				where = append(where, "node "+e.Node)
+			}
+			if e.Peer != "" {
+				where = append(where, "peer "+e.Peer)
+			}
+			prefix := ""
+			if len(where) > 0 {
+				prefix = strings.Join(where, ", ") + ": "
+			}
+			fmt.Fprintf(&b, "  - %s%s\n", prefix, e.Message)
+			if e.Hint != "" {
+				fmt.Fprintf(&b, "    hint: %s\n", e.Hint)
+			}
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func yesNo(ok bool, yes, no string) string {
+	if ok {
+		return yes
+	}
+	return no
+}
+
+// Wait builds reports every interval until one is Complete, and returns
+// it; once timeout has passed it returns the last report and an error
+// naming what is missing. An attempt running at the deadline finishes (its
+// own requests have their own timeouts). progress (may be nil) gets one
+// line per attempt.
+func Wait(ctx context.Context, get func(context.Context) (Report, error), timeout, interval time.Duration, progress io.Writer) (Report, error) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var last Report
+	var lastErr error
+	var missing []string
+	for {
+		r, err := get(ctx)
+		if err == nil {
+			last, lastErr = r, nil
+			var ok bool
+			if ok, missing = r.Complete(); ok {
+				return r, nil
+			}
+		} else {
+			lastErr = err
+			missing = []string{err.Error()}
+		}
+		if progress != nil {
+			fmt.Fprintf(progress, "waiting for the mesh of %s: %s\n", cmpOr(last.Cluster, "this cluster"), strings.Join(missing, "; "))
+		}
+		select {
+		case <-ctx.Done():
+			return last, fmt.Errorf("stopped waiting (%w), still missing: %s", ctx.Err(), strings.Join(missing, "; "))
+		case <-deadline.C:
+			if lastErr != nil && last.Cluster == "" {
+				return last, fmt.Errorf("timed out after %v: %w", timeout, lastErr)
+			}
+			return last, fmt.Errorf("timed out after %v, still missing: %s", timeout, strings.Join(missing, "; "))
+		case <-t.C:
+		}
+	}
+}

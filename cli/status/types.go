@@ -1,0 +1,100 @@
+package status
+
+import "time"
+
+// AgentStatus is the part of an agent's GET /v1/status answer the CLI
+// reads (docs/agent-api.md is the contract).
+type AgentStatus struct {
+	Cluster string       `json:"cluster"`
+	Node    string       `json:"node"`
+	Peers   []PeerStatus `json:"peers"`
+}
+
+// PeerStatus is one peer as one agent sees it.
+type PeerStatus struct {
+	Name            string            `json:"name"`
+	Connected       bool              `json:"connected"`
+	Ready           bool              `json:"ready"`
+	ClusterID       uint32            `json:"clusterID,omitempty"`
+	Synced          map[string]bool   `json:"synced"`
+	Entries         map[string]int    `json:"entries"`
+	Rejected        map[string]uint64 `json:"rejected,omitempty"`
+	Failures        uint64            `json:"failures"`
+	Revoked         bool              `json:"revoked,omitempty"`
+	LastFailure     string            `json:"lastFailure,omitempty"`
+	LastFailureTime time.Time         `json:"lastFailureTime,omitzero"`
+}
+
+// NodeStatus is what one agent answered, or why it could not be asked.
+type NodeStatus struct {
+	Node   string
+	Status *AgentStatus
+	Err    error
+}
+
+// Kinds are the exported prefixes, in display order.
+var Kinds = []string{"nodes", "identities", "ip", "services"}
+
+// Report is the status of one cluster's mesh. Its JSON form is stable:
+// lists are sorted, nothing depends on the time of the call.
+type Report struct {
+	Cluster   string    `json:"cluster"`
+	ClusterID uint32    `json:"clusterID"`
+	APIServer APIServer `json:"apiserver"`
+	// Configured are the peers of the mesh Secret.
+	Configured []string `json:"configuredPeers"`
+	// Nodes is the number of agents asked; Answered how many answered.
+	Nodes    int `json:"nodes"`
+	Answered int `json:"answered"`
+	// ConnectedPeers is, over the nodes that answered, how many peers each
+	// node is connected to.
+	ConnectedPeers MinAvgMax `json:"connectedPeers"`
+	Peers          []Peer    `json:"peers"`
+	Errors         []Problem `json:"errors,omitempty"`
+}
+
+// APIServer is the local clustermesh-apiserver: its Deployment and what
+// its etcd holds.
+type APIServer struct {
+	Ready         bool  `json:"ready"`
+	Replicas      int32 `json:"replicas"`
+	ReadyReplicas int32 `json:"readyReplicas"`
+	// EtcdReachable: the CLI logged into the etcd as admin at the
+	// ConfigMap's endpoints.
+	EtcdReachable bool `json:"etcdReachable"`
+	// ClusterConfig: the cluster config key exists with our ID.
+	ClusterConfig bool `json:"clusterConfig"`
+	// Exported says per kind whether its synced marker is written.
+	Exported map[string]bool `json:"exported"`
+}
+
+// MinAvgMax summarizes a count over nodes.
+type MinAvgMax struct {
+	Min int     `json:"min"`
+	Avg float64 `json:"avg"`
+	Max int     `json:"max"`
+}
+
+// Peer is one peer cluster over all nodes.
+type Peer struct {
+	Name string `json:"name"`
+	// Configured: the mesh Secret has it. A peer that agents report but the
+	// Secret does not have is being disconnected.
+	Configured bool   `json:"configured"`
+	ClusterID  uint32 `json:"clusterID,omitempty"`
+	// Connected and Ready count nodes.
+	Connected int `json:"connected"`
+	Ready     int `json:"ready"`
+	// Synced counts, per kind, the nodes that synced it.
+	Synced map[string]int `json:"synced"`
+	// Rejected counts entries refused by validation, summed over nodes.
+	Rejected uint64 `json:"rejected"`
+}
+
+// Problem is an error with where it is and what to do.
+type Problem struct {
+	Node    string `json:"node,omitempty"`
+	Peer    string `json:"peer,omitempty"`
+	Message string `json:"message"`
+	Hint    string `json:"hint,omitempty"`
+}
