@@ -2,6 +2,7 @@ package remote
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"sync"
 
@@ -32,15 +33,15 @@ type validator struct {
 	rej    *rejections
 
 	mu         sync.Mutex
-	nodeCIDRs  map[string][]netip.Prefix // node name → pod CIDRs
-	ips        map[netip.Prefix]schema.IPEntry
-	quarantine map[netip.Prefix]schema.IPEntry
-	known      map[Kind]map[string]struct{} // accepted keys per kind
+	nodeCIDRs  map[string][]netip.Prefix       // node name → pod CIDRs
+	ips        map[netip.Prefix]acceptedIP     // accepted ip entries
+	quarantine map[netip.Prefix]schema.IPEntry // valid but outside every node's pod CIDRs
+	known      map[Kind]map[string]struct{}    // accepted keys per kind (but ip entries: ips)
 }
 
 func newValidator(peer string, id identity.ClusterID, layout identity.Layout, paths schema.Paths, sink Sink, rej *rejections) *validator {
 	v := &validator{peer: peer, id: id, layout: layout, paths: paths, sink: sink, rej: rej,
-		nodeCIDRs: map[string][]netip.Prefix{}, ips: map[netip.Prefix]schema.IPEntry{},
+		nodeCIDRs: map[string][]netip.Prefix{}, ips: map[netip.Prefix]acceptedIP{},
 		quarantine: map[netip.Prefix]schema.IPEntry{}, known: map[Kind]map[string]struct{}{}}
 	for _, k := range Kinds {
 		v.known[k] = map[string]struct{}{}
@@ -65,6 +66,9 @@ func (v *validator) accepted(kind Kind, key string, ok bool) bool {
 func (v *validator) entries(kind Kind) int {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if kind == KindIPs {
+		return len(v.ips)
+	}
 	return len(v.known[kind])
 }
 
@@ -175,24 +179,20 @@ func (v *validator) upsertIP(key string, value []byte) {
 		return
 	}
 	v.mu.Lock()
-	inside := v.insideLocked(prefix)
-	if !inside {
+	if !v.insideLocked(prefix) {
+		_, had := v.ips[prefix]
 		delete(v.ips, prefix)
 		v.quarantine[prefix] = e
-	}
-	v.mu.Unlock()
-	if !inside {
+		v.mu.Unlock()
 		v.rej.reject(KindIPs, ReasonOutsideNodeCIDR, key, fmt.Sprintf("%s is in no pod CIDR of %s's nodes", prefix, v.peer))
-		if v.accepted(KindIPs, key, false) {
+		if had {
 			v.sink.DeleteIP(v.peer, prefix)
 		}
 		return
 	}
-	v.mu.Lock()
 	delete(v.quarantine, prefix)
-	v.ips[prefix] = e
+	v.ips[prefix] = compactIP(e)
 	v.mu.Unlock()
-	v.accepted(KindIPs, key, true)
 	v.sink.UpsertIP(v.peer, prefix, e)
 }
 
@@ -203,11 +203,45 @@ func (v *validator) deleteIP(key string) {
 	}
 	v.mu.Lock()
 	delete(v.quarantine, prefix)
+	_, had := v.ips[prefix]
 	delete(v.ips, prefix)
 	v.mu.Unlock()
-	if v.accepted(KindIPs, key, false) {
+	if had {
 		v.sink.DeleteIP(v.peer, prefix)
 	}
+}
+
+// acceptedIP is what the validator keeps of an accepted ip entry: enough to
+// put it back in quarantine, and accept it again, if its node goes and
+// comes back. The strings share their bytes with what the sink keeps.
+type acceptedIP struct {
+	id    uint32
+	host  netip.Addr
+	ns    string
+	pod   string
+	sa    string
+	ports []schema.NamedPort
+	key   uint8
+}
+
+func compactIP(e schema.IPEntry) acceptedIP {
+	a := acceptedIP{id: e.ID, ns: e.K8sNamespace, pod: e.K8sPodName, sa: e.K8sServiceAccount, ports: e.NamedPorts, key: e.Key}
+	if h, ok := netip.AddrFromSlice(e.HostIP); ok {
+		a.host = h.Unmap()
+	}
+	return a
+}
+
+func (a acceptedIP) entry(prefix netip.Prefix) schema.IPEntry {
+	e := schema.IPEntry{IP: net.IP(prefix.Addr().AsSlice()), ID: a.id, Key: a.key, K8sNamespace: a.ns, K8sPodName: a.pod,
+		K8sServiceAccount: a.sa, NamedPorts: a.ports}
+	if !prefix.IsSingleIP() {
+		e.Mask = net.CIDRMask(prefix.Bits(), prefix.Addr().BitLen())
+	}
+	if a.host.IsValid() {
+		e.HostIP = net.IP(a.host.AsSlice())
+	}
+	return e
 }
 
 // insideLocked reports whether prefix lies in a pod CIDR of the peer's nodes.
@@ -235,34 +269,25 @@ func (v *validator) recheckIPs() {
 	for p, e := range v.quarantine {
 		if v.insideLocked(p) {
 			delete(v.quarantine, p)
-			v.ips[p] = e
+			v.ips[p] = compactIP(e)
 			changes = append(changes, change{p, e, true})
 		}
 	}
-	for p, e := range v.ips {
+	for p, a := range v.ips {
 		if !v.insideLocked(p) {
 			delete(v.ips, p)
-			v.quarantine[p] = e
-			changes = append(changes, change{p, e, false})
+			v.quarantine[p] = a.entry(p)
+			changes = append(changes, change{prefix: p})
 		}
 	}
 	v.mu.Unlock()
 	for _, c := range changes {
-		key := v.ipKey(c.prefix)
 		if c.accept {
-			v.accepted(KindIPs, key, true)
 			v.sink.UpsertIP(v.peer, c.prefix, c.e)
-		} else if v.accepted(KindIPs, key, false) {
+		} else {
 			v.sink.DeleteIP(v.peer, c.prefix)
 		}
 	}
-}
-
-func (v *validator) ipKey(p netip.Prefix) string {
-	if p.IsSingleIP() {
-		return v.paths.IP(p.Addr())
-	}
-	return v.paths.IPCIDR(p)
 }
 
 // Services.

@@ -224,6 +224,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 			},
 		}),
 	}
+	a.Registry.MustRegister(newStatusCollector(a.peers.Status, a.reconcilerStatus))
 	return a, nil
 }
 

@@ -73,6 +73,12 @@ func testPeerState(t *testing.T, kube *k8stest.Cluster) {
 	if !strings.Contains(metrics, `clustermesh_agent_remote_rejected_total{cluster="cluster2",kind="identities",reason="identity outside the peer's range"} 1`) {
 		t.Fatalf("/metrics does not count the spoofed identity:\n%s", metrics)
 	}
+	for _, want := range []string{`clustermesh_agent_peer_ready{cluster="cluster2"} 1`, `clustermesh_agent_peer_entries{cluster="cluster2",kind="ip"} 1`,
+		`clustermesh_agent_peer_failures_total{cluster="cluster2"} 0`, `clustermesh_agent_reconciler_desired{table="ipcache"}`} {
+		if !strings.Contains(metrics, want) {
+			t.Fatalf("/metrics lacks %s:\n%s", want, metrics)
+		}
+	}
 	pfx := netip.MustParsePrefix("10.2.1.5/32")
 	node := netip.MustParsePrefix("192.168.2.1/32")
 	eventually(t, "ipcache reconciled into the datapath", func() bool {
