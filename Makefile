@@ -29,6 +29,10 @@ build: ## Build every package and binary
 envtest-bins: ## Build kube-apiserver and etcd for the test bed (cached; minutes the first time)
 	@K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) CACHE_DIR=$(CACHE_DIR) hack/kube-binaries.sh >/dev/null
 
+.PHONY: demo
+demo: envtest-bins ## Run the two-cluster demo (two kube-apiservers, clustermesh install/connect/status, agents, a global Service, a cross-cluster policy)
+	$(GO) run ./cmd/clustermesh-demo
+
 .PHONY: test
 test: envtest-bins ## Run all tests (unit, real etcd, real kube-apiserver, race detector)
 	$(GO) vet ./...

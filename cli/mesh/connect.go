@@ -211,6 +211,10 @@ func (r *run) ensureUser(ctx context.Context, s *Settings, peer string) error {
 	}
 	existed := err == nil
 	if err := kvstore.AddPeerUser(ctx, cli, peer); err != nil {
+		if errors.Is(err, rpctypes.ErrRoleNotFound) {
+			return fmt.Errorf("cluster %s (%s): %w: the clustermesh-apiserver creates the %q role when it starts; check it is running and ready (clustermesh status --context %s), then run connect again",
+				s.Name, s.Cluster, err, kvstore.RemoteRole, s.Cluster)
+		}
 		return fmt.Errorf("cluster %s (%s): %w", s.Name, s.Cluster, err)
 	}
 	if existed {
