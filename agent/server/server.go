@@ -128,7 +128,7 @@ type statusRunner interface {
 // New validates cfg and builds the agent. With --datapath=bpf it loads the
 // eBPF datapath (reopening what a previous run pinned); Run closes it
 // (keeping the pins).
-func New(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
+func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Agent, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
 	}
@@ -152,11 +152,16 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 		Sink: st.BufferedRemoteSink(), Log: log, Rejected: rejected, CacheTTL: cfg.CacheTTL,
 	})
 	if cfg.Datapath == "bpf" {
-		dp, err := bpfdp.New(ctx, bpf.Options{PinDir: cfg.BPFPinDir})
-		if err != nil {
-			return nil, fmt.Errorf("--datapath=bpf: load the eBPF datapath (pinned under --bpf-pin-dir %s): %w", cfg.BPFPinDir, err)
+		dp, dpErr := bpfdp.New(ctx, bpf.Options{PinDir: cfg.BPFPinDir})
+		if dpErr != nil {
+			return nil, fmt.Errorf("--datapath=bpf: load the eBPF datapath (pinned under --bpf-pin-dir %s): %w", cfg.BPFPinDir, dpErr)
 		}
 		a.Datapath, a.closeDP = dp, func() { _ = dp.Close() }
+		defer func() { // a later failure of New must not leak the loaded datapath
+			if err != nil {
+				_ = dp.Close()
+			}
+		}()
 	}
 	rc := cfg.RestConfig
 	if rc == nil {
