@@ -12,7 +12,6 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/clustermesh/clustermesh/clustermesh-apiserver/server"
@@ -202,39 +201,12 @@ func waitWithin(t testing.TB, d time.Duration, what string, cond func() bool) {
 
 func (b *bed) createNode(t testing.TB, name, ip, cidr string) {
 	t.Helper()
-	n := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/hostname": name},
-			Annotations: map[string]string{"network.cilium.io/wg-pub-key": "dGhpcyBpcyBhIDMyIGJ5dGUga2V5IGZvciB0ZXN0cyE="}},
-		Spec: corev1.NodeSpec{PodCIDR: cidr, PodCIDRs: []string{cidr}},
-	}
-	n, err := b.kube.Client.CoreV1().Nodes().Create(t.Context(), n, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}, {Type: corev1.NodeHostName, Address: name}}
-	n.Status.NodeInfo.BootID = "boot-" + name
-	if _, err := b.kube.Client.CoreV1().Nodes().UpdateStatus(t.Context(), n, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	b.kube.CreateNode(t, name, ip, cidr)
 }
 
 func (b *bed) createPod(t testing.TB, ns, name string, labels map[string]string, ip, hostIP string) *corev1.Pod {
 	t.Helper()
-	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels}, Spec: podSpec()}
-	p, err := b.kube.Client.CoreV1().Pods(ns).Create(t.Context(), p, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ip == "" {
-		p.Status.Phase = corev1.PodRunning
-	} else {
-		p.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}, HostIP: hostIP}
-	}
-	p, err = b.kube.Client.CoreV1().Pods(ns).UpdateStatus(t.Context(), p, metav1.UpdateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return b.kube.CreatePod(t, ns, name, labels, podSpec(), ip, hostIP)
 }
 
 func (b *bed) createService(t testing.TB, ns, name string, ann map[string]string, ports []corev1.ServicePort) *corev1.Service {
@@ -252,19 +224,11 @@ func (b *bed) createService(t testing.TB, ns, name string, ann map[string]string
 
 func (b *bed) createSlice(t testing.TB, ns, svc string, ready map[string]bool, port int32) {
 	t.Helper()
-	name, proto := "http", corev1.ProtocolTCP
-	es := &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: svc + "-abc", Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: &name, Protocol: &proto, Port: &port}},
-	}
+	var eps []k8stest.Endpoint
 	for ip, r := range ready {
-		r := r
-		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: &r}})
+		eps = append(eps, k8stest.Endpoint{IP: ip, Ready: r})
 	}
-	if _, err := b.kube.Client.DiscoveryV1().EndpointSlices(ns).Create(t.Context(), es, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	b.kube.SetEndpointSlice(t, ns, svc, port, eps...)
 }
 
 func podSpec() corev1.PodSpec {

@@ -7,8 +7,6 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	cmv1 "github.com/clustermesh/clustermesh/apis/clustermesh/v1alpha1"
@@ -49,16 +47,9 @@ func startKube() (*kube, error) {
 
 // writeKubeconfig writes a kubeconfig with one context per cluster.
 func writeKubeconfig(path string, kubes map[string]*kube) error {
-	kc := clientcmdapi.NewConfig()
+	configs := make(map[string]*rest.Config, len(kubes))
 	for name, k := range kubes {
-		c := k.config
-		kc.Clusters[name] = &clientcmdapi.Cluster{Server: c.Host, CertificateAuthorityData: c.CAData}
-		kc.AuthInfos[name] = &clientcmdapi.AuthInfo{ClientCertificateData: c.CertData, ClientKeyData: c.KeyData, Token: c.BearerToken}
-		kc.Contexts[name] = &clientcmdapi.Context{Cluster: name, AuthInfo: name}
-		kc.CurrentContext = name
+		configs[name] = k.config
 	}
-	if err := clientcmd.WriteToFile(*kc, path); err != nil {
-		return fmt.Errorf("write kubeconfig: %w", err)
-	}
-	return nil
+	return k8stest.WriteKubeconfig(path, configs, "cluster1")
 }

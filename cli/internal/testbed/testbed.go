@@ -19,8 +19,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/clustermesh/clustermesh/cli/mesh"
 	"github.com/clustermesh/clustermesh/internal/k8stest"
@@ -85,16 +83,12 @@ func Start(t *testing.T, specs ...Spec) *Bed {
 // the map's keys) and returns its path.
 func Kubeconfig(t *testing.T, clusters map[string]*k8stest.Cluster, current string) string {
 	t.Helper()
-	kc := clientcmdapi.NewConfig()
+	configs := make(map[string]*rest.Config, len(clusters))
 	for name, k := range clusters {
-		cfg := k.Config
-		kc.Clusters[name] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-		kc.AuthInfos[name] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
-		kc.Contexts[name] = &clientcmdapi.Context{Cluster: name, AuthInfo: name}
+		configs[name] = k.Config
 	}
-	kc.CurrentContext = current
 	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+	if err := k8stest.WriteKubeconfig(path, configs, current); err != nil {
 		t.Fatal(err)
 	}
 	return path
