@@ -36,6 +36,7 @@ import (
 	"github.com/clustermesh/clustermesh/bpf"
 	"github.com/clustermesh/clustermesh/identity"
 	"github.com/clustermesh/clustermesh/kvstore/schema"
+	"github.com/clustermesh/clustermesh/tunnel"
 )
 
 // Config of a clustermesh-agent.
@@ -57,6 +58,15 @@ type Config struct {
 	PolicyAllClusters bool
 	// NoEvents: do not record Kubernetes Events (tests of many agents).
 	NoEvents bool
+	// WireGuard routes and encrypts traffic to every other node
+	// (--enable-wireguard); its key is WireGuardKeyFile, its device
+	// WireGuardDevice listening on WireGuardPort; WireGuardNetNS (tests)
+	// puts the device in another network namespace.
+	WireGuard        bool
+	WireGuardKeyFile string
+	WireGuardDevice  string
+	WireGuardPort    int
+	WireGuardNetNS   string
 	// CacheTTL revokes a peer's state when its heartbeat has not changed
 	// for this long (--clustermesh-cache-ttl; 0: keep it).
 	CacheTTL time.Duration
@@ -101,6 +111,12 @@ func (c *Config) Validate() error {
 	if c.KVStoreRoot == "" {
 		c.KVStoreRoot = "cilium"
 	}
+	if c.WireGuard && c.WireGuardKeyFile == "" {
+		c.WireGuardKeyFile = "/var/lib/clustermesh/wireguard.key"
+	}
+	if c.WireGuardPort < 0 || c.WireGuardPort > 65535 {
+		errs = append(errs, fmt.Errorf("--wireguard-port %d: must be a UDP port (1-65535), the same on every node of the mesh", c.WireGuardPort))
+	}
 	return errors.Join(errs...)
 }
 
@@ -114,6 +130,8 @@ type Agent struct {
 	peers       *peers.Manager
 	local       *local.Watcher
 	policies    *policywatch.Controller
+	wireguard   *tunnel.Device
+	kube        kubernetes.Interface
 	stopEvents  func()
 	reconcilers []statusRunner
 	Registry    *prometheus.Registry
@@ -163,6 +181,21 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Agent, err error
 			}
 		}()
 	}
+	if cfg.WireGuard {
+		dev, wgErr := tunnel.New(ctx, tunnel.Config{Name: cfg.WireGuardDevice, KeyFile: cfg.WireGuardKeyFile,
+			ListenPort: cfg.WireGuardPort, NetNSPath: cfg.WireGuardNetNS, Logger: log})
+		if wgErr != nil {
+			return nil, fmt.Errorf("--enable-wireguard: %w", wgErr)
+		}
+		closeDP := a.closeDP
+		a.Datapath, a.wireguard = withPeers{Datapath: a.Datapath, peers: dev.Peers()}, dev
+		a.closeDP = func() { _ = dev.Close(); closeDP() }
+		defer func() {
+			if err != nil {
+				_ = dev.Close()
+			}
+		}()
+	}
 	rc := cfg.RestConfig
 	if rc == nil {
 		if cfg.Kubeconfig != "" {
@@ -178,6 +211,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Agent, err error
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
+	a.kube = kube
 	idc, err := cmv1.NewRESTClient(rc)
 	if err != nil {
 		return nil, fmt.Errorf("identity client: %w", err)
@@ -262,6 +296,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer a.closeDP()
 	for _, r := range a.reconcilers {
 		runners[r.Status().Name+" reconciler"] = r.Run
+	}
+	if a.wireguard != nil {
+		runners["WireGuard key publisher"] = a.publishWireGuardKey
 	}
 	errs := make(chan error, len(runners))
 	for name, f := range runners {
