@@ -112,7 +112,7 @@ func (c *Config) Validate() error {
 		c.KVStoreRoot = "cilium"
 	}
 	if c.WireGuard && c.WireGuardKeyFile == "" {
-		c.WireGuardKeyFile = "/var/lib/clustermesh/wireguard.key"
+		c.WireGuardKeyFile = "/var/lib/clustermesh-state/wireguard.key"
 	}
 	if c.WireGuardPort < 0 || c.WireGuardPort > 65535 {
 		errs = append(errs, fmt.Errorf("--wireguard-port %d: must be a UDP port (1-65535), the same on every node of the mesh", c.WireGuardPort))

@@ -60,7 +60,7 @@ func newCommand() *cobra.Command {
 	f.DurationVar(&cfg.CacheTTL, "clustermesh-cache-ttl", 0,
 		"revoke a peer's state when its heartbeat has not changed for this long (0: keep the last state; must exceed the peers' heartbeat interval)")
 	f.BoolVar(&cfg.WireGuard, "enable-wireguard", true, "route and encrypt traffic to every other node of the mesh with WireGuard (kernel, or wireguard-go where the kernel has none)")
-	f.StringVar(&cfg.WireGuardKeyFile, "wireguard-key-file", "/var/lib/clustermesh/wireguard.key", "the node's WireGuard private key (created if absent; keep it across restarts)")
+	f.StringVar(&cfg.WireGuardKeyFile, "wireguard-key-file", "/var/lib/clustermesh-state/wireguard.key", "the node's WireGuard private key (created if absent; keep it across restarts)")
 	f.StringVar(&cfg.WireGuardDevice, "wireguard-device", "cm-wg0", "name of the WireGuard device")
 	f.IntVar(&cfg.WireGuardPort, "wireguard-port", 51871, "UDP port of WireGuard, the same on every node of the mesh")
 	f.BoolVar(&defaultLocal, "policy-default-local-cluster", true,
