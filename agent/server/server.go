@@ -159,6 +159,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Agent, err error
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, log: log, State: st, Datapath: datapath.NewMemory(), closeDP: func() {}, Registry: prometheus.NewRegistry()}
+	defer func() { // a failing New leaks nothing it started or loaded
+		if err != nil {
+			if a.stopEvents != nil {
+				a.stopEvents()
+			}
+			a.closeDP()
+		}
+	}()
 	rejected := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "clustermesh_agent_remote_rejected_total",
 		Help: "Entries from peer clusters rejected by validation, by cluster, kind and reason.",
@@ -175,11 +183,6 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Agent, err error
 			return nil, fmt.Errorf("--datapath=bpf: load the eBPF datapath (pinned under --bpf-pin-dir %s): %w", cfg.BPFPinDir, dpErr)
 		}
 		a.Datapath, a.closeDP = dp, func() { _ = dp.Close() }
-		defer func() { // a later failure of New must not leak the loaded datapath
-			if err != nil {
-				_ = dp.Close()
-			}
-		}()
 	}
 	if cfg.WireGuard {
 		dev, wgErr := tunnel.New(ctx, tunnel.Config{Name: cfg.WireGuardDevice, KeyFile: cfg.WireGuardKeyFile,
@@ -190,11 +193,6 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Agent, err error
 		closeDP := a.closeDP
 		a.Datapath, a.wireguard = withPeers{Datapath: a.Datapath, peers: dev.Peers()}, dev
 		a.closeDP = func() { _ = dev.Close(); closeDP() }
-		defer func() {
-			if err != nil {
-				_ = dev.Close()
-			}
-		}()
 	}
 	rc := cfg.RestConfig
 	if rc == nil {
@@ -286,14 +284,19 @@ func (a *Agent) ready() bool {
 func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }()
+	// Stop every component before closing what they use (the datapath,
+	// the event broadcaster).
+	defer func() {
+		cancel()
+		wg.Wait()
+		if a.stopEvents != nil {
+			a.stopEvents()
+		}
+		a.closeDP()
+	}()
 	runners := map[string]func(context.Context) error{
 		"peers": a.peers.Run, "local cluster": a.local.Run, "local API": a.serveAPI, "policy": a.policies.Run,
 	}
-	if a.stopEvents != nil {
-		defer a.stopEvents()
-	}
-	defer a.closeDP()
 	for _, r := range a.reconcilers {
 		runners[r.Status().Name+" reconciler"] = r.Run
 	}
