@@ -12,8 +12,8 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"sigs.k8s.io/yaml"
 
-	cmv1 "github.com/clustermesh/clustermesh/apis/clustermesh/v1alpha1"
 	"github.com/clustermesh/clustermesh/agent/policy"
+	cmv1 "github.com/clustermesh/clustermesh/apis/clustermesh/v1alpha1"
 	"github.com/clustermesh/clustermesh/services"
 )
 
