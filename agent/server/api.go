@@ -52,9 +52,19 @@ func (a *Agent) serveAPI(ctx context.Context) error {
 	if err := os.Remove(a.cfg.APISocket); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove a stale --api-socket: %w", err)
 	}
-	l, err := net.Listen("unix", a.cfg.APISocket)
+	// Listen on a temporary name, then rename: a client never finds the
+	// socket file before it accepts connections (between bind and listen
+	// it would be refused).
+	tmp := a.cfg.APISocket + ".tmp"
+	_ = os.Remove(tmp)
+	l, err := net.Listen("unix", tmp)
 	if err != nil {
 		return fmt.Errorf("listen on --api-socket %s: %w", a.cfg.APISocket, err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	if err := os.Rename(tmp, a.cfg.APISocket); err != nil {
+		_ = l.Close()
+		return fmt.Errorf("put the API socket in place at %s: %w", a.cfg.APISocket, err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Status()) })

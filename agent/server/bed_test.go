@@ -101,7 +101,13 @@ func (b *agentBed) get(t *testing.T, path string, into any) {
 
 // waitAPI waits for the socket to answer.
 func (b *agentBed) waitAPI(t *testing.T) {
-	eventually(t, "local API up", func() bool { _, err := os.Stat(b.socket); return err == nil })
+	eventually(t, "local API up", func() bool {
+		c, err := net.Dial("unix", b.socket)
+		if err == nil {
+			_ = c.Close()
+		}
+		return err == nil
+	})
 }
 
 // createService creates a Service with one port "http" 80 → 8080 and
