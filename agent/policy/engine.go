@@ -36,6 +36,7 @@ type Engine struct {
 	// namedPorts are the named container ports of the cluster's pods, by
 	// name: egress rules to a named port use them.
 	namedPorts map[string][]schema.NamedPort
+	gen        uint64
 }
 
 type selEntry struct {
@@ -74,6 +75,9 @@ type epEntry struct {
 	enforce [2][2]int
 	entries map[datapath.PolicyRule]int
 	cached  *datapath.EndpointPolicy
+	// gen counts the results built: it changes exactly when the result may
+	// have (cheap change detection for callers).
+	gen uint64
 }
 
 // NewEngine returns an empty engine; the reserved identities are known
@@ -285,15 +289,30 @@ func (e *Engine) resolvePorts(r rule, ee *epEntry) []portSpec {
 
 // EndpointPolicy returns the result for endpoint key.
 func (e *Engine) EndpointPolicy(key string) (datapath.EndpointPolicy, bool) {
+	p, _, ok := e.EndpointPolicyGen(key)
+	return p, ok
+}
+
+// EndpointPolicyGen returns the result for endpoint key and its
+// generation: equal generations of one endpoint mean equal results.
+func (e *Engine) EndpointPolicyGen(key string) (datapath.EndpointPolicy, uint64, bool) {
 	ee, ok := e.endpoints[key]
 	if !ok {
-		return datapath.EndpointPolicy{}, false
+		return datapath.EndpointPolicy{}, 0, false
 	}
 	if ee.cached == nil {
 		p := e.build(ee)
 		ee.cached = &p
+		ee.gen = e.nextGen()
 	}
-	return *ee.cached, true
+	return *ee.cached, ee.gen, true
+}
+
+// nextGen returns a generation never returned before (across endpoints, so
+// a re-created endpoint never repeats an old one).
+func (e *Engine) nextGen() uint64 {
+	e.gen++
+	return e.gen
 }
 
 // Endpoints returns the keys of the known endpoints.

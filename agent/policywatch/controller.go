@@ -79,6 +79,7 @@ type Controller struct {
 	endpoints  map[string]*state.Endpoint
 	ids        *idAllocator
 	cidrs      map[netip.Prefix]identity.NumericIdentity // ipcache rows written
+	written    map[string]uint64                         // endpoint → generation of the policy written
 	namedPorts map[string][]schema.NamedPort
 
 	mu       sync.Mutex // guards dirty and problems
@@ -108,7 +109,7 @@ func New(cfg Config) (*Controller, error) {
 		cmnp:       cache.NewSharedIndexInformer(lw(cmv1.NetworkPolicyResource.Resource), &cmv1.ClusterMeshNetworkPolicy{}, 0, cache.Indexers{}),
 		ccmnp:      cache.NewSharedIndexInformer(lw(cmv1.ClusterwideNetworkPolicyResource.Resource), &cmv1.ClusterMeshClusterwideNetworkPolicy{}, 0, cache.Indexers{}),
 		identities: map[identity.NumericIdentity]*state.Identity{}, endpoints: map[string]*state.Endpoint{},
-		ids:   newIDAllocator(),
+		ids: newIDAllocator(), written: map[string]uint64{},
 		dirty: map[policy.PolicyKey]struct{}{}, problems: map[policy.PolicyKey][]policy.Problem{},
 		wake: make(chan struct{}, 1),
 	}, nil
@@ -240,17 +241,23 @@ func (c *Controller) syncEndpoints(sn *state.Snapshot) {
 func (c *Controller) write(sn *state.Snapshot) error {
 	keys := c.engine.Endpoints()
 	want := make(map[string]bool, len(keys))
+	written := map[string]uint64{} // generations this write stores
 	cidrs := c.engine.CIDRIdentities()
 	err := c.cfg.State.Update(func(t *state.WriteTxn) error {
 		for _, key := range keys {
 			want[key] = true
-			p, _ := c.engine.EndpointPolicy(key)
+			p, gen, _ := c.engine.EndpointPolicyGen(key)
+			if c.written[key] == gen {
+				continue // unchanged since written
+			}
 			if err := t.UpsertEndpointPolicy(state.EndpointPolicyRow{Key: key, DatapathID: c.ids.get(key), Policy: p}); err != nil {
 				return err
 			}
+			written[key] = gen
 		}
 		for _, r := range sn.EndpointPolicies() {
 			if !want[r.Key] {
+				delete(c.written, r.Key)
 				c.ids.release(r.Key)
 				if err := t.DeleteEndpointPolicy(r.Key); err != nil {
 					return err
@@ -276,6 +283,9 @@ func (c *Controller) write(sn *state.Snapshot) error {
 	})
 	if err == nil {
 		c.cidrs = cidrs
+		for k, g := range written {
+			c.written[k] = g
+		}
 	}
 	return err
 }
