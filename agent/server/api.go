@@ -74,6 +74,7 @@ func (a *Agent) serveAPI(ctx context.Context) error {
 	mux.HandleFunc("GET /v1/policies", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Policies()) })
 	mux.HandleFunc("GET /v1/endpoints", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Endpoints()) })
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", a.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.Registry, promhttp.HandlerOpts{}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	var wg sync.WaitGroup
@@ -204,4 +205,16 @@ func (a *Agent) reconcilerStatus() []reconciler.Status {
 		out = append(out, r.Status())
 	}
 	return out
+}
+
+// readyz answers 200 once the local cluster, the policy controller and
+// every configured peer delivered their state (the datapath may be pruned),
+// 503 before; the body is the status.
+func (a *Agent) readyz(w http.ResponseWriter, _ *http.Request) {
+	st := a.Status()
+	w.Header().Set("Content-Type", "application/json")
+	if !a.ready() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_ = json.NewEncoder(w).Encode(st)
 }

@@ -167,3 +167,18 @@ func removeMeshFile(t *testing.T, b *agentBed, p *meshtest.Peer) {
 		t.Fatal(err)
 	}
 }
+
+// status returns the HTTP status code of GET path on the local API.
+func (b *agentBed) status(t *testing.T, path string) int {
+	t.Helper()
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", b.socket)
+	}}}
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://agent"+path, nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode
+}

@@ -35,6 +35,7 @@ import (
 	cmv1 "github.com/clustermesh/clustermesh/apis/clustermesh/v1alpha1"
 	"github.com/clustermesh/clustermesh/bpf"
 	"github.com/clustermesh/clustermesh/identity"
+	"github.com/clustermesh/clustermesh/internal/httpserve"
 	"github.com/clustermesh/clustermesh/kvstore/schema"
 	"github.com/clustermesh/clustermesh/tunnel"
 )
@@ -56,6 +57,8 @@ type Config struct {
 	// PolicyAllClusters: peer selectors without a cluster requirement
 	// select every cluster (--policy-default-local-cluster=false).
 	PolicyAllClusters bool
+	HealthAddr        string // --health-addr (/healthz, /readyz over TCP; "": none)
+	MetricsAddr       string // --metrics-addr (/metrics over TCP; "": only on the API socket)
 	// NoEvents: do not record Kubernetes Events (tests of many agents).
 	NoEvents bool
 	// WireGuard routes and encrypts traffic to every other node
@@ -302,6 +305,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	if a.wireguard != nil {
 		runners["WireGuard key publisher"] = a.publishWireGuardKey
+	}
+	if a.cfg.HealthAddr != "" || a.cfg.MetricsAddr != "" {
+		runners["health and metrics"] = func(ctx context.Context) error {
+			return httpserve.Serve(ctx, a.cfg.HealthAddr, a.cfg.MetricsAddr, a.readyz, a.Registry)
+		}
 	}
 	errs := make(chan error, len(runners))
 	for name, f := range runners {

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
@@ -128,7 +129,11 @@ func testNoPruneBeforeReady(t *testing.T, kube *k8stest.Cluster) {
 		_, ok := got[stale]
 		return ok
 	})
+	if code := b.status(t, "/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz = %d while a peer is not ready, want 503", code)
+	}
 	p.Synced()
+	eventually(t, "/readyz answers 200 once every source is ready", func() bool { return b.status(t, "/readyz") == http.StatusOK })
 	eventually(t, "stale entry pruned and the peer's entry programmed once ready", func() bool {
 		got, _ := b.agent.Datapath.IPCache().List(t.Context())
 		_, staleLeft := got[stale]

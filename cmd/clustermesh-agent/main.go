@@ -56,6 +56,8 @@ func newCommand() *cobra.Command {
 	f.StringVar(&cfg.BPFPinDir, "bpf-pin-dir", "/sys/fs/bpf/clustermesh", "bpffs directory where the eBPF maps and links are pinned (kept across agent restarts)")
 	f.StringVar(&cfg.APISocket, "api-socket", "/var/run/clustermesh/agent.sock", "unix socket of the local API")
 	f.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig file (in-cluster config when empty)")
+	f.StringVar(&cfg.HealthAddr, "health-addr", ":9879", `address of /healthz and /readyz ("": none)`)
+	f.StringVar(&cfg.MetricsAddr, "metrics-addr", ":9962", `address of /metrics for Prometheus ("": only on the API socket)`)
 	f.StringVar(&cfg.KVStoreRoot, "kvstore-root", "cilium", "root prefix of the etcd schema")
 	f.DurationVar(&cfg.CacheTTL, "clustermesh-cache-ttl", 0,
 		"revoke a peer's state when its heartbeat has not changed for this long (0: keep the last state; must exceed the peers' heartbeat interval)")
