@@ -34,7 +34,7 @@ demo: envtest-bins ## Run the two-cluster demo (two kube-apiservers, clustermesh
 	$(GO) run ./cmd/clustermesh-demo
 
 .PHONY: test
-test: envtest-bins ## Run all tests (unit, real etcd, real kube-apiserver, race detector)
+test: envtest-bins bpf-deps ## Run all tests (unit, real etcd, real kube-apiserver, real kernel, race detector)
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 
