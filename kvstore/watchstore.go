@@ -75,7 +75,9 @@ type WatchStore struct {
 	h   WatchHandler
 	log *slog.Logger
 
-	// known maps each key to its mod revision; owned by Run's goroutine.
+	// known maps each key, without cfg.Prefix (one entry per key of a
+	// large peer: the shorter the better), to its mod revision; owned by
+	// Run's goroutine.
 	known     map[string]int64
 	batchDone func()
 
@@ -205,12 +207,19 @@ func (w *WatchStore) list(ctx context.Context) (listResult, error) {
 	seen := make(map[string]struct{}, len(w.known))
 	res, err := listRange(ctx, w.cli, w.cfg.Prefix, clientv3.GetPrefixRangeEnd(w.cfg.Prefix), 0, w.cfg.PageSize, w.cfg.RequestTimeout, false,
 		func(k, v []byte, modRev int64) {
-			key := string(k)
-			seen[key] = struct{}{}
-			if old, ok := w.known[key]; ok && old == modRev {
+			p := w.cfg.Prefix
+			if len(k) < len(p) || string(k[:len(p)]) != p { // outside the range read: cannot happen
 				return
 			}
-			w.known[key] = modRev
+			suffix := k[len(p):]
+			if old, ok := w.known[string(suffix)]; ok && old == modRev {
+				seen[string(suffix)] = struct{}{}
+				return
+			}
+			key := string(k)
+			rel := key[len(w.cfg.Prefix):]
+			seen[rel] = struct{}{}
+			w.known[string(suffix)] = modRev // a copy of the suffix, not of the whole key
 			w.h.OnUpsert(key, v)
 		})
 	if err != nil {
@@ -218,10 +227,10 @@ func (w *WatchStore) list(ctx context.Context) (listResult, error) {
 		w.batchDone()
 		return res, err
 	}
-	for key := range w.known {
-		if _, ok := seen[key]; !ok {
-			delete(w.known, key)
-			w.h.OnDelete(key)
+	for rel := range w.known {
+		if _, ok := seen[rel]; !ok {
+			delete(w.known, rel)
+			w.h.OnDelete(w.cfg.Prefix + rel)
 		}
 	}
 	w.batchDone()
@@ -250,11 +259,11 @@ func (w *WatchStore) watch(ctx context.Context, res listResult) error {
 			}
 			switch ev.Type {
 			case clientv3.EventTypePut:
-				w.known[key] = ev.Kv.ModRevision
+				w.known[string(ev.Kv.Key[len(w.cfg.Prefix):])] = ev.Kv.ModRevision
 				w.h.OnUpsert(key, ev.Kv.Value)
 			case clientv3.EventTypeDelete:
-				if _, ok := w.known[key]; ok {
-					delete(w.known, key)
+				if _, ok := w.known[key[len(w.cfg.Prefix):]]; ok {
+					delete(w.known, key[len(w.cfg.Prefix):])
 					w.h.OnDelete(key)
 				}
 			}

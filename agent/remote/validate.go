@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"unique"
 
 	"github.com/clustermesh/clustermesh/identity"
 	"github.com/clustermesh/clustermesh/kvstore/schema"
@@ -34,14 +35,16 @@ type validator struct {
 
 	mu         sync.Mutex
 	nodeCIDRs  map[string][]netip.Prefix       // node name → pod CIDRs
+	lastCIDR   netip.Prefix                    // a pod CIDR of nodeCIDRs that insideLocked last matched, or the zero Prefix
 	ips        map[netip.Prefix]acceptedIP     // accepted ip entries
+	ipExtra    map[netip.Prefix]ipExtra        // what acceptedIP lacks, for the entries that have it
 	quarantine map[netip.Prefix]schema.IPEntry // valid but outside every node's pod CIDRs
 	known      map[Kind]map[string]struct{}    // accepted keys per kind (but ip entries: ips)
 }
 
 func newValidator(peer string, id identity.ClusterID, layout identity.Layout, paths schema.Paths, sink Sink, rej *rejections) *validator {
 	v := &validator{peer: peer, id: id, layout: layout, paths: paths, sink: sink, rej: rej,
-		nodeCIDRs: map[string][]netip.Prefix{}, ips: map[netip.Prefix]acceptedIP{},
+		nodeCIDRs: map[string][]netip.Prefix{}, ips: map[netip.Prefix]acceptedIP{}, ipExtra: map[netip.Prefix]ipExtra{},
 		quarantine: map[netip.Prefix]schema.IPEntry{}, known: map[Kind]map[string]struct{}{}}
 	for _, k := range Kinds {
 		v.known[k] = map[string]struct{}{}
@@ -98,6 +101,7 @@ func (v *validator) upsertNode(key string, value []byte) {
 	v.accepted(KindNodes, key, true)
 	v.mu.Lock()
 	v.nodeCIDRs[name] = n.PodCIDRs()
+	v.lastCIDR = netip.Prefix{}
 	v.mu.Unlock()
 	v.sink.UpsertNode(v.peer, n)
 	v.recheckIPs()
@@ -110,6 +114,7 @@ func (v *validator) deleteNode(key string) {
 	_, name, _ := v.paths.ParseNodeKey(key)
 	v.mu.Lock()
 	delete(v.nodeCIDRs, name)
+	v.lastCIDR = netip.Prefix{}
 	v.mu.Unlock()
 	v.sink.DeleteNode(v.peer, name)
 	v.recheckIPs()
@@ -180,8 +185,7 @@ func (v *validator) upsertIP(key string, value []byte) {
 	}
 	v.mu.Lock()
 	if !v.insideLocked(prefix) {
-		_, had := v.ips[prefix]
-		delete(v.ips, prefix)
+		had := v.forgetIPLocked(prefix)
 		v.quarantine[prefix] = e
 		v.mu.Unlock()
 		v.rej.reject(KindIPs, ReasonOutsideNodeCIDR, key, fmt.Sprintf("%s is in no pod CIDR of %s's nodes", prefix, v.peer))
@@ -191,7 +195,7 @@ func (v *validator) upsertIP(key string, value []byte) {
 		return
 	}
 	delete(v.quarantine, prefix)
-	v.ips[prefix] = compactIP(e)
+	v.acceptIPLocked(prefix, e)
 	v.mu.Unlock()
 	v.sink.UpsertIP(v.peer, prefix, e)
 }
@@ -203,8 +207,7 @@ func (v *validator) deleteIP(key string) {
 	}
 	v.mu.Lock()
 	delete(v.quarantine, prefix)
-	_, had := v.ips[prefix]
-	delete(v.ips, prefix)
+	had := v.forgetIPLocked(prefix)
 	v.mu.Unlock()
 	if had {
 		v.sink.DeleteIP(v.peer, prefix)
@@ -213,42 +216,69 @@ func (v *validator) deleteIP(key string) {
 
 // acceptedIP is what the validator keeps of an accepted ip entry: enough to
 // put it back in quarantine, and accept it again, if its node goes and
-// comes back. The strings share their bytes with what the sink keeps.
+// comes back. It is kept small, for there is one per remote endpoint: the
+// host and namespace are interned (unique.Handle), the pod name shares its
+// bytes with what the sink keeps, and the rare service account and named
+// ports live in the validator's ipExtra map instead.
 type acceptedIP struct {
-	id    uint32
-	host  netip.Addr
-	ns    string
-	pod   string
+	pod  string
+	host unique.Handle[netip.Addr]
+	ns   unique.Handle[string]
+	id   uint32
+	key  uint8
+}
+
+// ipExtra is the part of an accepted ip entry that most entries lack.
+type ipExtra struct {
 	sa    string
 	ports []schema.NamedPort
-	key   uint8
 }
 
-func compactIP(e schema.IPEntry) acceptedIP {
-	a := acceptedIP{id: e.ID, ns: e.K8sNamespace, pod: e.K8sPodName, sa: e.K8sServiceAccount, ports: e.NamedPorts, key: e.Key}
-	if h, ok := netip.AddrFromSlice(e.HostIP); ok {
-		a.host = h.Unmap()
+// acceptIPLocked records e as the accepted entry of prefix.
+func (v *validator) acceptIPLocked(prefix netip.Prefix, e schema.IPEntry) {
+	h, _ := netip.AddrFromSlice(e.HostIP)
+	v.ips[prefix] = acceptedIP{pod: e.K8sPodName, host: unique.Make(h.Unmap()), ns: unique.Make(e.K8sNamespace), id: e.ID, key: e.Key}
+	if e.K8sServiceAccount != "" || len(e.NamedPorts) > 0 {
+		v.ipExtra[prefix] = ipExtra{sa: e.K8sServiceAccount, ports: e.NamedPorts}
+	} else {
+		delete(v.ipExtra, prefix)
 	}
-	return a
 }
 
-func (a acceptedIP) entry(prefix netip.Prefix) schema.IPEntry {
-	e := schema.IPEntry{IP: net.IP(prefix.Addr().AsSlice()), ID: a.id, Key: a.key, K8sNamespace: a.ns, K8sPodName: a.pod,
-		K8sServiceAccount: a.sa, NamedPorts: a.ports}
+// forgetIPLocked drops the accepted entry of prefix and reports whether
+// there was one.
+func (v *validator) forgetIPLocked(prefix netip.Prefix) bool {
+	_, had := v.ips[prefix]
+	delete(v.ips, prefix)
+	delete(v.ipExtra, prefix)
+	return had
+}
+
+// acceptedEntryLocked rebuilds the accepted entry a of prefix.
+func (v *validator) acceptedEntryLocked(prefix netip.Prefix, a acceptedIP) schema.IPEntry {
+	x := v.ipExtra[prefix]
+	e := schema.IPEntry{IP: net.IP(prefix.Addr().AsSlice()), ID: a.id, Key: a.key, K8sNamespace: a.ns.Value(), K8sPodName: a.pod,
+		K8sServiceAccount: x.sa, NamedPorts: x.ports}
 	if !prefix.IsSingleIP() {
 		e.Mask = net.CIDRMask(prefix.Bits(), prefix.Addr().BitLen())
 	}
-	if a.host.IsValid() {
-		e.HostIP = net.IP(a.host.AsSlice())
+	if h := a.host.Value(); h.IsValid() {
+		e.HostIP = net.IP(h.AsSlice())
 	}
 	return e
 }
 
-// insideLocked reports whether prefix lies in a pod CIDR of the peer's nodes.
+// insideLocked reports whether prefix lies in a pod CIDR of the peer's
+// nodes. Entries come in key order, so most fall in the CIDR that matched
+// the one before: that one is tried first.
 func (v *validator) insideLocked(prefix netip.Prefix) bool {
+	if c := v.lastCIDR; c.IsValid() && c.Bits() <= prefix.Bits() && c.Contains(prefix.Addr()) {
+		return true
+	}
 	for _, cidrs := range v.nodeCIDRs {
 		for _, c := range cidrs {
 			if c.Bits() <= prefix.Bits() && c.Contains(prefix.Addr()) {
+				v.lastCIDR = c
 				return true
 			}
 		}
@@ -269,14 +299,14 @@ func (v *validator) recheckIPs() {
 	for p, e := range v.quarantine {
 		if v.insideLocked(p) {
 			delete(v.quarantine, p)
-			v.ips[p] = compactIP(e)
+			v.acceptIPLocked(p, e)
 			changes = append(changes, change{p, e, true})
 		}
 	}
 	for p, a := range v.ips {
 		if !v.insideLocked(p) {
-			delete(v.ips, p)
-			v.quarantine[p] = a.entry(p)
+			v.quarantine[p] = v.acceptedEntryLocked(p, a)
+			v.forgetIPLocked(p)
 			changes = append(changes, change{prefix: p})
 		}
 	}

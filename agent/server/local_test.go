@@ -48,12 +48,15 @@ func testLocalCluster(t *testing.T, kube *k8stest.Cluster) {
 	if len(eps) != 1 || eps[0].Name != "x-wing" || eps[0].Identity != uint32(identity.ReservedInit) {
 		t.Fatalf("/v1/endpoints = %+v, want only x-wing (this node) with the init identity", eps)
 	}
+	// The peers reconciler runs on its own: wait for it.
+	eventually(t, "node-other is a routing peer", func() bool {
+		peers, _ := b.agent.Datapath.Peers().List(t.Context())
+		pe, ok := peers["cluster1/node-other"]
+		return ok && pe.NodeIP == netip.MustParseAddr("192.168.1.6") && len(pe.PodCIDRs) == 1 && pe.WireguardPubKey != ""
+	})
 	peers, _ := b.agent.Datapath.Peers().List(t.Context())
 	if _, self := peers["cluster1/node-local"]; self {
 		t.Fatalf("this node is its own routing peer: %+v", peers)
-	}
-	if pe := peers["cluster1/node-other"]; pe.NodeIP != netip.MustParseAddr("192.168.1.6") || len(pe.PodCIDRs) != 1 || pe.WireguardPubKey == "" {
-		t.Fatalf("routing peer node-other = %+v", pe)
 	}
 
 	// The clustermesh-apiserver allocates x-wing's identity.

@@ -97,11 +97,13 @@ func BenchmarkLookupIP(b *testing.B) {
 // rows share) are allocated before the first measurement, so only the
 // State's own memory is counted.
 //
-// What dominates is memdb, not the ~112-byte row: the row sits in an
-// immutable radix tree (the primary index; the ipcache has no cluster
-// index, which halved its memory: 904 → 508 bytes per /32 entry), and
-// go-immutable-radix gives every inner node and every leaf its own watch
-// channel (mutateCh, 96 bytes each), whether or not anyone watches.
+// Host entries (/32, /128) are grouped in one memdb row per /24 (/120)
+// block (ipBlock), so what was dominant, memdb's immutable radix tree
+// (go-immutable-radix gives every inner node and every leaf its own watch
+// channel, mutateCh, 96 bytes each: ~400 bytes per row), is paid per block:
+// 508 → 74 bytes per /32 entry (a 64-byte hostEntry plus the pod name's
+// bytes). Before, the ipcache lost its cluster index for the same reason
+// (904 → 508).
 func TestHeapPerIPEntry(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: this test ingests 100k entries; make test runs it (no -short)")

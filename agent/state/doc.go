@@ -13,7 +13,10 @@
 //   - Rows are immutable once inserted: a change inserts a new row (copy on
 //     write). Readers must not modify rows, nor the maps and slices of the
 //     schema values they hold; writers hand those over and must not keep
-//     modifying them.
+//     modifying them. The one exception is internal: a block of host
+//     entries of the ipcache (ipBlock) created by a write transaction is
+//     changed in place by that same transaction until it commits, since
+//     no reader can see it before.
 //   - Readers take snapshots (Txn(false), wrapped by State.Snapshot): a
 //     snapshot never changes, however long it is kept. State.Changed (or
 //     Snapshot.Changed) is closed by the next commit, so a reconciler loops

@@ -55,7 +55,10 @@ func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 func dump(t testing.TB, sn *Snapshot) []string {
 	t.Helper()
 	var out []string
-	for _, table := range []string{TableIdentities, TableIPCache, TableNodes, TableServices} {
+	for _, r := range sn.IPCache() {
+		out = append(out, fmt.Sprintf("ip %s %s id=%d host=%s", r.Cluster, r.Prefix, r.ID, r.HostIP))
+	}
+	for _, table := range []string{TableIdentities, TableNodes, TableServices} {
 		it, err := sn.Txn().Get(table, IndexID)
 		if err != nil {
 			t.Fatal(err)
@@ -64,8 +67,6 @@ func dump(t testing.TB, sn *Snapshot) []string {
 			switch r := raw.(type) {
 			case *Identity:
 				out = append(out, fmt.Sprintf("identity %s %d %s", r.Cluster, r.ID, r.LabelsKey))
-			case *IPCacheEntry:
-				out = append(out, fmt.Sprintf("ip %s %s id=%d host=%s", r.Cluster, r.Prefix, r.ID, r.HostIP))
 			case *NodeRow:
 				out = append(out, fmt.Sprintf("node %s %s cidrs=%v", r.Cluster, r.Name, r.Node.PodCIDRs()))
 			case *ServiceRow:
@@ -82,7 +83,7 @@ func dump(t testing.TB, sn *Snapshot) []string {
 func checkPrefixLens(t testing.TB, sn *Snapshot) {
 	t.Helper()
 	want := map[prefixLen]bool{}
-	for _, e := range collect[IPCacheEntry](sn.txn, TableIPCache, IndexID) {
+	for _, e := range sn.IPCache() {
 		want[prefixLen{Is6: e.Prefix.Addr().Is6(), Bits: uint8(e.Prefix.Bits())}] = true
 	}
 	got := map[prefixLen]bool{}

@@ -29,6 +29,8 @@ func (sn *Snapshot) Changed() <-chan struct{} { return sn.changed }
 
 // Txn returns the snapshot's read transaction, for queries the helpers do
 // not cover. Use the table and index constants; never write through it.
+// The ipcache table's host entries are not rows of their own (see
+// IPCacheEntry): read that table with IPCache and LookupIP.
 func (sn *Snapshot) Txn() *memdb.Txn { return sn.txn }
 
 // Identity returns the identity id.
@@ -71,11 +73,20 @@ func (sn *Snapshot) LookupIP(addr netip.Addr) (IPCacheEntry, bool) {
 
 // lookupPrefix returns the row of exactly p.Masked().
 func (sn *Snapshot) lookupPrefix(p netip.Prefix) (IPCacheEntry, bool) {
-	row, _ := first[IPCacheEntry](sn.txn, TableIPCache, IndexID, p)
-	if row == nil {
+	raw, err := sn.txn.First(TableIPCache, IndexID, p)
+	if err != nil {
 		return IPCacheEntry{}, false
 	}
-	return *row, true
+	switch r := raw.(type) {
+	case *IPCacheEntry:
+		return *r, true
+	case *ipBlock:
+		_, last := splitHost(p.Masked().Addr())
+		if i, ok := r.find(last); ok {
+			return r.row(i), true
+		}
+	}
+	return IPCacheEntry{}, false
 }
 
 // ServiceCopies returns every cluster's copy of the Service
@@ -97,7 +108,8 @@ func (sn *Snapshot) Nodes(cluster string) []NodeRow {
 }
 
 // Count returns the number of rows of table (one of the Table constants;
-// 0 for another name). It walks the table: O(rows).
+// 0 for another name), counting each ipcache entry as one. It walks the
+// table: O(rows).
 func (sn *Snapshot) Count(table string) int {
 	switch table {
 	case TableIdentities, TableIPCache, TableNodes, TableServices, TableInitialized, TableEndpoints, TableLocalServices, TablePolicies:
@@ -110,6 +122,10 @@ func (sn *Snapshot) Count(table string) int {
 	}
 	n := 0
 	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if b, ok := raw.(*ipBlock); ok {
+			n += len(b.entries)
+			continue
+		}
 		n++
 	}
 	return n
@@ -145,9 +161,24 @@ func collect[T any](txn *memdb.Txn, table, index string, args ...any) []T {
 	return out
 }
 
-// IPCache returns every ipcache row.
+// IPCache returns every ipcache entry, in the primary index's order.
 func (sn *Snapshot) IPCache() []IPCacheEntry {
-	return collect[IPCacheEntry](sn.txn, TableIPCache, IndexID)
+	it, err := sn.txn.Get(TableIPCache, IndexID)
+	if err != nil {
+		return nil
+	}
+	var out []IPCacheEntry
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		switch r := raw.(type) {
+		case *IPCacheEntry:
+			out = append(out, *r)
+		case *ipBlock:
+			for i := range r.entries {
+				out = append(out, r.row(i))
+			}
+		}
+	}
+	return out
 }
 
 // Identities returns every identity row.

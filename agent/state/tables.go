@@ -50,8 +50,11 @@ type Identity struct {
 	LabelsKey string
 }
 
-// IPCacheEntry is a row of the ipcache table: the identity of the
-// addresses of Prefix.
+// IPCacheEntry is an entry of the ipcache table: the identity of the
+// addresses of Prefix. Entries of other lengths than a single address are
+// rows of their own; host entries (/32, /128) are stored in blocks (see
+// ipBlock), so read the table with Snapshot.IPCache and LookupIP, not
+// through Snapshot.Txn.
 type IPCacheEntry struct {
 	// Prefix is masked and, for IPv4, unmapped.
 	Prefix  netip.Prefix
@@ -161,7 +164,9 @@ func (clusterIndex) FromArgs(args ...any) ([]byte, error) {
 	return append([]byte(c), 0), nil
 }
 
-// prefixIndex indexes an ipcache row by its prefix: the family (4 or 6),
+// prefixIndex indexes an ipcache row by its prefix, and a block of host
+// entries (ipBlock) by its base; given a host prefix, it finds the prefix's
+// block. A prefix key is the family (4 or 6),
 // the length, then the address bytes split in nibbles. It is binary rather
 // than the prefix's string form (no formatting on the lookup path), and
 // split in nibbles because every write copies the radix tree path to the
@@ -173,11 +178,14 @@ func (clusterIndex) FromArgs(args ...any) ([]byte, error) {
 type prefixIndex struct{}
 
 func (prefixIndex) FromObject(raw any) (bool, []byte, error) {
-	e, ok := raw.(*IPCacheEntry)
-	if !ok {
+	switch r := raw.(type) {
+	case *IPCacheEntry:
+		return r.Prefix.IsValid(), prefixKey(r.Prefix), nil
+	case *ipBlock:
+		return r.base.IsValid(), blockKey(r.base), nil
+	default:
 		return false, nil, fmt.Errorf("prefix index: unexpected row type %T", raw)
 	}
-	return e.Prefix.IsValid(), prefixKey(e.Prefix), nil
 }
 
 func (prefixIndex) FromArgs(args ...any) ([]byte, error) {
@@ -188,7 +196,11 @@ func (prefixIndex) FromArgs(args ...any) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("prefix index: argument is a %T, want a netip.Prefix", args[0])
 	}
-	return prefixKey(p.Masked()), nil
+	if p = p.Masked(); isHostPrefix(p) {
+		base, _ := splitHost(p.Addr())
+		return blockKey(base), nil
+	}
+	return prefixKey(p), nil
 }
 
 // PrefixFromArgs takes a family (a bool: IPv6) and a length (uint8), and

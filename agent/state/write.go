@@ -20,6 +20,7 @@ var errEmptyCluster = errors.New("empty cluster name")
 type WriteTxn struct {
 	txn     *memdb.Txn
 	changed bool
+	blocks  []*ipBlock // the ipcache blocks this transaction created, to seal
 }
 
 // Update runs fn in one write transaction. It commits when fn returns nil
@@ -35,6 +36,7 @@ func (s *State) Update(fn func(*WriteTxn) error) error {
 	if !w.changed {
 		return nil
 	}
+	w.seal()
 	txn.Commit()
 	s.notify()
 	return nil
@@ -116,6 +118,9 @@ func (w *WriteTxn) UpsertIP(e IPCacheEntry) error {
 		return err
 	}
 	e.Prefix, e.HostIP = p, e.HostIP.Unmap()
+	if isHostPrefix(p) {
+		return w.upsertHost(&e)
+	}
 	old, err := first[IPCacheEntry](w.txn, TableIPCache, IndexID, p)
 	if err != nil {
 		return err
@@ -137,6 +142,9 @@ func (w *WriteTxn) DeleteIP(cluster string, prefix netip.Prefix) error {
 	p, err := normalizePrefix(prefix)
 	if err != nil {
 		return err
+	}
+	if isHostPrefix(p) {
+		return w.deleteHost(cluster, p)
 	}
 	old, err := first[IPCacheEntry](w.txn, TableIPCache, IndexID, p)
 	if err != nil || old == nil || old.Cluster != cluster {
@@ -257,6 +265,16 @@ func (w *WriteTxn) Drain(cluster string) error {
 			rows = append(rows, raw) // collect, then delete
 		}
 		for _, raw := range rows {
+			if b, ok := raw.(*ipBlock); ok {
+				gone, err := w.drainBlock(b, cluster)
+				if err != nil {
+					return err
+				}
+				if gone {
+					lens[prefixLen{Is6: b.base.Is6(), Bits: uint8(b.base.BitLen())}] = true
+				}
+				continue
+			}
 			if err := w.delete(table, raw); err != nil {
 				return err
 			}

@@ -160,3 +160,30 @@ func FuzzParseKeys(f *testing.F) {
 		}
 	})
 }
+
+// FuzzIPEntryFastPath checks that whenever the fast ip entry decoder
+// accepts a value, encoding/json decodes it to the same entry.
+func FuzzIPEntryFastPath(f *testing.F) {
+	f.Add([]byte(goldenIPEntryJSON))
+	f.Add([]byte(`{"IP":"10.0.0.0","Mask":"////AA==","HostIP":"","ID":7,"Key":0,"Metadata":""}`))
+	f.Add([]byte(` { "IP" : "fd00::1" , "HostIP":null,"ID":16777215,"K8sPodName":"p","K8sNamespace":"n","K8sServiceAccount":"sa"} `))
+	f.Add([]byte(`{"IP":"10.0.0.1","ID":4294967295,"Key":255,"Mask":null}`))
+	f.Add([]byte(`{"IP":"10.0.0.1","ID":4294967296}`))
+	f.Add([]byte(`{"IP":"10.0.0.1","ID":01}`))
+	f.Add([]byte(`{"ip":"10.0.0.1","ID":1e3}`))
+	f.Add([]byte(`{"IP":"10.0.0.1","IP":"10.0.0.2","ID":9}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var fast IPEntry
+		if !decodeIPEntryFast(data, &fast) {
+			return
+		}
+		var slow IPEntry
+		if err := decodeObject(data, &slow); err != nil {
+			t.Fatalf("fast path accepted %q, encoding/json fails: %v", data, err)
+		}
+		if d := diff(slow, fast); d != "" {
+			t.Fatalf("fast path and encoding/json differ on %q:%s", data, d)
+		}
+	})
+}

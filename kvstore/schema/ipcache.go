@@ -71,8 +71,11 @@ func (p Paths) DecodeIPEntry(key string, data []byte) (IPEntry, error) {
 		return IPEntry{}, err
 	}
 	var e IPEntry
-	if err := decodeObject(data, &e); err != nil {
-		return IPEntry{}, &DecodeError{Key: key, Err: err}
+	if !decodeIPEntryFast(data, &e) {
+		e = IPEntry{}
+		if err := decodeObject(data, &e); err != nil {
+			return IPEntry{}, &DecodeError{Key: key, Err: err}
+		}
 	}
 	if err := e.validate(keyPrefix, keyIsCIDR); err != nil {
 		return IPEntry{}, &DecodeError{Key: key, Err: err}
