@@ -88,7 +88,8 @@ func policyMasks(entries []PolicyEntry) [2]uint32 {
 type epPolicy struct {
 	gen     uint8             // active generation, 0 if none
 	entries map[entryKey]bool // active entries -> deny
-	stale   []policyKey       // entries of inactive generations
+	stale   []policyKey       // entries of inactive generations no program can be reading
+	retired bool              // Policy.retired holds entries of its previous generation
 }
 
 // Policy holds the rules of every endpoint. Each endpoint's rules are a set
@@ -97,9 +98,18 @@ type epPolicy struct {
 type Policy struct {
 	m, gen *ebpf.Map
 
-	mu  sync.Mutex // guards eps and serializes changes of the maps
+	mu  sync.Mutex // guards eps and retired, serializes changes of the maps
 	eps map[uint16]*epPolicy
+	// retired are the entries of replaced generations. A program that read
+	// the previous generation number may still be looking them up, so they
+	// are deleted only after an RCU grace period (reclaim), and lazily: at
+	// the next replacement of the same endpoint, so that replacing the
+	// rules of many endpoints costs one grace period, not one each.
+	retired []policyKey
 }
+
+// maxRetired bounds the retired entries kept in the map before a reclaim.
+const maxRetired = 1 << 15
 
 // newPolicy reads what the kernel holds (after a restart, the rules of the
 // previous process) so that Set can replace it.
@@ -165,6 +175,11 @@ func (p *Policy) Set(epID uint16, rules []PolicyRule) error {
 	if st.gen != 0 && len(st.stale) == 0 && maps.Equal(st.entries, want) {
 		return nil
 	}
+	if st.retired || len(p.retired) >= maxRetired {
+		if err := p.reclaim(); err != nil {
+			return fmt.Errorf("set policy of endpoint %d: %w", epID, err)
+		}
+	}
 	if err := p.deleteKeys(st.stale); err != nil {
 		return fmt.Errorf("set policy of endpoint %d: %w", epID, err)
 	}
@@ -185,11 +200,28 @@ func (p *Policy) Set(epID uint16, rules []PolicyRule) error {
 		st.stale = keys
 		return fmt.Errorf("set policy of endpoint %d: activate generation %d: %w", epID, next, err)
 	}
-	old := st.keys(epID)
+	if old := st.keys(epID); len(old) > 0 {
+		p.retired = append(p.retired, old...)
+		st.retired = true
+	}
 	st.gen, st.entries = next, want
-	if err := p.deleteKeys(old); err != nil {
-		st.stale = old
-		return fmt.Errorf("set policy of endpoint %d: delete previous rules: %w", epID, err)
+	return nil
+}
+
+// reclaim deletes every retired entry once no program can be using it.
+func (p *Policy) reclaim() error {
+	if len(p.retired) == 0 {
+		return nil
+	}
+	if err := waitForReaders(); err != nil {
+		return fmt.Errorf("delete replaced policy entries: %w", err)
+	}
+	if err := p.deleteKeys(p.retired); err != nil {
+		return fmt.Errorf("delete replaced policy entries: %w", err)
+	}
+	p.retired = nil
+	for _, st := range p.eps {
+		st.retired = false
 	}
 	return nil
 }
@@ -223,7 +255,13 @@ func (p *Policy) Delete(epID uint16) error {
 	if err := p.gen.Delete(epID); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("delete policy of endpoint %d: %w", epID, err)
 	}
-	if err := p.deleteKeys(append(st.keys(epID), st.stale...)); err != nil {
+	// Programs that read the generation before it was deleted finish with
+	// the entries of the active generation; both go after that.
+	p.retired = append(p.retired, st.keys(epID)...)
+	if err := p.reclaim(); err != nil {
+		return fmt.Errorf("delete policy of endpoint %d: %w", epID, err)
+	}
+	if err := p.deleteKeys(st.stale); err != nil {
 		return fmt.Errorf("delete policy of endpoint %d: %w", epID, err)
 	}
 	delete(p.eps, epID)
