@@ -109,10 +109,18 @@ func (d *Datapath) attach(name string, prog *ebpf.Program, attach func() (link.L
 	if l, ok := d.links[name]; ok {
 		// Already attached (maybe by a previous process): make sure it runs
 		// the current program.
-		if err := l.Update(prog); err != nil {
+		err := l.Update(prog)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, syscall.ENOLINK) && !errors.Is(err, syscall.ENOENT) {
 			return fmt.Errorf("update link %s: %w", name, err)
 		}
-		return nil
+		// Its device is gone (and the name is taken by another one now):
+		// attach anew.
+		_ = l.Unpin()
+		_ = l.Close()
+		delete(d.links, name)
 	}
 	l, err := attach()
 	if err != nil {
@@ -168,6 +176,46 @@ func (d *Datapath) AttachEndpoint(ifindex int, epID uint16) error {
 		}
 	}
 	return nil
+}
+
+// AttachedEndpoints returns the interfaces attached in both directions,
+// with their endpoint IDs.
+func (d *Datapath) AttachedEndpoints() (map[int]uint16, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := map[int]uint16{}
+	var (
+		ifindex uint32
+		ep      uint16
+	)
+	it := d.tc.Endpoints.Iterate()
+	for it.Next(&ifindex, &ep) {
+		attached := true
+		for _, p := range tcxPoints {
+			l, ok := d.links[tcxName(int(ifindex), p)]
+			if !ok || !tcxLive(l) {
+				attached = false
+			}
+		}
+		if attached {
+			out[int(ifindex)] = ep
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("list attached endpoints: %w", err)
+	}
+	return out, nil
+}
+
+// tcxLive reports whether a TCX link is still attached to a device (its
+// device is 0 once the device is gone).
+func tcxLive(l link.Link) bool {
+	info, err := l.Info()
+	if err != nil {
+		return false
+	}
+	tcx := info.TCX()
+	return tcx != nil && tcx.Ifindex != 0
 }
 
 // DetachEndpoint removes the programs from ifindex. Detaching an interface

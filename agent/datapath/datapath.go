@@ -99,7 +99,23 @@ type Datapath interface {
 	// Policies is keyed by the endpoint's datapath ID (see
 	// state.Endpoint.DatapathID), the key of the kernel's per-endpoint maps.
 	Policies() Table[uint16, EndpointPolicy]
+	// Attachments are the host-side interfaces of local endpoints, keyed
+	// by AttachmentKey: the datapath enforces the policy of EndpointID on
+	// each.
+	Attachments() Table[string, Attachment]
 }
+
+// Attachment is where an endpoint's traffic passes: the host side of its
+// interface, as the CNI chain created it.
+type Attachment struct {
+	IfName     string
+	IfIndex    int
+	EndpointID uint16 // the endpoint's datapath ID
+}
+
+// AttachmentKey names the attachment of a container's interface (CNI's
+// container ID and interface name).
+func AttachmentKey(containerID, ifName string) string { return containerID + "/" + ifName }
 
 // Allows is the verdict the datapath gives a new flow of the endpoint with
 // a peer: a matching deny rule drops it; in a direction not enforced it

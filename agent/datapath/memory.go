@@ -14,6 +14,7 @@ type Memory struct {
 	peers    *MemTable[string, Peer]
 	services *MemTable[ServiceKey, Service]
 	policies *MemTable[uint16, EndpointPolicy]
+	attached *MemTable[string, Attachment]
 }
 
 // NewMemory returns an empty in-memory datapath.
@@ -23,6 +24,7 @@ func NewMemory() *Memory {
 		peers:    NewMemTable[string, Peer](),
 		services: NewMemTable[ServiceKey, Service](),
 		policies: NewMemTable[uint16, EndpointPolicy](),
+		attached: NewMemTable[string, Attachment](),
 	}
 }
 
@@ -37,6 +39,9 @@ func (m *Memory) Services() Table[ServiceKey, Service] { return m.services }
 
 // Policies implements Datapath.
 func (m *Memory) Policies() Table[uint16, EndpointPolicy] { return m.policies }
+
+// Attachments implements Datapath.
+func (m *Memory) Attachments() Table[string, Attachment] { return m.attached }
 
 // MemIPCache gives tests the concrete table (fault injection, counters).
 func (m *Memory) MemIPCache() *MemTable[netip.Prefix, IPCacheEntry] { return m.ipcache }

@@ -19,6 +19,20 @@ func desiredIPCache(sn *state.Snapshot, cluster, node string) map[netip.Prefix]d
 	for _, r := range rows {
 		out[r.Prefix] = datapath.IPCacheEntry{Identity: r.ID, HostIP: r.HostIP, Cluster: r.Cluster}
 	}
+	// This node's pods are known to the CNI plugin before the kubelet
+	// reports their IPs.
+	for _, at := range sn.Attachments() {
+		id := identity.ReservedInit
+		if ep, ok := sn.Endpoint(at.Namespace, at.Pod); ok {
+			id = ep.ID
+		}
+		for _, ip := range at.IPs {
+			p := netip.PrefixFrom(ip, ip.BitLen())
+			if _, taken := out[p]; !taken {
+				out[p] = datapath.IPCacheEntry{Identity: id, Cluster: cluster}
+			}
+		}
+	}
 	for _, n := range sn.Nodes("") {
 		id := identity.ReservedRemoteNode
 		if n.Cluster == cluster && n.Name == node {
@@ -151,6 +165,22 @@ func desiredPolicies(sn *state.Snapshot) map[uint16]datapath.EndpointPolicy {
 	out := make(map[uint16]datapath.EndpointPolicy, len(rows))
 	for _, r := range rows {
 		out[r.DatapathID] = r.Policy
+	}
+	return out
+}
+
+// desiredAttachments is every CNI attachment of a pod whose policy is
+// computed (so whose datapath ID is known).
+func desiredAttachments(sn *state.Snapshot) map[string]datapath.Attachment {
+	ids := map[string]uint16{}
+	for _, r := range sn.EndpointPolicies() {
+		ids[r.Key] = r.DatapathID
+	}
+	out := map[string]datapath.Attachment{}
+	for _, at := range sn.Attachments() {
+		if id, ok := ids[at.Namespace+"/"+at.Pod]; ok {
+			out[at.Key] = datapath.Attachment{IfName: at.HostIfName, IfIndex: at.HostIfIndex, EndpointID: id}
+		}
 	}
 	return out
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/clustermesh/clustermesh/agent/cnistore"
 	"github.com/clustermesh/clustermesh/agent/datapath"
 	"github.com/clustermesh/clustermesh/agent/datapath/bpfdp"
 	"github.com/clustermesh/clustermesh/agent/local"
@@ -70,6 +72,16 @@ type Config struct {
 	WireGuardDevice  string
 	WireGuardPort    int
 	WireGuardNetNS   string
+	// StateDir keeps what the agent must not lose across restarts: the
+	// endpoints the CNI plugin reported (--state-dir).
+	StateDir string
+	// EndpointNetNS (tests) is the network namespace of the endpoints'
+	// host-side interfaces, when it is not the agent's.
+	EndpointNetNS string
+	// CgroupRoot is the cgroup v2 directory where the socket
+	// load-balancing programs are attached (--cgroup-root; "auto": the
+	// cgroup2 mount; "": none, services are not load-balanced).
+	CgroupRoot string
 	// CacheTTL revokes a peer's state when its heartbeat has not changed
 	// for this long (--clustermesh-cache-ttl; 0: keep it).
 	CacheTTL time.Duration
@@ -101,6 +113,13 @@ func (c *Config) Validate() error {
 	case "bpf":
 		if c.BPFPinDir == "" {
 			c.BPFPinDir = "/sys/fs/bpf/clustermesh"
+		}
+		if c.CgroupRoot == "auto" {
+			root, err := cgroup2Root()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("--cgroup-root auto: %w", err))
+			}
+			c.CgroupRoot = root
 		}
 	default:
 		errs = append(errs, fmt.Errorf("--datapath %q: use \"bpf\" (eBPF maps and programs) or \"none\" (in memory, for tests)", c.Datapath))
@@ -138,6 +157,9 @@ type Agent struct {
 	stopEvents  func()
 	reconcilers []statusRunner
 	Registry    *prometheus.Registry
+
+	cniMu    sync.Mutex      // serializes changes of attachments
+	cniStore *cnistore.Store // nil: attachments are not kept across restarts
 }
 
 // statusRunner is a reconciler of any table.
@@ -181,11 +203,24 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Agent, err error
 		Sink: st.BufferedRemoteSink(), Log: log, Rejected: rejected, CacheTTL: cfg.CacheTTL,
 	})
 	if cfg.Datapath == "bpf" {
-		dp, dpErr := bpfdp.New(ctx, bpf.Options{PinDir: cfg.BPFPinDir})
+		dp, dpErr := bpfdp.New(ctx, bpf.Options{PinDir: cfg.BPFPinDir}, cfg.EndpointNetNS)
 		if dpErr != nil {
 			return nil, fmt.Errorf("--datapath=bpf: load the eBPF datapath (pinned under --bpf-pin-dir %s): %w", cfg.BPFPinDir, dpErr)
 		}
 		a.Datapath, a.closeDP = dp, func() { _ = dp.Close() }
+		if cfg.CgroupRoot != "" {
+			if err := dp.BPF().AttachCgroup(cfg.CgroupRoot); err != nil {
+				return nil, fmt.Errorf("--cgroup-root %s: attach the socket load-balancing programs: %w", cfg.CgroupRoot, err)
+			}
+		}
+	}
+	if cfg.StateDir != "" {
+		if a.cniStore, err = cnistore.Open(filepath.Join(cfg.StateDir, "attachments")); err != nil {
+			return nil, fmt.Errorf("--state-dir: %w", err)
+		}
+	}
+	if err := a.loadAttachments(); err != nil {
+		return nil, err
 	}
 	if cfg.WireGuard {
 		dev, wgErr := tunnel.New(ctx, tunnel.Config{Name: cfg.WireGuardDevice, KeyFile: cfg.WireGuardKeyFile,
@@ -247,6 +282,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Agent, err error
 			Name: "policies", Table: a.Datapath.Policies(), Initialized: a.ready, Changed: st.Changed, Log: log,
 			Desired: func() map[uint16]datapath.EndpointPolicy { return desiredPolicies(st.Snapshot()) },
 		}),
+		reconciler.New(reconciler.Config[string, datapath.Attachment]{
+			Name: "attachments", Table: a.Datapath.Attachments(), Initialized: a.ready, Changed: st.Changed, Log: log,
+			Desired: func() map[string]datapath.Attachment { return desiredAttachments(st.Snapshot()) },
+		}),
 		reconciler.New(reconciler.Config[netip.Prefix, datapath.IPCacheEntry]{
 			Name: "ipcache", Table: a.Datapath.IPCache(), Initialized: a.ready, Changed: st.Changed, Log: log,
 			Desired: func() map[netip.Prefix]datapath.IPCacheEntry {
@@ -272,7 +311,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Agent, err error
 // cluster and every configured peer. Until then nothing is pruned from the
 // datapath.
 func (a *Agent) ready() bool {
-	if !a.State.Initialized(append(local.Sources(), policywatch.Source)...) {
+	if !a.State.Initialized(append(local.Sources(), policywatch.Source, sourceCNI)...) {
 		return false
 	}
 	for _, st := range a.peers.Status() {

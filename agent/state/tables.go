@@ -129,6 +129,7 @@ func dbSchema() *memdb.DBSchema {
 		TableLocalServices: table(TableLocalServices, compound("Namespace", "Name")),
 		TablePolicies:      table(TablePolicies, str("Key")),
 		TableNamedPorts:    table(TableNamedPorts, str("Name")),
+		TableAttachments:   table(TableAttachments, str("Key")),
 	}}
 }
 

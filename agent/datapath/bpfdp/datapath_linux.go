@@ -26,6 +26,7 @@ type Datapath struct {
 	ipcache  *ipcacheTable
 	services *servicesTable
 	policies *policiesTable
+	attached *attachmentsTable
 	peers    *datapath.MemTable[string, datapath.Peer]
 
 	mu     sync.Mutex // guards closed
@@ -46,7 +47,9 @@ func MetaDir(pinDir string) string {
 
 // New loads the eBPF datapath (bpf.Load) and opens its companion maps under
 // MetaDir(opts.PinDir), adopting what a previous process pinned in both.
-func New(ctx context.Context, opts bpf.Options) (*Datapath, error) {
+// Endpoints' interfaces are in the network namespace at attachNetNS (the
+// process's when empty).
+func New(ctx context.Context, opts bpf.Options, attachNetNS string) (*Datapath, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("open eBPF datapath: %w", err)
 	}
@@ -73,6 +76,7 @@ func New(ctx context.Context, opts bpf.Options) (*Datapath, error) {
 	d.ipcache = &ipcacheTable{c: b.IPCache(), clusters: clusters}
 	d.services = &servicesTable{s: b.Services(), rec: recs}
 	d.policies = &policiesTable{cfgs: b.EndpointConfigs(), policy: b.Policy(), rec: recs, written: cfgs}
+	d.attached = &attachmentsTable{b: b, rec: recs, netns: attachNetNS}
 	return d, nil
 }
 
@@ -126,6 +130,12 @@ func (d *Datapath) Services() datapath.Table[datapath.ServiceKey, datapath.Servi
 // Policies implements datapath.Datapath.
 func (d *Datapath) Policies() datapath.Table[uint16, datapath.EndpointPolicy] {
 	return d.policies
+}
+
+// Attachments implements datapath.Datapath: the tc programs on endpoints'
+// host-side interfaces.
+func (d *Datapath) Attachments() datapath.Table[string, datapath.Attachment] {
+	return d.attached
 }
 
 // BPF returns the underlying eBPF datapath (to attach endpoints, read

@@ -41,7 +41,7 @@ func newKernel(t *testing.T) string {
 // open opens the datapath pinned in pinDir and closes it at cleanup.
 func open(t *testing.T, pinDir string) *bpfdp.Datapath {
 	t.Helper()
-	d, err := bpfdp.New(t.Context(), bpf.Options{PinDir: pinDir})
+	d, err := bpfdp.New(t.Context(), bpf.Options{PinDir: pinDir}, "")
 	if err != nil {
 		t.Fatalf("bpfdp.New: %v", err)
 	}

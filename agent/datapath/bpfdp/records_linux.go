@@ -11,8 +11,9 @@ import (
 
 // Record kinds: one per table that keeps records.
 const (
-	kindService uint8 = 1
-	kindPolicy  uint8 = 2
+	kindService    uint8 = 1
+	kindPolicy     uint8 = 2
+	kindAttachment uint8 = 3
 )
 
 // chunkSize is how many bytes of a record one map value holds.
