@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // DefaultSocket is where the agent serves its local API by default.
@@ -101,11 +102,23 @@ func NewClient(socket string) *Client {
 // connection refused), as opposed to errors the agent returned.
 var ErrUnreachable = errors.New("clustermesh-agent unreachable")
 
+// WaitParam is the query parameter of PUT that bounds how long the agent
+// waits for the datapath (a Go duration); the agent then answers with
+// what is missing.
+const WaitParam = "wait"
+
 // Put reports an attachment and waits until the datapath enforces the
-// endpoint's policy on it (or ctx ends).
+// endpoint's policy on it. The agent gives up shortly before ctx's
+// deadline, so that its answer says what is missing.
 func (c *Client) Put(ctx context.Context, containerID, ifName string, a Attachment) (Status, error) {
+	path := Path(containerID, ifName)
+	if dl, ok := ctx.Deadline(); ok {
+		wait := time.Until(dl)
+		wait -= min(wait/10, time.Second) // time for the answer
+		path += "?" + WaitParam + "=" + url.QueryEscape(wait.Round(time.Millisecond).String())
+	}
 	var st Status
-	err := c.do(ctx, http.MethodPut, Path(containerID, ifName), a, &st)
+	err := c.do(ctx, http.MethodPut, path, a, &st)
 	return st, err
 }
 

@@ -95,7 +95,16 @@ func (a *Agent) putAttachment(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), maxAttachWait)
+	wait := maxAttachWait
+	if v := r.URL.Query().Get(cniapi.WaitParam); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("%s=%q: want a positive duration", cniapi.WaitParam, v))
+			return
+		}
+		wait = min(d, wait)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
 	st, err := a.waitAttached(ctx, at)
 	if err != nil {

@@ -1,0 +1,221 @@
+package cni_test
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/clustermesh/clustermesh/agent/datapath"
+	"github.com/clustermesh/clustermesh/agent/datapath/bpfdp"
+	"github.com/clustermesh/clustermesh/agent/server"
+	"github.com/clustermesh/clustermesh/bpf"
+	"github.com/clustermesh/clustermesh/identity"
+	"github.com/clustermesh/clustermesh/internal/k8stest"
+	"github.com/clustermesh/clustermesh/internal/testutil"
+)
+
+type agentRun struct {
+	agent *server.Agent
+	stop  func()
+}
+
+func startAgent(t *testing.T, cfg server.Config) *agentRun {
+	t.Helper()
+	a, err := server.New(t.Context(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	r := &agentRun{agent: a, stop: sync.OnceFunc(func() { cancel(); <-done })}
+	t.Cleanup(r.stop)
+	testutil.Eventually(t, 30*time.Second, "agent API socket", func() bool {
+		_, err := os.Stat(cfg.APISocket)
+		return err == nil
+	})
+	return r
+}
+
+// The real CNI chain (ptp + host-local, then clustermesh-cni) wires pods
+// of a node namespace; the agent attaches the tc programs to their
+// host-side veths, so a NetworkPolicy decides real traffic between them.
+// The attachment survives an agent restart; DEL detaches; bad calls fail
+// with a message saying what to fix.
+func TestChainEnforcesPolicy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: needs the kube-apiserver test bed")
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("privileged test: needs root (network namespaces, BPF, bpffs); run as root")
+	}
+	bins := pluginBins(t)
+	bpffs := t.TempDir()
+	if err := unix.Mount("bpffs", bpffs, "bpf", 0, "mode=0700"); err != nil {
+		t.Fatalf("mount bpffs at %s: %v", bpffs, err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(bpffs, 0) })
+
+	kube := k8stest.Start(t)
+	const ns, nodeName = "cni", "node-cni"
+	kube.CreateNamespace(t, ns)
+	node := newNetNS(t, "cm-node", true)
+	sock := filepath.Join(os.TempDir(), "cm-cni-test.sock")
+	cfg := server.Config{
+		NodeName: nodeName, ClusterName: "cluster1", ClusterID: 1, MeshConfigDir: t.TempDir(), APISocket: sock,
+		RestConfig: kube.Config, Datapath: "bpf", BPFPinDir: filepath.Join(bpffs, "cm"),
+		EndpointNetNS: node, StateDir: t.TempDir(), NoEvents: true,
+	}
+	run := startAgent(t, cfg)
+	ch := newChain(t, bins, node, "10.244.1.0/24", sock, "60s")
+
+	type podInfo struct {
+		pod   *corev1.Pod
+		netns string
+		cid   string
+		ip    netip.Addr
+		id    int
+	}
+	pods := map[string]*podInfo{}
+	for i, name := range []string{"server", "client", "other"} {
+		p := kube.CreatePod(t, ns, name, map[string]string{"app": name}, corev1.PodSpec{NodeName: nodeName}, "", "")
+		pods[name] = &podInfo{pod: p, netns: newNetNS(t, "cm-pod", false), cid: "ctr-" + name, id: 70001 + i}
+		allocate(t, kube, p, 70001+i)
+	}
+	tcp := corev1.ProtocolTCP
+	np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "server", Namespace: ns}, Spec: networkingv1.NetworkPolicySpec{
+		PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "server"}},
+		Ingress: []networkingv1.NetworkPolicyIngressRule{{
+			From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "client"}}}},
+			Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: new(intstr.FromInt32(8080))}},
+		}},
+	}}
+	if _, err := kube.Client.NetworkingV1().NetworkPolicies(ns).Create(t.Context(), np, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// ADD returns once the pod's policy is enforced on its interface.
+	for _, name := range []string{"server", "client", "other"} {
+		p := pods[name]
+		ip, err := ch.add(t.Context(), p.cid, p.netns, ns, name)
+		if err != nil {
+			t.Fatalf("ADD %s: %v", name, err)
+		}
+		p.ip = ip
+		reportIP(t, kube, p.pod, ip)
+	}
+	held, err := run.agent.Datapath.Attachments().List(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(held) != 3 {
+		t.Fatalf("attachments in the kernel after three ADDs: %+v", held)
+	}
+	// Every pod's address is known with its identity (the datapath needs
+	// it to identify the peer).
+	testutil.Eventually(t, 30*time.Second, "the pods' identities in the kernel ipcache", func() bool {
+		got, err := run.agent.Datapath.IPCache().List(t.Context())
+		if err != nil {
+			return false
+		}
+		for _, p := range pods {
+			if got[netip.PrefixFrom(p.ip, 32)].Identity != identity.NumericIdentity(p.id) {
+				return false
+			}
+		}
+		return true
+	})
+
+	echoServer(t, pods["server"].netns, 8080)
+	echoServer(t, pods["server"].netns, 9090)
+	srv := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(pods["server"].ip, port) }
+	if err := reaches(pods["client"].netns, srv(8080)); err != nil {
+		t.Fatalf("client -> server:8080 (allowed by the policy): %v", err)
+	}
+	drops := func() uint64 {
+		m, err := run.agent.Datapath.(*bpfdp.Datapath).BPF().Metrics()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m[bpf.MetricKey{Ingress: true, Reason: bpf.ReasonPolicyDenied}].Packets
+	}
+	before := drops()
+	if err := reaches(pods["client"].netns, srv(9090)); err == nil {
+		t.Fatal("client -> server:9090: want dropped (port not allowed)")
+	}
+	if err := reaches(pods["other"].netns, srv(8080)); err == nil {
+		t.Fatal("other -> server:8080: want dropped (peer not allowed)")
+	}
+	if drops() <= before {
+		t.Fatal("the denied connections were not dropped by the policy program (no policy-denied drop counted)")
+	}
+	// The server itself is not isolated for egress, and replies flow.
+	echoServer(t, pods["other"].netns, 7070)
+	if err := reaches(pods["server"].netns, netip.AddrPortFrom(pods["other"].ip, 7070)); err != nil {
+		t.Fatalf("server -> other:7070 (nothing isolates it): %v", err)
+	}
+	if err := ch.check(t.Context(), pods["client"].cid, pods["client"].netns, ns, "client"); err != nil {
+		t.Fatalf("CHECK: %v", err)
+	}
+
+	// An established connection and the enforcement survive a restart of
+	// the agent, which reloads the attachments from --state-dir.
+	conn, err := dial(pods["client"].netns, srv(8080), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	run.stop()
+	run = startAgent(t, cfg)
+	if err := exchange(conn, "after restart\n"); err != nil {
+		t.Fatalf("established connection across an agent restart: %v", err)
+	}
+	testutil.Eventually(t, 30*time.Second, "the agent ready again", func() bool {
+		st := run.agent.Status()
+		for _, r := range st.Reconcilers {
+			if r.Name == "attachments" && r.Desired == 3 && r.Applied == 3 {
+				return true
+			}
+		}
+		return false
+	})
+	if err := reaches(pods["other"].netns, srv(8080)); err == nil {
+		t.Fatal("other -> server:8080 after the restart: want dropped")
+	}
+	if err := reaches(pods["client"].netns, srv(8080)); err != nil {
+		t.Fatalf("client -> server:8080 after the restart: %v", err)
+	}
+
+	// DEL detaches; a second DEL is fine.
+	o := pods["other"]
+	for range 2 {
+		if err := ch.del(t.Context(), o.cid, o.netns, ns, "other"); err != nil {
+			t.Fatalf("DEL: %v", err)
+		}
+	}
+	testutil.Eventually(t, 30*time.Second, "other's attachment removed", func() bool {
+		held, err := run.agent.Datapath.Attachments().List(t.Context())
+		_, still := held[datapath.AttachmentKey(o.cid, "eth0")]
+		return err == nil && len(held) == 2 && !still
+	})
+
+	// Bad calls say what to fix.
+	bad := newNetNS(t, "cm-pod", false)
+	if _, err := ch.add(t.Context(), "ctr-anon", bad, "", ""); !contains(err, "K8S_POD_NAME") {
+		t.Fatalf("ADD without the pod's name: %v", err)
+	}
+	short := newChain(t, bins, node, "10.244.2.0/24", sock, "2s")
+	if _, err := short.add(t.Context(), "ctr-ghost", newNetNS(t, "cm-pod", false), ns, "ghost"); !contains(err, "pod cni/ghost is not known on node node-cni") {
+		t.Fatalf("ADD of a pod the API does not have: %v", err)
+	}
+}

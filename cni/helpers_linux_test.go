@@ -1,0 +1,289 @@
+package cni_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	cmv1 "github.com/clustermesh/clustermesh/apis/clustermesh/v1alpha1"
+	"github.com/clustermesh/clustermesh/identity/podlabels"
+	"github.com/clustermesh/clustermesh/internal/k8stest"
+)
+
+var (
+	binsOnce sync.Once
+	binsDir  string
+	binsErr  error
+)
+
+// pluginBins builds the reference plugins (ptp, host-local, pinned in
+// go.mod) and clustermesh-cni from this tree, once per test binary.
+func pluginBins(t *testing.T) string {
+	t.Helper()
+	binsOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "clustermesh-cni-bin-")
+		if err != nil {
+			binsErr = err
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", dir+"/",
+			"github.com/containernetworking/plugins/plugins/main/ptp",
+			"github.com/containernetworking/plugins/plugins/ipam/host-local",
+			"github.com/clustermesh/clustermesh/cmd/clustermesh-cni")
+		cmd.Dir = ".."
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binsErr = fmt.Errorf("build CNI plugins: %w\n%s", err, out)
+			return
+		}
+		binsDir = dir
+	})
+	if binsErr != nil {
+		t.Fatal(binsErr)
+	}
+	return binsDir
+}
+
+// inNS runs f on an OS thread in the network namespace at path; processes
+// f starts are in it too. The thread is never unlocked.
+func inNS(path string, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		ns, err := netns.GetFromPath(path)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer ns.Close()
+		if err := netns.Set(ns); err != nil {
+			errc <- fmt.Errorf("enter %s: %w", path, err)
+			return
+		}
+		errc <- f()
+	}()
+	return <-errc
+}
+
+// newNetNS creates a named network namespace with lo up (and forwarding
+// on, for a node) and returns its path.
+func newNetNS(t *testing.T, prefix string, forward bool) string {
+	t.Helper()
+	name := fmt.Sprintf("%s-%d-%d", prefix, os.Getpid(), time.Now().UnixNano()%1e9)
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // the thread ends in the new namespace
+		ns, err := netns.NewNamed(name)
+		if err != nil {
+			errc <- fmt.Errorf("create netns %s: %w", name, err)
+			return
+		}
+		defer ns.Close()
+		lo, err := netlink.LinkByName("lo")
+		if err == nil {
+			err = netlink.LinkSetUp(lo)
+		}
+		if err == nil && forward {
+			err = os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o600)
+		}
+		errc <- err
+	}()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = netns.DeleteNamed(name) })
+	return filepath.Join("/var/run/netns", name)
+}
+
+// chain is a network configuration list: ptp with host-local, then
+// clustermesh-cni.
+type chain struct {
+	cni   *libcni.CNIConfig
+	list  *libcni.NetworkConfigList
+	node  string // the node's netns: where the plugins run
+	bins  string
+	ipam  string
+	sock  string
+	cache string
+}
+
+func newChain(t *testing.T, bins, node, subnet, agentSocket, timeout string) *chain {
+	t.Helper()
+	c := &chain{node: node, bins: bins, ipam: t.TempDir(), sock: agentSocket, cache: t.TempDir()}
+	conf := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"podnet","plugins":[
+		{"type":"ptp","ipMasq":false,"ipam":{"type":"host-local","ranges":[[{"subnet":%q}]],"dataDir":%q}},
+		{"type":"clustermesh-cni","agentSocket":%q,"timeout":%q}]}`, subnet, c.ipam, agentSocket, timeout)
+	list, err := libcni.ConfListFromBytes([]byte(conf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.list = list
+	c.cni = libcni.NewCNIConfigWithCacheDir([]string{bins}, c.cache, nil)
+	return c
+}
+
+func (c *chain) rt(cid, podNS, ns, pod string) *libcni.RuntimeConf {
+	args := [][2]string{{"IgnoreUnknown", "1"}}
+	if ns != "" {
+		args = append(args, [2]string{"K8S_POD_NAMESPACE", ns}, [2]string{"K8S_POD_NAME", pod})
+	}
+	return &libcni.RuntimeConf{ContainerID: cid, NetNS: podNS, IfName: "eth0", Args: args}
+}
+
+// add runs ADD of the whole chain for a pod and returns its IPv4 address.
+func (c *chain) add(ctx context.Context, cid, podNS, ns, pod string) (netip.Addr, error) {
+	var res *types100.Result
+	err := inNS(c.node, func() error {
+		r, err := c.cni.AddNetworkList(ctx, c.list, c.rt(cid, podNS, ns, pod))
+		if err != nil {
+			return err
+		}
+		res, err = types100.NewResultFromResult(r)
+		return err
+	})
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	for _, ip := range res.IPs {
+		if a, ok := netip.AddrFromSlice(ip.Address.IP.To4()); ok {
+			return a, nil
+		}
+	}
+	b, _ := json.Marshal(res)
+	return netip.Addr{}, fmt.Errorf("no IPv4 address in the chain's result %s", b)
+}
+
+func (c *chain) check(ctx context.Context, cid, podNS, ns, pod string) error {
+	return inNS(c.node, func() error { return c.cni.CheckNetworkList(ctx, c.list, c.rt(cid, podNS, ns, pod)) })
+}
+
+func (c *chain) del(ctx context.Context, cid, podNS, ns, pod string) error {
+	return inNS(c.node, func() error { return c.cni.DelNetworkList(ctx, c.list, c.rt(cid, podNS, ns, pod)) })
+}
+
+// allocate creates the identity of pod's labels, as the
+// clustermesh-apiserver would.
+func allocate(t *testing.T, kube *k8stest.Cluster, pod *corev1.Pod, id int) {
+	t.Helper()
+	nsObj, err := kube.Client.CoreV1().Namespaces().Get(t.Context(), pod.Namespace, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var strs []string
+	for l := range podlabels.ForPod("cluster1", pod, nsObj).All() {
+		strs = append(strs, l.String())
+	}
+	idc, err := cmv1.NewRESTClient(kube.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cmv1.CreateIdentity(t.Context(), idc, &cmv1.Identity{ObjectMeta: metav1.ObjectMeta{Name: strconv.Itoa(id)}, SecurityLabels: strs}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// reportIP fills the pod's status as the kubelet does after ADD.
+func reportIP(t *testing.T, kube *k8stest.Cluster, pod *corev1.Pod, ip netip.Addr) {
+	t.Helper()
+	p, err := kube.Client.CoreV1().Pods(pod.Namespace).Get(t.Context(), pod.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip.String(), PodIPs: []corev1.PodIP{{IP: ip.String()}}}
+	if _, err := kube.Client.CoreV1().Pods(pod.Namespace).UpdateStatus(t.Context(), p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// echoServer answers every line on TCP port in the pod's namespace.
+func echoServer(t *testing.T, podNS string, port int) {
+	t.Helper()
+	var l net.Listener
+	if err := inNS(podNS, func() (err error) {
+		l, err = net.Listen("tcp4", ":"+strconv.Itoa(port))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 256)
+				for {
+					n, err := c.Read(buf)
+					if err != nil {
+						return
+					}
+					if _, err := c.Write(buf[:n]); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+}
+
+// dial connects from the pod's namespace.
+func dial(podNS string, dst netip.AddrPort, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := inNS(podNS, func() (err error) {
+		c, err = net.DialTimeout("tcp4", dst.String(), timeout)
+		return err
+	})
+	return c, err
+}
+
+// exchange sends a line and expects it back.
+func exchange(c net.Conn, msg string) error {
+	if err := c.SetDeadline(time.Now().Add(3 * time.Second)); err != nil {
+		return err
+	}
+	if _, err := c.Write([]byte(msg)); err != nil {
+		return err
+	}
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return err
+	}
+	if string(buf) != msg {
+		return fmt.Errorf("echo %q, want %q", buf, msg)
+	}
+	return nil
+}
+
+// reaches reports whether a TCP connection from the pod to dst completes
+// an exchange.
+func reaches(podNS string, dst netip.AddrPort) error {
+	c, err := dial(podNS, dst, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return exchange(c, "ping\n")
+}
+
+func contains(err error, s string) bool { return err != nil && strings.Contains(err.Error(), s) }
