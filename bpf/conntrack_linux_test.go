@@ -32,7 +32,7 @@ func TestConntrackLifetime(t *testing.T) {
 	if err := echoWithTimeout(c, "expired", dialTimeout); err == nil {
 		t.Fatal("packet of an expired flow passed")
 	}
-	if e.metric(t, true, ReasonPolicyDenied) <= before {
+	if !e.dropCounted(true, ReasonPolicyDenied, before) {
 		t.Fatal("no drop counted for the expired flow")
 	}
 }
