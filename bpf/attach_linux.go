@@ -35,6 +35,7 @@ var cgroupPoints = []attachPoint{
 	{"sendmsg4", ebpf.AttachCGroupUDP4Sendmsg},
 	{"recvmsg4", ebpf.AttachCGroupUDP4Recvmsg},
 	{"getpeername4", ebpf.AttachCgroupInet4GetPeername},
+	{"release", ebpf.AttachCgroupInetSockRelease},
 }
 
 func (d *Datapath) linkDir() string { return filepath.Join(d.opts.PinDir, "links") }
@@ -59,6 +60,8 @@ func (d *Datapath) program(name string) (*ebpf.Program, bool) {
 		return d.sock.SockRecvmsg4, true
 	case kind == "cgroup" && hook == "getpeername4":
 		return d.sock.SockGetpeername4, true
+	case kind == "cgroup" && hook == "release":
+		return d.sock.SockRelease, true
 	}
 	return nil, false
 }

@@ -205,6 +205,6 @@ func (d *Datapath) pinnedMaps() []*ebpf.Map {
 	return []*ebpf.Map{
 		d.tc.Ipcache, d.tc.Endpoints, d.tc.EpConfig, d.tc.PolicyGen,
 		d.tc.Policy, d.tc.Ct4, d.tc.Metrics, d.tc.Events,
-		d.sock.Lb4Services, d.sock.Lb4Revnat,
+		d.sock.Lb4Services, d.sock.Lb4Revnat, d.sock.Lb4RevnatSk,
 	}
 }

@@ -81,3 +81,67 @@ func TestServiceLoadBalancing(t *testing.T) {
 	must(t, d.Services().Delete(tcpFE))
 	must(t, d.DetachCgroup(cg))
 }
+
+// Connected sockets keep their reverse translation in a slot of
+// lb4_revnat_sk; one whose slot another socket holds falls back to the
+// lb4_revnat map. Either way getpeername returns the frontend, and closing
+// the socket frees what it used.
+func TestServiceReverseTranslationSlots(t *testing.T) {
+	t.Parallel()
+	d := load(t, Options{PinDir: newBPFFS(t)})
+	cg := newCgroup(t)
+	must(t, d.AttachCgroup(cg))
+	b := backendServer(t)
+	fe := Frontend{Addr: netip.MustParseAddr("10.96.0.30"), Port: 80, Proto: ProtoTCP}
+	must(t, d.Services().Update(fe, []Backend{{Addr: b.Addr(), Port: b.Port()}}))
+
+	used := func() (slots, lru int) {
+		var (
+			k uint32
+			v sockRevnatSlot
+		)
+		it := d.sock.Lb4RevnatSk.Iterate()
+		for it.Next(&k, &v) {
+			if v.Cookie != 0 {
+				slots++
+			}
+		}
+		must(t, it.Err())
+		var (
+			rk sockRevnatKey
+			rv sockRevnatValue
+		)
+		it = d.sock.Lb4Revnat.Iterate()
+		for it.Next(&rk, &rv) {
+			lru++
+		}
+		must(t, it.Err())
+		return slots, lru
+	}
+	check := func(what string) {
+		t.Helper()
+		for _, r := range decodeResults(t, runInCgroup(t, cg, "tcp", "10.96.0.30:80", "20")) {
+			if r.Peer != "10.96.0.30:80" || r.Reply != b.String() {
+				t.Fatalf("%s: peer %s answered by %s, want peer 10.96.0.30:80 answered by %s", what, r.Peer, r.Reply, b)
+			}
+		}
+	}
+	check("free slots")
+	if s, l := used(); s != 0 || l != 0 {
+		t.Fatalf("after the sockets closed: %d slots and %d lb4_revnat entries still held", s, l)
+	}
+
+	// Every slot held by some other socket: the fallback.
+	n := int(d.sock.Lb4RevnatSk.MaxEntries())
+	keys := make([]uint32, n)
+	vals := make([]sockRevnatSlot, n)
+	for i := range keys {
+		keys[i], vals[i] = uint32(i), sockRevnatSlot{Cookie: 1<<63 | uint64(i)}
+	}
+	_, err := d.sock.Lb4RevnatSk.BatchUpdate(keys, vals, nil)
+	must(t, err)
+	check("slots taken")
+	if s, l := used(); s != n || l != 0 {
+		t.Fatalf("after the sockets closed: %d of %d foreign slots left, %d lb4_revnat entries still held", s, n, l)
+	}
+}

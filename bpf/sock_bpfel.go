@@ -38,6 +38,17 @@ type sockRevnatKey struct {
 	Pad    uint16
 }
 
+type sockRevnatSlot struct {
+	_      structs.HostLayout
+	Cookie uint64
+	BeAddr uint32
+	BePort uint16
+	Pad    uint16
+	FeAddr uint32
+	FePort uint16
+	Pad2   uint16
+}
+
 type sockRevnatValue struct {
 	_    structs.HostLayout
 	Addr uint32
@@ -50,10 +61,12 @@ type sockRevnatValue struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	sockMapLb4Revnat         = "lb4_revnat"
+	sockMapLb4RevnatSk       = "lb4_revnat_sk"
 	sockMapLb4Services       = "lb4_services"
 	sockProgSockConnect4     = "sock_connect4"
 	sockProgSockGetpeername4 = "sock_getpeername4"
 	sockProgSockRecvmsg4     = "sock_recvmsg4"
+	sockProgSockRelease      = "sock_release"
 	sockProgSockSendmsg4     = "sock_sendmsg4"
 )
 
@@ -102,6 +115,7 @@ type sockProgramSpecs struct {
 	SockConnect4     *ebpf.ProgramSpec `ebpf:"sock_connect4"`
 	SockGetpeername4 *ebpf.ProgramSpec `ebpf:"sock_getpeername4"`
 	SockRecvmsg4     *ebpf.ProgramSpec `ebpf:"sock_recvmsg4"`
+	SockRelease      *ebpf.ProgramSpec `ebpf:"sock_release"`
 	SockSendmsg4     *ebpf.ProgramSpec `ebpf:"sock_sendmsg4"`
 }
 
@@ -110,6 +124,7 @@ type sockProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockMapSpecs struct {
 	Lb4Revnat   *ebpf.MapSpec `ebpf:"lb4_revnat"`
+	Lb4RevnatSk *ebpf.MapSpec `ebpf:"lb4_revnat_sk"`
 	Lb4Services *ebpf.MapSpec `ebpf:"lb4_services"`
 }
 
@@ -140,12 +155,14 @@ func (o *sockObjects) Close() error {
 // It can be passed to loadSockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockMaps struct {
 	Lb4Revnat   *ebpf.Map `ebpf:"lb4_revnat"`
+	Lb4RevnatSk *ebpf.Map `ebpf:"lb4_revnat_sk"`
 	Lb4Services *ebpf.Map `ebpf:"lb4_services"`
 }
 
 func (m *sockMaps) Close() error {
 	return _SockClose(
 		m.Lb4Revnat,
+		m.Lb4RevnatSk,
 		m.Lb4Services,
 	)
 }
@@ -163,6 +180,7 @@ type sockPrograms struct {
 	SockConnect4     *ebpf.Program `ebpf:"sock_connect4"`
 	SockGetpeername4 *ebpf.Program `ebpf:"sock_getpeername4"`
 	SockRecvmsg4     *ebpf.Program `ebpf:"sock_recvmsg4"`
+	SockRelease      *ebpf.Program `ebpf:"sock_release"`
 	SockSendmsg4     *ebpf.Program `ebpf:"sock_sendmsg4"`
 }
 
@@ -171,6 +189,7 @@ func (p *sockPrograms) Close() error {
 		p.SockConnect4,
 		p.SockGetpeername4,
 		p.SockRecvmsg4,
+		p.SockRelease,
 		p.SockSendmsg4,
 	)
 }

@@ -54,6 +54,58 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb4_revnat SEC(".maps");
 
+/* lb4_revnat_sk: the reverse translation of connected sockets, in a slot
+ * chosen by a hash of the socket cookie. connect() claims a free slot with
+ * a compare-and-swap and fills it with plain stores (no helper call, no
+ * lock: a hash map update costs most of the program), sock_release frees
+ * it. A socket whose slot is taken by another live socket falls back to
+ * lb4_revnat, as do unconnected UDP sockets (sendmsg). */
+struct revnat_slot {
+	__u64 cookie; /* 0: free */
+	__be32 be_addr;
+	__be16 be_port;
+	__u16 pad;
+	__be32 fe_addr;
+	__be16 fe_port;
+	__u16 pad2;
+};
+
+#define REVNAT_SLOTS_BITS 18
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct revnat_slot);
+	__uint(max_entries, 1 << REVNAT_SLOTS_BITS);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb4_revnat_sk SEC(".maps");
+
+static __always_inline struct revnat_slot *sk_slot(__u64 cookie)
+{
+	__u32 idx = (__u32)((cookie * 0x9E3779B97F4A7C15ull) >> (64 - REVNAT_SLOTS_BITS));
+
+	return bpf_map_lookup_elem(&lb4_revnat_sk, &idx);
+}
+
+/* claim_slot records a connected socket's translation in its slot; false
+ * if the slot belongs to another socket. */
+static __always_inline int claim_slot(__u64 cookie, __be32 be_addr, __be16 be_port,
+				      __be32 fe_addr, __be16 fe_port)
+{
+	struct revnat_slot *s = sk_slot(cookie);
+
+	if (!s)
+		return 0;
+	if (s->cookie != cookie &&
+	    (s->cookie != 0 || __sync_val_compare_and_swap(&s->cookie, 0, cookie) != 0))
+		return 0;
+	s->be_addr = be_addr;
+	s->be_port = be_port;
+	s->fe_addr = fe_addr;
+	s->fe_port = fe_port;
+	return 1;
+}
+
 static __always_inline __be16 ctx_port(const struct bpf_sock_addr *ctx)
 {
 	volatile __u32 port = ctx->user_port;
@@ -97,12 +149,14 @@ static __always_inline void xlate(struct bpf_sock_addr *ctx, int by_cookie)
 			return;
 	}
 
-	rk.cookie = cookie;
-	rk.addr = be->addr;
-	rk.port = be->port;
-	rv.addr = ctx->user_ip4;
-	rv.port = ctx_port(ctx);
-	bpf_map_update_elem(&lb4_revnat, &rk, &rv, BPF_ANY);
+	if (by_cookie || !claim_slot(cookie, be->addr, be->port, ctx->user_ip4, ctx_port(ctx))) {
+		rk.cookie = cookie;
+		rk.addr = be->addr;
+		rk.port = be->port;
+		rv.addr = ctx->user_ip4;
+		rv.port = ctx_port(ctx);
+		bpf_map_update_elem(&lb4_revnat, &rk, &rv, BPF_ANY);
+	}
 
 	ctx->user_ip4 = be->addr;
 	ctx->user_port = (__u32)be->port;
@@ -112,10 +166,17 @@ static __always_inline void revnat(struct bpf_sock_addr *ctx)
 {
 	struct revnat_key rk = {};
 	struct revnat_value *rv;
+	struct revnat_slot *s;
 
 	rk.cookie = bpf_get_socket_cookie(ctx);
 	rk.addr = ctx->user_ip4;
 	rk.port = ctx_port(ctx);
+	s = sk_slot(rk.cookie);
+	if (s && s->cookie == rk.cookie && s->be_addr == rk.addr && s->be_port == rk.port) {
+		ctx->user_ip4 = s->fe_addr;
+		ctx->user_port = (__u32)s->fe_port;
+		return;
+	}
 	rv = bpf_map_lookup_elem(&lb4_revnat, &rk);
 	if (!rv)
 		return;
@@ -148,6 +209,30 @@ SEC("cgroup/getpeername4")
 int sock_getpeername4(struct bpf_sock_addr *ctx)
 {
 	revnat(ctx);
+	return 1;
+}
+
+/* sock_release frees the slot of a connected socket as it closes, or its
+ * lb4_revnat entry when it had none. (Unconnected UDP sockets' entries age
+ * out of the LRU.) */
+SEC("cgroup/sock_release")
+int sock_release(struct bpf_sock *ctx)
+{
+	struct revnat_key rk = {};
+	struct revnat_slot *s;
+
+	if (ctx->family != 2 /* AF_INET */ || !ctx->dst_ip4 ||
+	    (ctx->protocol != IPPROTO_TCP && ctx->protocol != IPPROTO_UDP))
+		return 1;
+	rk.cookie = bpf_get_socket_cookie(ctx);
+	s = sk_slot(rk.cookie);
+	if (s && s->cookie == rk.cookie) {
+		__sync_val_compare_and_swap(&s->cookie, rk.cookie, 0);
+		return 1;
+	}
+	rk.addr = ctx->dst_ip4;
+	rk.port = ctx->dst_port;
+	bpf_map_delete_elem(&lb4_revnat, &rk);
 	return 1;
 }
 
