@@ -158,7 +158,8 @@ func tcxName(ifindex int, p attachPoint) string {
 
 // AttachEndpoint enforces the policy of endpoint epID on the host-side
 // interface ifindex (in the network namespace of the calling thread), in
-// both directions. Attaching again is a no-op apart from updating epID.
+// both directions: with TCX links, or a clsact qdisc and cls_bpf filters
+// where the kernel has no TCX or Options.TCAttach says so. Attaching again is a no-op apart from updating epID.
 func (d *Datapath) AttachEndpoint(ifindex int, epID uint16) error {
 	if ifindex <= 0 {
 		return fmt.Errorf("attach endpoint %d: invalid ifindex %d", epID, ifindex)
@@ -171,9 +172,18 @@ func (d *Datapath) AttachEndpoint(ifindex int, epID uint16) error {
 	for _, p := range tcxPoints {
 		name := tcxName(ifindex, p)
 		prog, _ := d.program(name)
-		err := d.attach(name, prog, func() (link.Link, error) {
-			return link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: prog, Attach: p.attach})
-		})
+		var err error
+		if !d.useClsact() {
+			err = d.attach(name, prog, func() (link.Link, error) {
+				return link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: prog, Attach: p.attach})
+			})
+			if errors.Is(err, ebpf.ErrNotSupported) && d.opts.TCAttach == TCAttachAuto {
+				d.tcxMissing = true // this kernel has no TCX: clsact from now on
+			}
+		}
+		if d.useClsact() {
+			err = clsactAttach(ifindex, p, prog)
+		}
 		if err != nil {
 			return fmt.Errorf("attach endpoint %d to ifindex %d (%s): %w", epID, ifindex, p.suffix, err)
 		}
@@ -181,8 +191,9 @@ func (d *Datapath) AttachEndpoint(ifindex int, epID uint16) error {
 	return nil
 }
 
-// AttachedEndpoints returns the interfaces attached in both directions,
-// with their endpoint IDs.
+// AttachedEndpoints returns the interfaces attached in both directions
+// (with clsact: in the calling thread's network namespace), with their
+// endpoint IDs.
 func (d *Datapath) AttachedEndpoints() (map[int]uint16, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -195,7 +206,13 @@ func (d *Datapath) AttachedEndpoints() (map[int]uint16, error) {
 	for it.Next(&ifindex, &ep) {
 		attached := true
 		for _, p := range tcxPoints {
-			l, ok := d.links[tcxName(int(ifindex), p)]
+			name := tcxName(int(ifindex), p)
+			if d.useClsact() {
+				prog, _ := d.program(name)
+				attached = attached && clsactRuns(int(ifindex), p, prog)
+				continue
+			}
+			l, ok := d.links[name]
 			if !ok || !tcxLive(l) {
 				attached = false
 			}
@@ -221,14 +238,20 @@ func tcxLive(l link.Link) bool {
 	return tcx != nil && tcx.Ifindex != 0
 }
 
-// DetachEndpoint removes the programs from ifindex. Detaching an interface
-// that is not attached succeeds.
+// DetachEndpoint removes the programs from ifindex (clsact filters: in the
+// calling thread's network namespace). Detaching an interface that is not
+// attached succeeds.
 func (d *Datapath) DetachEndpoint(ifindex int) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, p := range tcxPoints {
 		if err := d.detach(tcxName(ifindex, p)); err != nil {
 			return fmt.Errorf("detach ifindex %d: %w", ifindex, err)
+		}
+		if d.useClsact() {
+			if err := clsactDetach(ifindex, p); err != nil {
+				return fmt.Errorf("detach ifindex %d (%s): %w", ifindex, p.suffix, err)
+			}
 		}
 	}
 	if err := d.tc.Endpoints.Delete(uint32(ifindex)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {

@@ -24,9 +24,10 @@ type Datapath struct {
 	policy    *Policy
 	services  *Services
 
-	mu     sync.Mutex           // guards links and closed
-	links  map[string]link.Link // by pin file name (see attach_linux.go)
-	closed bool
+	mu         sync.Mutex           // guards links, tcxMissing and closed
+	links      map[string]link.Link // by pin file name (see attach_linux.go)
+	tcxMissing bool                 // TCX attach failed as unsupported: use clsact
+	closed     bool
 }
 
 // Load loads the programs and opens the maps pinned under opts.PinDir,
@@ -35,6 +36,11 @@ type Datapath struct {
 // connections stay valid.
 func Load(opts Options) (*Datapath, error) {
 	opts = opts.withDefaults()
+	switch opts.TCAttach {
+	case TCAttachAuto, TCAttachTCX, TCAttachClsact:
+	default:
+		return nil, fmt.Errorf("tc attach mode %q: use %q (TCX, clsact where missing), %q or %q", opts.TCAttach, TCAttachAuto, TCAttachTCX, TCAttachClsact)
+	}
 	if err := ensureBPFFS(opts.PinDir); err != nil {
 		return nil, err
 	}

@@ -25,7 +25,18 @@ type Options struct {
 	// all endpoints; a replacement needs room for both rule sets of one
 	// endpoint). Default 262144. Changing it requires Unpin.
 	PolicyMaxEntries uint32
+
+	// TCAttach is how endpoints' programs are attached: TCAttachAuto (TCX,
+	// or clsact where the kernel has no TCX), TCAttachTCX or TCAttachClsact.
+	TCAttach string
 }
+
+// TCAttach modes.
+const (
+	TCAttachAuto   = ""
+	TCAttachTCX    = "tcx"
+	TCAttachClsact = "clsact"
+)
 
 func (o Options) withDefaults() Options {
 	if o.PinDir == "" {

@@ -113,9 +113,21 @@ func (e *policyEnv) metric(t *testing.T, ingress bool, r Reason) uint64 {
 	return m[MetricKey{Ingress: ingress, Reason: r}].Packets
 }
 
-func TestPolicyByIdentityAndPort(t *testing.T) {
+// forEachAttach runs f with the programs attached by TCX and by clsact.
+func forEachAttach(t *testing.T, f func(*testing.T, Options)) {
 	t.Parallel()
-	e := newPolicyEnv(t, Options{})
+	for _, mode := range []string{TCAttachTCX, TCAttachClsact} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			f(t, Options{TCAttach: mode})
+		})
+	}
+}
+
+func TestPolicyByIdentityAndPort(t *testing.T) { forEachAttach(t, testPolicyByIdentityAndPort) }
+
+func testPolicyByIdentityAndPort(t *testing.T, opts Options) {
+	e := newPolicyEnv(t, opts)
 
 	// Nothing allowed yet.
 	e.expectTCP(t, 8080, false, ReasonPolicyDenied)
@@ -149,9 +161,10 @@ func TestPolicyByIdentityAndPort(t *testing.T) {
 	e.expectTCP(t, 8081, true, 0)
 }
 
-func TestPolicyEgressAndUDP(t *testing.T) {
-	t.Parallel()
-	e := newPolicyEnv(t, Options{})
+func TestPolicyEgressAndUDP(t *testing.T) { forEachAttach(t, testPolicyEgressAndUDP) }
+
+func testPolicyEgressAndUDP(t *testing.T, opts Options) {
+	e := newPolicyEnv(t, opts)
 	must(t, e.d.SetPolicy(epB, []PolicyRule{{Identity: idA, Ingress: true, Port: 5353}})) // TCP, UDP, SCTP
 	dst := netip.AddrPortFrom(e.b.ip, 5353)
 	if err := udpExchange(e.a, dst, 2*time.Second); err != nil {

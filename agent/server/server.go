@@ -72,6 +72,10 @@ type Config struct {
 	WireGuardDevice  string
 	WireGuardPort    int
 	WireGuardNetNS   string
+	// TCAttach is how the tc programs are attached to pods' interfaces
+	// (--tc-attach): "" (TCX, clsact where the kernel has none), "tcx" or
+	// "clsact".
+	TCAttach string
 	// StateDir keeps what the agent must not lose across restarts: the
 	// endpoints the CNI plugin reported (--state-dir).
 	StateDir string
@@ -203,7 +207,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Agent, err error
 		Sink: st.BufferedRemoteSink(), Log: log, Rejected: rejected, CacheTTL: cfg.CacheTTL,
 	})
 	if cfg.Datapath == "bpf" {
-		dp, dpErr := bpfdp.New(ctx, bpf.Options{PinDir: cfg.BPFPinDir}, cfg.EndpointNetNS)
+		dp, dpErr := bpfdp.New(ctx, bpf.Options{PinDir: cfg.BPFPinDir, TCAttach: cfg.TCAttach}, cfg.EndpointNetNS)
 		if dpErr != nil {
 			return nil, fmt.Errorf("--datapath=bpf: load the eBPF datapath (pinned under --bpf-pin-dir %s): %w", cfg.BPFPinDir, dpErr)
 		}

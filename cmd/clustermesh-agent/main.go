@@ -54,6 +54,7 @@ func newCommand() *cobra.Command {
 	f.StringVar(&cfg.MeshConfigDir, "mesh-config-dir", "", "directory of peer etcd client configs, one file per peer named after it")
 	f.StringVar(&cfg.Datapath, "datapath", "bpf", `"bpf": program eBPF maps and programs; "none": keep the datapath in memory (tests, dry runs)`)
 	f.StringVar(&cfg.BPFPinDir, "bpf-pin-dir", "/sys/fs/bpf/clustermesh", "bpffs directory where the eBPF maps and links are pinned (kept across agent restarts)")
+	f.StringVar(&cfg.TCAttach, "tc-attach", "", `how the tc programs are attached to pods' interfaces: "" (TCX, or clsact + cls_bpf where the kernel has no TCX), "tcx" or "clsact"`)
 	f.StringVar(&cfg.CgroupRoot, "cgroup-root", "auto", `cgroup v2 directory where the socket load-balancing programs for Services are attached ("auto": the cgroup2 mount; "": none)`)
 	f.StringVar(&cfg.StateDir, "state-dir", "/var/run/clustermesh/state", "directory of the pod interfaces the CNI plugin reported (kept across agent restarts, not across reboots)")
 	f.StringVar(&cfg.APISocket, "api-socket", "/var/run/clustermesh/agent.sock", "unix socket of the local API")

@@ -95,7 +95,7 @@ func (t *attachmentsTable) Delete(_ context.Context, key string) error {
 }
 
 func (t *attachmentsTable) detach(ifindex int) error {
-	if err := t.b.DetachEndpoint(ifindex); err != nil {
+	if err := inNetNS(t.netns, func() error { return t.b.DetachEndpoint(ifindex) }); err != nil {
 		return err
 	}
 	return t.rec.delete(kindAttachment, attachmentID(ifindex))
@@ -110,7 +110,11 @@ func (t *attachmentsTable) List(context.Context) (map[string]datapath.Attachment
 }
 
 func (t *attachmentsTable) list() (map[string]datapath.Attachment, error) {
-	live, err := t.b.AttachedEndpoints()
+	var live map[int]uint16
+	err := inNetNS(t.netns, func() (err error) {
+		live, err = t.b.AttachedEndpoints()
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
