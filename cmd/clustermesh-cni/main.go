@@ -1,9 +1,13 @@
 // Command clustermesh-cni is the chained CNI plugin of clustermesh; see
-// package cni.
+// package cni. Run by a container runtime it is a CNI plugin;
+// "clustermesh-cni install <dir>" copies it into a CNI bin directory (the
+// agent DaemonSet's init container does that on every node).
 package main
 
 import (
 	"context"
+	"fmt"
+	"os"
 
 	"github.com/containernetworking/cni/pkg/skel"
 
@@ -11,5 +15,25 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Getenv("CNI_COMMAND") == "" {
+		os.Exit(install(os.Args[1:]))
+	}
 	skel.PluginMainFuncs(cni.Funcs(context.Background()), cni.Versions, cni.About)
+}
+
+func install(args []string) int {
+	if len(args) != 2 || args[0] != "install" {
+		fmt.Fprintln(os.Stderr, "usage: clustermesh-cni install <cni-bin-dir>   (as a CNI plugin it takes no arguments)")
+		return 2
+	}
+	self, err := os.Executable()
+	if err == nil {
+		err = cni.Install(self, args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Printf("installed %s into %s\n", cni.BinaryName, args[1])
+	return 0
 }
