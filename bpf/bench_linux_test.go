@@ -224,7 +224,7 @@ func BenchmarkConnectClusterIP(b *testing.B) {
 	for _, tc := range []struct {
 		mode string
 		n    int
-	}{{"connect-tcp", 3000}, {"connect-udp", 50000}} {
+	}{{"connect-tcp", 10000}, {"connect-udp", 50000}} {
 		// Rounds alternate which goes first; each round's ratio compares
 		// two runs made back to back, so that drift of the machine (other
 		// load, frequency) cancels out. The ratio reported is the median of

@@ -54,8 +54,12 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb4_revnat SEC(".maps");
 
-/* lb4_revnat_sk: the reverse translation of connected sockets, in a slot
- * chosen by a hash of the socket cookie. connect() claims a free slot with
+/* lb4_revnat_sk: the reverse translation of connected sockets, in the slot
+ * of the socket cookie's low bits. Cookies grow by one per socket (per CPU
+ * batch), so sockets created one after another use neighbouring slots (hot
+ * in the cache; a hash of the cookie, scattering them, measured slower) and
+ * a live socket shares its slot only with one created 2^18 sockets later.
+ * connect() claims a free slot with
  * a compare-and-swap and fills it with plain stores (no helper call, no
  * lock: a hash map update costs most of the program), sock_release frees
  * it. A socket whose slot is taken by another live socket falls back to
@@ -82,7 +86,7 @@ struct {
 
 static __always_inline struct revnat_slot *sk_slot(__u64 cookie)
 {
-	__u32 idx = (__u32)((cookie * 0x9E3779B97F4A7C15ull) >> (64 - REVNAT_SLOTS_BITS));
+	__u32 idx = (__u32)cookie & ((1u << REVNAT_SLOTS_BITS) - 1);
 
 	return bpf_map_lookup_elem(&lb4_revnat_sk, &idx);
 }
@@ -221,15 +225,19 @@ int sock_release(struct bpf_sock *ctx)
 	struct revnat_key rk = {};
 	struct revnat_slot *s;
 
-	if (ctx->family != 2 /* AF_INET */ || !ctx->dst_ip4 ||
+	if (ctx->family != 2 /* AF_INET */ ||
 	    (ctx->protocol != IPPROTO_TCP && ctx->protocol != IPPROTO_UDP))
 		return 1;
+	/* The slot first, whatever the socket's state now: a UDP socket may
+	 * have been disconnected (AF_UNSPEC) since it claimed it. */
 	rk.cookie = bpf_get_socket_cookie(ctx);
 	s = sk_slot(rk.cookie);
 	if (s && s->cookie == rk.cookie) {
 		__sync_val_compare_and_swap(&s->cookie, rk.cookie, 0);
 		return 1;
 	}
+	if (!ctx->dst_ip4)
+		return 1;
 	rk.addr = ctx->dst_ip4;
 	rk.port = ctx->dst_port;
 	bpf_map_delete_elem(&lb4_revnat, &rk);
