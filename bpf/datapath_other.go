@@ -7,3 +7,6 @@ type Datapath struct{}
 
 // Load returns ErrNotSupported outside linux.
 func Load(Options) (*Datapath, error) { return nil, ErrNotSupported }
+
+// AttachCgroup returns ErrNotSupported outside linux.
+func (*Datapath) AttachCgroup(string) error { return ErrNotSupported }

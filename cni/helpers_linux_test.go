@@ -27,6 +27,7 @@ import (
 	cmv1 "github.com/clustermesh/clustermesh/apis/clustermesh/v1alpha1"
 	"github.com/clustermesh/clustermesh/identity/podlabels"
 	"github.com/clustermesh/clustermesh/internal/k8stest"
+	"github.com/clustermesh/clustermesh/internal/netnsutil"
 )
 
 var (
@@ -60,27 +61,6 @@ func pluginBins(t *testing.T) string {
 		t.Fatal(binsErr)
 	}
 	return binsDir
-}
-
-// inNS runs f on an OS thread in the network namespace at path; processes
-// f starts are in it too. The thread is never unlocked.
-func inNS(path string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		ns, err := netns.GetFromPath(path)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer ns.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- fmt.Errorf("enter %s: %w", path, err)
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
 }
 
 // newNetNS creates a named network namespace with lo up (and forwarding
@@ -151,7 +131,7 @@ func (c *chain) rt(cid, podNS, ns, pod string) *libcni.RuntimeConf {
 // add runs ADD of the whole chain for a pod and returns its IPv4 address.
 func (c *chain) add(ctx context.Context, cid, podNS, ns, pod string) (netip.Addr, error) {
 	var res *types100.Result
-	err := inNS(c.node, func() error {
+	err := netnsutil.Do(c.node, func() error {
 		r, err := c.cni.AddNetworkList(ctx, c.list, c.rt(cid, podNS, ns, pod))
 		if err != nil {
 			return err
@@ -172,11 +152,11 @@ func (c *chain) add(ctx context.Context, cid, podNS, ns, pod string) (netip.Addr
 }
 
 func (c *chain) check(ctx context.Context, cid, podNS, ns, pod string) error {
-	return inNS(c.node, func() error { return c.cni.CheckNetworkList(ctx, c.list, c.rt(cid, podNS, ns, pod)) })
+	return netnsutil.Do(c.node, func() error { return c.cni.CheckNetworkList(ctx, c.list, c.rt(cid, podNS, ns, pod)) })
 }
 
 func (c *chain) del(ctx context.Context, cid, podNS, ns, pod string) error {
-	return inNS(c.node, func() error { return c.cni.DelNetworkList(ctx, c.list, c.rt(cid, podNS, ns, pod)) })
+	return netnsutil.Do(c.node, func() error { return c.cni.DelNetworkList(ctx, c.list, c.rt(cid, podNS, ns, pod)) })
 }
 
 // allocate creates the identity of pod's labels, as the
@@ -217,7 +197,7 @@ func reportIP(t *testing.T, kube *k8stest.Cluster, pod *corev1.Pod, ip netip.Add
 func echoServer(t *testing.T, podNS string, port int) {
 	t.Helper()
 	var l net.Listener
-	if err := inNS(podNS, func() (err error) {
+	if err := netnsutil.Do(podNS, func() (err error) {
 		l, err = net.Listen("tcp4", ":"+strconv.Itoa(port))
 		return err
 	}); err != nil {
@@ -250,7 +230,7 @@ func echoServer(t *testing.T, podNS string, port int) {
 // dial connects from the pod's namespace.
 func dial(podNS string, dst netip.AddrPort, timeout time.Duration) (net.Conn, error) {
 	var c net.Conn
-	err := inNS(podNS, func() (err error) {
+	err := netnsutil.Do(podNS, func() (err error) {
 		c, err = net.DialTimeout("tcp4", dst.String(), timeout)
 		return err
 	})

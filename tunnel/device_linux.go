@@ -15,6 +15,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/clustermesh/clustermesh/agent/datapath"
+	"github.com/clustermesh/clustermesh/internal/netnsutil"
 )
 
 // Device is the node's WireGuard device, kernel or wireguard-go.
@@ -54,7 +55,7 @@ func New(ctx context.Context, cfg Config) (_ *Device, err error) {
 	if err != nil {
 		return nil, err
 	}
-	h, err := netlinkHandle(cfg.NetNSPath)
+	h, err := netnsutil.Netlink(cfg.NetNSPath)
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +69,7 @@ func New(ctx context.Context, cfg Config) (_ *Device, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := inNS(cfg.NetNSPath, func() error {
+	if err := netnsutil.Do(cfg.NetNSPath, func() error {
 		var err error
 		d.wg, err = wgctrl.New()
 		return err

@@ -12,6 +12,8 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/ipc"
 	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/clustermesh/clustermesh/internal/netnsutil"
 )
 
 // userspace is wireguard-go running in this process on a TUN device, with
@@ -30,7 +32,7 @@ type userspace struct {
 // wireguard-go on it and serves its UAPI socket.
 func startUserspace(cfg Config) (*userspace, error) {
 	var tdev tun.Device
-	err := inNS(cfg.NetNSPath, func() error {
+	err := netnsutil.Do(cfg.NetNSPath, func() error {
 		var err error
 		tdev, err = tun.CreateTUN(cfg.Name, cfg.MTU)
 		return err
@@ -42,7 +44,7 @@ func startUserspace(cfg Config) (*userspace, error) {
 	if cfg.NetNSPath != "" {
 		// wireguard-go opens its UDP sockets and reads the MTU again later,
 		// from goroutines of its own: do both in the device's namespace.
-		th, err := netlinkHandle(cfg.NetNSPath)
+		th, err := netnsutil.Netlink(cfg.NetNSPath)
 		if err != nil {
 			tdev.Close()
 			return nil, err
@@ -127,7 +129,7 @@ type nsBind struct {
 }
 
 func (b *nsBind) Open(port uint16) (fns []conn.ReceiveFunc, actual uint16, err error) {
-	err = inNS(b.path, func() error {
+	err = netnsutil.Do(b.path, func() error {
 		var err error
 		fns, actual, err = b.Bind.Open(port)
 		return err

@@ -6,25 +6,17 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+	"github.com/clustermesh/clustermesh/internal/netnsutil"
 )
 
 // hostIfIndex returns the index of interface name in the network namespace
 // at nsPath (the agent's when empty).
 func hostIfIndex(nsPath, name string) (int, error) {
-	h := &netlink.Handle{}
-	if nsPath != "" {
-		ns, err := netns.GetFromPath(nsPath)
-		if err != nil {
-			return 0, fmt.Errorf("open network namespace %s: %w", nsPath, err)
-		}
-		defer ns.Close()
-		if h, err = netlink.NewHandleAt(ns); err != nil {
-			return 0, fmt.Errorf("netlink in %s: %w", nsPath, err)
-		}
-		defer h.Close()
+	h, err := netnsutil.Netlink(nsPath)
+	if err != nil {
+		return 0, err
 	}
+	defer h.Close()
 	l, err := h.LinkByName(name)
 	if err != nil {
 		return 0, fmt.Errorf("host interface %q: %w", name, err)

@@ -3,15 +3,12 @@ package bpfdp
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"runtime"
 	"sync"
-
-	"github.com/vishvananda/netns"
 
 	"github.com/clustermesh/clustermesh/agent/datapath"
 	"github.com/clustermesh/clustermesh/bpf"
+	"github.com/clustermesh/clustermesh/internal/netnsutil"
 )
 
 // attachmentsTable attaches the tc programs to endpoints' host-side
@@ -67,7 +64,7 @@ func (t *attachmentsTable) Update(ctx context.Context, key string, a datapath.At
 			return fmt.Errorf("attach %s: %w", key, err)
 		}
 	}
-	if err := inNetNS(t.netns, func() error { return t.b.AttachEndpoint(a.IfIndex, a.EndpointID) }); err != nil {
+	if err := netnsutil.Do(t.netns, func() error { return t.b.AttachEndpoint(a.IfIndex, a.EndpointID) }); err != nil {
 		return fmt.Errorf("attach %s (%s): %w", key, a.IfName, err)
 	}
 	if err := t.rec.put(kindAttachment, attachmentID(a.IfIndex), encodeAttachment(key, a)); err != nil {
@@ -95,7 +92,7 @@ func (t *attachmentsTable) Delete(_ context.Context, key string) error {
 }
 
 func (t *attachmentsTable) detach(ifindex int) error {
-	if err := inNetNS(t.netns, func() error { return t.b.DetachEndpoint(ifindex) }); err != nil {
+	if err := netnsutil.Do(t.netns, func() error { return t.b.DetachEndpoint(ifindex) }); err != nil {
 		return err
 	}
 	return t.rec.delete(kindAttachment, attachmentID(ifindex))
@@ -111,7 +108,7 @@ func (t *attachmentsTable) List(context.Context) (map[string]datapath.Attachment
 
 func (t *attachmentsTable) list() (map[string]datapath.Attachment, error) {
 	var live map[int]uint16
-	err := inNetNS(t.netns, func() (err error) {
+	err := netnsutil.Do(t.netns, func() (err error) {
 		live, err = t.b.AttachedEndpoints()
 		return err
 	})
@@ -136,29 +133,4 @@ func (t *attachmentsTable) list() (map[string]datapath.Attachment, error) {
 		out[key] = a
 	}
 	return out, nil
-}
-
-// inNetNS runs f on an OS thread in the network namespace at path (on the
-// calling goroutine if path is empty). The thread is never unlocked: it
-// ends with its goroutine.
-func inNetNS(path string, f func() error) error {
-	if path == "" {
-		return f()
-	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		ns, err := netns.GetFromPath(path)
-		if err != nil {
-			errc <- fmt.Errorf("open network namespace %s: %w", path, err)
-			return
-		}
-		defer ns.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- errors.Join(fmt.Errorf("enter network namespace %s", path), err)
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
 }

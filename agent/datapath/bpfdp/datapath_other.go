@@ -20,3 +20,6 @@ func New(context.Context, bpf.Options, string) (*Datapath, error) {
 
 // Close does nothing outside linux.
 func (*Datapath) Close() error { return nil }
+
+// BPF returns nothing outside linux.
+func (*Datapath) BPF() *bpf.Datapath { return nil }

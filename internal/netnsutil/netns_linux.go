@@ -1,4 +1,5 @@
-package tunnel
+// Package netnsutil runs code in another network namespace, named by path.
+package netnsutil
 
 import (
 	"fmt"
@@ -8,11 +9,12 @@ import (
 	"github.com/vishvananda/netns"
 )
 
-// inNS runs f on an OS thread in the network namespace at path (on the
-// calling goroutine if path is empty) and waits for it. The thread is never
-// unlocked: it ends with its goroutine, so no other goroutine ever runs in
-// the namespace by accident.
-func inNS(path string, f func() error) error {
+// Do runs f on an OS thread in the network namespace at path (on the
+// calling goroutine if path is empty) and waits for it. Sockets f creates
+// stay in that namespace, and processes it starts are in it. The thread is
+// never unlocked: it ends with its goroutine, so no other goroutine ever
+// runs in the namespace by accident.
+func Do(path string, f func() error) error {
 	if path == "" {
 		return f()
 	}
@@ -34,9 +36,9 @@ func inNS(path string, f func() error) error {
 	return <-errc
 }
 
-// netlinkHandle returns a netlink handle in the namespace at path (the
-// process's if empty).
-func netlinkHandle(path string) (*netlink.Handle, error) {
+// Netlink returns a netlink handle in the namespace at path (the
+// process's if empty); the caller closes it.
+func Netlink(path string) (*netlink.Handle, error) {
 	if path == "" {
 		h, err := netlink.NewHandle()
 		if err != nil {
