@@ -32,7 +32,5 @@ func TestConntrackLifetime(t *testing.T) {
 	if err := echoWithTimeout(c, "expired", dialTimeout); err == nil {
 		t.Fatal("packet of an expired flow passed")
 	}
-	if !e.dropCounted(true, ReasonPolicyDenied, before) {
-		t.Fatal("no drop counted for the expired flow")
-	}
+	e.waitDrop(t, true, ReasonPolicyDenied, before, "a drop counted for the expired flow")
 }

@@ -1,9 +1,12 @@
 package bpf
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/clustermesh/clustermesh/internal/testutil"
 )
 
 const (
@@ -78,9 +81,7 @@ func (e *policyEnv) expectTCP(t *testing.T, port uint16, allowed bool, reason Re
 	}
 	// The SYN may still wait for neighbor resolution when dial gives up
 	// (a loaded machine): wait for its drop to be counted.
-	if !e.dropCounted(true, reason, before) {
-		t.Fatalf("B:%d: dial failed (%v) but no ingress %v drop was counted", port, err, reason)
-	}
+	e.waitDrop(t, true, reason, before, fmt.Sprintf("B:%d: dial failed (%v); an ingress %v drop counted", port, err, reason))
 }
 
 func timeoutFor(allowed bool) time.Duration {
@@ -90,20 +91,13 @@ func timeoutFor(allowed bool) time.Duration {
 	return dialTimeout
 }
 
-// dropCounted waits up to 5s for the counter of (ingress, r) to exceed
-// before.
-func (e *policyEnv) dropCounted(ingress bool, r Reason, before uint64) bool {
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+// waitDrop waits up to 5s for the counter of (ingress, r) to exceed before.
+func (e *policyEnv) waitDrop(t *testing.T, ingress bool, r Reason, before uint64, what string) {
+	t.Helper()
+	testutil.Eventually(t, 5*time.Second, what, func() bool {
 		m, err := e.d.Metrics()
-		if err == nil && m[MetricKey{Ingress: ingress, Reason: r}].Packets > before {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil && m[MetricKey{Ingress: ingress, Reason: r}].Packets > before
+	})
 }
 
 func (e *policyEnv) metric(t *testing.T, ingress bool, r Reason) uint64 {
@@ -182,9 +176,7 @@ func testPolicyEgressAndUDP(t *testing.T, opts Options) {
 		c.Close()
 		t.Fatal("TCP from A: want dropped by A's egress policy")
 	}
-	if !e.dropCounted(false, ReasonPolicyDenied, before) {
-		t.Fatal("no egress drop counted")
-	}
+	e.waitDrop(t, false, ReasonPolicyDenied, before, "an egress drop counted")
 }
 
 func TestPolicyReplaceKeepsAllowedTraffic(t *testing.T) {
