@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the test bed's kube-apiserver and etcd from the Go module proxy (no
+# Builds the test bed's kube-apiserver, kube-controller-manager and etcd from the Go module proxy (no
 # prebuilt binaries exist on our machines) into a versioned cache directory
 # outside the work tree, and prints that directory. A second run finds the
 # binaries and returns at once.
@@ -16,7 +16,7 @@ K8S_VERSION=${K8S_VERSION:-1.37.1}
 ETCD_VERSION=${ETCD_VERSION:-3.6.16}
 CACHE_DIR=${CACHE_DIR:-$HOME/.cache/clustermesh}
 out="$CACHE_DIR/envtest/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
-if [ -x "$out/kube-apiserver" ] && [ -x "$out/etcd" ]; then
+if [ -x "$out/kube-apiserver" ] && [ -x "$out/kube-controller-manager" ] && [ -x "$out/etcd" ]; then
   echo "$out"
   exit 0
 fi
@@ -46,7 +46,7 @@ MOD
   log "etcd ready: $out/etcd"
 fi
 
-if [ ! -x "$out/kube-apiserver" ]; then
+if [ ! -x "$out/kube-apiserver" ] || [ ! -x "$out/kube-controller-manager" ]; then
   log "kube-apiserver v$K8S_VERSION: reading k8s.io/kubernetes' staging modules"
   gomod=$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
   staging="v0.${K8S_VERSION#1.}"
@@ -56,7 +56,7 @@ if [ ! -x "$out/kube-apiserver" ]; then
     grep -E '^[[:space:]]*k8s.io/[^ ]+ => ./staging/' "$gomod" | awk -v v="$staging" '{ printf "\t%s => %s %s\n", $1, $1, v }'
     printf ')\n'
   } > "$work/kube/go.mod"
-  printf '//go:build tools\n\npackage tools\n\nimport _ "k8s.io/kubernetes/cmd/kube-apiserver"\n' > "$work/kube/tools.go"
+  printf '//go:build tools\n\npackage tools\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver"\n\t_ "k8s.io/kubernetes/cmd/kube-controller-manager"\n)\n' > "$work/kube/tools.go"
   log "kube-apiserver: downloading modules (about 1.1 GB the first time)"
   (cd "$work/kube" && go mod tidy >/dev/null)
   ver="v$K8S_VERSION"
@@ -65,9 +65,12 @@ if [ ! -x "$out/kube-apiserver" ]; then
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldflags+=" -X $pkg.gitVersion=$ver -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
   done
-  log "kube-apiserver: building (7-12 minutes on 2 cores the first time)"
-  (cd "$work/kube" && CGO_ENABLED=0 go build -v -trimpath -ldflags "$ldflags" -o "$out/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver 2>&1 | progress kube-apiserver)
-  mv "$out/kube-apiserver.tmp" "$out/kube-apiserver"
-  log "kube-apiserver ready: $out/kube-apiserver"
+  for bin in kube-apiserver kube-controller-manager; do
+    [ -x "$out/$bin" ] && continue
+    log "$bin: building (7-12 minutes on 2 cores the first time; the second shares most packages)"
+    (cd "$work/kube" && CGO_ENABLED=0 go build -v -trimpath -ldflags "$ldflags" -o "$out/$bin.tmp" "k8s.io/kubernetes/cmd/$bin" 2>&1 | progress "$bin")
+    mv "$out/$bin.tmp" "$out/$bin"
+    log "$bin ready: $out/$bin"
+  done
 fi
 echo "$out"

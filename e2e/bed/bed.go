@@ -1,0 +1,182 @@
+package bed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Options of a bed.
+type Options struct {
+	// Dir holds the bed's files (logs, certificates, sockets); short, since
+	// unix socket paths live under it. Created if absent, never removed.
+	Dir string
+	// Log receives the bed's progress, one line per step.
+	Log io.Writer
+}
+
+// Bed is a running multi-cluster bed. Its methods are not safe for
+// concurrent use, except the pods' and nodes' traffic helpers.
+type Bed struct {
+	dir   string
+	out   io.Writer
+	bins  string
+	run   string // this run's tag in namespace, cgroup and device names
+	spawn *spawner
+
+	fabric     string // the underlay's namespace
+	cgroupRoot string // the bed's cgroup directory
+
+	mu       sync.Mutex // guards procs, cleanups, clusters
+	procs    []*proc
+	cleanups []func() error
+	clusters []*Cluster
+
+	started time.Time
+}
+
+// New builds the binaries (cached by the Go build cache), creates the
+// underlay and returns an empty bed. Close it in every case.
+func New(ctx context.Context, opt Options) (*Bed, error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("the bed needs root (network namespaces, BPF, bpffs, cgroups)")
+	}
+	for _, tool := range []string{"nsenter", "go"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return nil, fmt.Errorf("the bed needs %s on PATH: %w", tool, err)
+		}
+	}
+	out := opt.Log
+	if out == nil {
+		out = io.Discard
+	}
+	b := &Bed{dir: opt.Dir, out: out, run: fmt.Sprintf("%04d", os.Getpid()%10000), spawn: newSpawner(), started: time.Now()}
+	if err := os.MkdirAll(filepath.Join(b.dir, "logs"), 0o700); err != nil {
+		b.spawn.close()
+		return nil, err
+	}
+	bins, err := buildBinaries(ctx, b.logf)
+	if err != nil {
+		b.spawn.close()
+		return nil, err
+	}
+	b.bins = bins
+	if err := b.setupFabric(); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *Bed) logf(format string, args ...any) {
+	fmt.Fprintf(b.out, "[%6.1fs] %s\n", time.Since(b.started).Seconds(), fmt.Sprintf(format, args...))
+}
+
+// Logf prints a line of progress with the bed's clock.
+func (b *Bed) Logf(format string, args ...any) { b.logf(format, args...) }
+
+// Dir is where the bed keeps its files.
+func (b *Bed) Dir() string { return b.dir }
+
+func (b *Bed) onClose(f func() error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.cleanups = append(b.cleanups, f)
+}
+
+// Close stops every process and removes every namespace, mount and
+// cgroup, in reverse order of creation. It returns what could not be
+// removed.
+func (b *Bed) Close() error {
+	b.mu.Lock()
+	procs, cleanups := b.procs, b.cleanups
+	b.procs, b.cleanups = nil, nil
+	b.mu.Unlock()
+	var errs []error
+	// Workloads and agents first, control planes last.
+	for i := len(procs) - 1; i >= 0; i-- {
+		if err := procs[i].stop(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for i := len(cleanups) - 1; i >= 0; i-- {
+		if err := cleanups[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	b.spawn.close()
+	return errors.Join(errs...)
+}
+
+// Cluster returns the cluster of that name.
+func (b *Bed) Cluster(name string) *Cluster {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, c := range b.clusters {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// Clusters returns the bed's clusters in order of creation.
+func (b *Bed) Clusters() []*Cluster {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]*Cluster(nil), b.clusters...)
+}
+
+var (
+	binsOnce sync.Once
+	binsDir  string
+	binsErr  error
+)
+
+// buildBinaries builds the project's binaries and the reference CNI
+// plugins once per process.
+func buildBinaries(ctx context.Context, logf func(string, ...any)) (string, error) {
+	binsOnce.Do(func() {
+		root, err := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}").Output()
+		if err != nil {
+			binsErr = fmt.Errorf("find the module's directory (run from inside the repository): %w", err)
+			return
+		}
+		dir, err := os.MkdirTemp("", "clustermesh-bed-bin-")
+		if err != nil {
+			binsErr = err
+			return
+		}
+		logf("building the binaries (clustermesh, clustermesh-apiserver, clustermesh-agent, clustermesh-cni, meshecho, ptp, host-local)")
+		start := time.Now()
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+"/",
+			"./cmd/clustermesh", "./cmd/clustermesh-apiserver", "./cmd/clustermesh-agent", "./cmd/clustermesh-cni", "./cmd/meshecho",
+			"github.com/containernetworking/plugins/plugins/main/ptp",
+			"github.com/containernetworking/plugins/plugins/ipam/host-local")
+		cmd.Dir = strings.TrimSpace(string(root))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binsErr = fmt.Errorf("build the binaries: %w\n%s", err, out)
+			return
+		}
+		logf("    built in %.1fs into %s", time.Since(start).Seconds(), dir)
+		binsDir = dir
+	})
+	return binsDir, binsErr
+}
+
+func (b *Bed) bin(name string) string { return filepath.Join(b.bins, name) }
+
+// RemoveBinaries removes the binaries the bed built in this process; call
+// it once every bed of the process is closed.
+func RemoveBinaries() {
+	if binsDir != "" {
+		_ = os.RemoveAll(binsDir)
+	}
+}

@@ -1,0 +1,77 @@
+package bed
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"github.com/containernetworking/cni/libcni"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/clustermesh/clustermesh/internal/netnsutil"
+)
+
+// podMTU leaves room for WireGuard's overhead on the underlay's 1500
+// (the agent's device has 1420), as a CNI configured for a tunnel does.
+const podMTU = 1380
+
+// chain is the node's CNI network configuration list: ptp with
+// host-local on the node's pod CIDR, then clustermesh-cni, run through
+// libcni inside the node's namespace as the container runtime would.
+type chain struct {
+	n    *Node
+	cni  *libcni.CNIConfig
+	list *libcni.NetworkConfigList
+}
+
+func newChain(bins string, n *Node) (*chain, error) {
+	ipam, cache := filepath.Join(n.dir, "ipam"), filepath.Join(n.dir, "cni-cache")
+	for _, d := range []string{ipam, cache} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	conf := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"podnet","plugins":[
+		{"type":"ptp","ipMasq":false,"mtu":%d,"ipam":{"type":"host-local","ranges":[[{"subnet":%q}]],"routes":[{"dst":"0.0.0.0/0"}],"dataDir":%q}},
+		{"type":"clustermesh-cni","agentSocket":%q,"timeout":"60s"}]}`, podMTU, n.PodCIDR.String(), ipam, n.Socket)
+	list, err := libcni.ConfListFromBytes([]byte(conf))
+	if err != nil {
+		return nil, fmt.Errorf("node %s: CNI configuration: %w", n.Name, err)
+	}
+	return &chain{n: n, cni: libcni.NewCNIConfigWithCacheDir([]string{bins}, cache, nil), list: list}, nil
+}
+
+func (c *chain) rt(p *Pod) *libcni.RuntimeConf {
+	return &libcni.RuntimeConf{ContainerID: p.containerID, NetNS: p.netns, IfName: "eth0", Args: [][2]string{
+		{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", p.Namespace}, {"K8S_POD_NAME", p.Name}}}
+}
+
+// add runs ADD of the whole chain and returns the pod's IPv4 address.
+func (c *chain) add(ctx context.Context, p *Pod) (netip.Addr, error) {
+	var res *types100.Result
+	err := netnsutil.Do(c.n.netns, func() error {
+		r, err := c.cni.AddNetworkList(ctx, c.list, c.rt(p))
+		if err != nil {
+			return err
+		}
+		res, err = types100.NewResultFromResult(r)
+		return err
+	})
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("CNI ADD of pod %s/%s on %s: %w", p.Namespace, p.Name, c.n.Name, err)
+	}
+	for _, ip := range res.IPs {
+		if a, ok := netip.AddrFromSlice(ip.Address.IP.To4()); ok {
+			return a, nil
+		}
+	}
+	b, _ := json.Marshal(res)
+	return netip.Addr{}, fmt.Errorf("CNI ADD of pod %s/%s: no IPv4 address in the chain's result %s", p.Namespace, p.Name, b)
+}
+
+func (c *chain) del(ctx context.Context, p *Pod) error {
+	return netnsutil.Do(c.n.netns, func() error { return c.cni.DelNetworkList(ctx, c.list, c.rt(p)) })
+}

@@ -1,0 +1,283 @@
+package bed
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	cmv1 "github.com/clustermesh/clustermesh/apis/clustermesh/v1alpha1"
+	"github.com/clustermesh/clustermesh/cli/mesh"
+	"github.com/clustermesh/clustermesh/internal/k8stest"
+)
+
+// ClusterSpec describes a cluster to add.
+type ClusterSpec struct {
+	Name  string
+	ID    uint32 // 1..9 (it also numbers the underlay addresses)
+	Nodes int    // default 2
+}
+
+// Cluster is one cluster of the bed.
+type Cluster struct {
+	b      *Bed
+	Name   string
+	ID     uint32
+	Config *rest.Config
+	Client kubernetes.Interface
+	Nodes  []*Node
+
+	env        *envtest.Environment
+	dir        string
+	kubeconfig string // this cluster only (controller manager, apiserver, agents)
+	kubePort   int
+	etcdPort   int
+	healthAddr string
+	kcm        *proc
+	apiserver  *proc
+}
+
+// PodCIDR is the cluster's pod CIDR, 10.<id>.0.0/16; node i (0-based) has
+// 10.<id>.<i+1>.0/24.
+func (c *Cluster) PodCIDR() netip.Prefix { return netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/16", c.ID)) }
+
+func (c *Cluster) meshDir() string { return filepath.Join(c.dir, "peers") }
+
+// EtcdURL is where the cluster's clustermesh-apiserver serves its etcd.
+func (c *Cluster) EtcdURL() string { return "https://127.0.0.1:" + strconv.Itoa(c.etcdPort) }
+
+// AddCluster starts a cluster's control plane, installs clustermesh into
+// it, runs its clustermesh-apiserver and its nodes with their agents.
+func (b *Bed) AddCluster(ctx context.Context, spec ClusterSpec) (*Cluster, error) {
+	if spec.Nodes == 0 {
+		spec.Nodes = 2
+	}
+	if spec.ID == 0 || spec.ID > 9 || spec.Nodes > 9 {
+		return nil, fmt.Errorf("cluster %s: the bed numbers clusters 1..9 with at most 9 nodes each", spec.Name)
+	}
+	c := &Cluster{b: b, Name: spec.Name, ID: spec.ID, dir: filepath.Join(b.dir, spec.Name)}
+	if err := os.MkdirAll(c.meshDir(), 0o700); err != nil {
+		return nil, err
+	}
+	b.logf("==> cluster %s (ID %d): kube-apiserver", c.Name, c.ID)
+	if err := c.startKube(); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	b.clusters = append(b.clusters, c)
+	b.mu.Unlock()
+	if err := b.writeKubeconfig(); err != nil {
+		return nil, err
+	}
+	b.logf("    kube-controller-manager (EndpointSlice, namespace, garbage-collector controllers)")
+	c.kcm = b.newProc(c.Name+"/kube-controller-manager", "", "", filepath.Join(k8stest.AssetsDir(), "kube-controller-manager"),
+		"--kubeconfig="+c.kubeconfig, "--controllers=endpointslice,namespace,garbagecollector", "--leader-elect=false",
+		"--secure-port=0", "--concurrent-service-endpoint-syncs=10", "--v=1")
+	if err := b.start(c.kcm); err != nil {
+		return nil, err
+	}
+	for i := range spec.Nodes {
+		if err := c.registerNode(ctx, i); err != nil {
+			return nil, err
+		}
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	c.etcdPort = port
+	b.logf("    clustermesh install")
+	if _, err := b.CLI(ctx, "install", "--context", c.Name, "--cluster-name", c.Name, "--cluster-id", strconv.Itoa(int(c.ID)),
+		"--pod-cidrs", c.PodCIDR().String(), "--etcd-endpoints", c.EtcdURL()); err != nil {
+		return nil, err
+	}
+	if err := c.runAPIServer(ctx); err != nil {
+		return nil, err
+	}
+	// Every node of every cluster reaches this etcd; this cluster's nodes
+	// reach every etcd.
+	for _, o := range b.Clusters() {
+		for _, n := range o.Nodes {
+			if err := n.fwd.add(n.netns, c.etcdPort); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for i := range spec.Nodes {
+		n, err := c.startNode(ctx, i)
+		if err != nil {
+			return nil, err
+		}
+		c.Nodes = append(c.Nodes, n)
+	}
+	return c, nil
+}
+
+func (c *Cluster) startKube() error {
+	dir := k8stest.AssetsDir()
+	for _, bin := range []string{"kube-apiserver", "kube-controller-manager", "etcd"} {
+		if _, err := os.Stat(filepath.Join(dir, bin)); err != nil {
+			return fmt.Errorf("%s is missing in %s: build it with `make envtest-bins` (hack/kube-binaries.sh)", bin, dir)
+		}
+	}
+	crds, err := cmv1.CRDs()
+	if err != nil {
+		return err
+	}
+	c.env = &envtest.Environment{BinaryAssetsDirectory: dir, CRDs: crds, ErrorIfCRDPathMissing: true}
+	cfg, err := c.env.Start()
+	if err != nil {
+		return fmt.Errorf("cluster %s: start kube-apiserver: %w", c.Name, err)
+	}
+	c.b.onClose(c.env.Stop)
+	cfg.QPS, cfg.Burst = 500, 1000
+	c.Config = cfg
+	if c.Client, err = kubernetes.NewForConfig(cfg); err != nil {
+		return err
+	}
+	u, err := url.Parse(cfg.Host)
+	if err == nil {
+		c.kubePort, err = strconv.Atoi(u.Port())
+	}
+	if err != nil || c.kubePort == 0 {
+		return fmt.Errorf("kube-apiserver address %q: want https://127.0.0.1:<port> (%v)", cfg.Host, err)
+	}
+	c.kubeconfig = filepath.Join(c.dir, "kubeconfig")
+	return k8stest.WriteKubeconfig(c.kubeconfig, map[string]*rest.Config{c.Name: cfg}, c.Name)
+}
+
+// Kubeconfig is the bed's kubeconfig: one context per cluster, named after
+// it.
+func (b *Bed) Kubeconfig() string { return filepath.Join(b.dir, "kubeconfig") }
+
+func (b *Bed) writeKubeconfig() error {
+	configs := map[string]*rest.Config{}
+	current := ""
+	for _, c := range b.Clusters() {
+		configs[c.Name] = c.Config
+		if current == "" {
+			current = c.Name
+		}
+	}
+	return k8stest.WriteKubeconfig(b.Kubeconfig(), configs, current)
+}
+
+// CLI runs the clustermesh binary with the bed's kubeconfig and returns
+// its output; a failure carries the output.
+func (b *Bed) CLI(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, b.bin("clustermesh"), append([]string{"--kubeconfig", b.Kubeconfig()}, args...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	b.logf("    $ clustermesh %s", strings.Join(args, " "))
+	if s := strings.TrimRight(out.String(), "\n"); s != "" {
+		fmt.Fprintf(b.out, "        %s\n", strings.ReplaceAll(s, "\n", "\n        "))
+	}
+	if err != nil {
+		return out.String(), fmt.Errorf("clustermesh %s: %w\n%s", strings.Join(args, " "), err, out.String())
+	}
+	return out.String(), nil
+}
+
+// runAPIServer runs the clustermesh-apiserver binary as the chart's
+// Deployment does (certificates from the installed Secrets, embedded
+// etcd) and reports the Deployment ready once it is.
+func (c *Cluster) runAPIServer(ctx context.Context) error {
+	files := map[string]string{}
+	for _, f := range [][2]string{{mesh.ServerSecretName, mesh.TLSCertKey}, {mesh.ServerSecretName, mesh.TLSKeyKey},
+		{mesh.ServerSecretName, mesh.CACertKey}, {mesh.AdminSecretName, mesh.TLSCertKey}, {mesh.AdminSecretName, mesh.TLSKeyKey}} {
+		s, err := c.Client.CoreV1().Secrets(mesh.DefaultNamespace).Get(ctx, f[0], metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("cluster %s: read the installed Secret %s: %w", c.Name, f[0], err)
+		}
+		p := filepath.Join(c.dir, f[0]+"-"+f[1])
+		if err := os.WriteFile(p, s.Data[f[1]], 0o600); err != nil {
+			return err
+		}
+		files[f[0]+"/"+f[1]] = p
+	}
+	// Agents are processes of the bed: their mesh directory is the
+	// cluster's directory, not the chart's mount path.
+	cms := c.Client.CoreV1().ConfigMaps(mesh.DefaultNamespace)
+	cm, err := cms.Get(ctx, mesh.ConfigMapName, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	cm.Data[mesh.KeyMeshConfigDir] = c.meshDir()
+	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		return err
+	}
+	hp, err := freePort()
+	if err != nil {
+		return err
+	}
+	c.healthAddr = "127.0.0.1:" + strconv.Itoa(hp)
+	c.apiserver = c.b.newProc(c.Name+"/clustermesh-apiserver", "", "", c.b.bin("clustermesh-apiserver"),
+		"--cluster-name="+c.Name, "--cluster-id="+strconv.Itoa(int(c.ID)), "--kubeconfig="+c.kubeconfig,
+		"--etcd-data-dir="+filepath.Join(c.dir, "etcd"), "--etcd-listen-client-urls="+c.EtcdURL(),
+		"--tls-cert-file="+files[mesh.ServerSecretName+"/"+mesh.TLSCertKey], "--tls-key-file="+files[mesh.ServerSecretName+"/"+mesh.TLSKeyKey],
+		"--tls-ca-file="+files[mesh.ServerSecretName+"/"+mesh.CACertKey],
+		"--admin-cert-file="+files[mesh.AdminSecretName+"/"+mesh.TLSCertKey], "--admin-key-file="+files[mesh.AdminSecretName+"/"+mesh.TLSKeyKey],
+		"--heartbeat-interval=1s", "--metrics-addr=", "--health-addr="+c.healthAddr)
+	return c.StartAPIServer(ctx)
+}
+
+// StartAPIServer (re)starts the clustermesh-apiserver and waits until it
+// is ready.
+func (c *Cluster) StartAPIServer(ctx context.Context) error {
+	c.b.logf("    clustermesh-apiserver of %s (embedded etcd at %s)", c.Name, c.EtcdURL())
+	if err := c.b.start(c.apiserver); err != nil {
+		return err
+	}
+	if err := c.b.waitUntil(ctx, 2*time.Minute, "clustermesh-apiserver of "+c.Name+" ready (etcd serving, export synced)", func(ctx context.Context) (bool, string) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.healthAddr+"/readyz", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, resp.Status
+	}, c.apiserver, c.kcm); err != nil {
+		return err
+	}
+	deps := c.Client.AppsV1().Deployments(mesh.DefaultNamespace)
+	d, err := deps.Get(ctx, mesh.APIServerName, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("cluster %s: the installed Deployment %s: %w", c.Name, mesh.APIServerName, err)
+	}
+	d.Status.Replicas, d.Status.ReadyReplicas, d.Status.AvailableReplicas = 1, 1, 1
+	if _, err := deps.UpdateStatus(ctx, d, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("cluster %s: report the Deployment ready: %w", c.Name, err)
+	}
+	return nil
+}
+
+// KillAPIServer kills the clustermesh-apiserver (and its embedded etcd)
+// with SIGKILL.
+func (c *Cluster) KillAPIServer() error {
+	c.b.logf("    kill -9 clustermesh-apiserver of %s", c.Name)
+	return c.apiserver.kill9()
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
