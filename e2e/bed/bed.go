@@ -11,6 +11,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // Options of a bed.
@@ -57,6 +60,7 @@ func New(ctx context.Context, opt Options) (*Bed, error) {
 	if out == nil {
 		out = io.Discard
 	}
+	ctrllog.SetLogger(logr.Discard()) // envtest logs through controller-runtime's logger
 	b := &Bed{dir: opt.Dir, out: out, run: fmt.Sprintf("%04d", os.Getpid()%10000), spawn: newSpawner(), started: time.Now()}
 	if err := os.MkdirAll(filepath.Join(b.dir, "logs"), 0o700); err != nil {
 		b.spawn.close()

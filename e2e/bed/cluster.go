@@ -53,7 +53,9 @@ type Cluster struct {
 
 // PodCIDR is the cluster's pod CIDR, 10.<id>.0.0/16; node i (0-based) has
 // 10.<id>.<i+1>.0/24.
-func (c *Cluster) PodCIDR() netip.Prefix { return netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/16", c.ID)) }
+func (c *Cluster) PodCIDR() netip.Prefix {
+	return netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/16", c.ID))
+}
 
 func (c *Cluster) meshDir() string { return filepath.Join(c.dir, "peers") }
 

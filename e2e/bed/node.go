@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/clustermesh/clustermesh/internal/netnsutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -153,3 +155,17 @@ func (n *Node) NetNS() string { return n.netns }
 
 // AgentLog is the path of the agent's log.
 func (n *Node) AgentLog() string { return n.agent.logPath }
+
+// SendUDP sends one datagram from the node's namespace (not from a pod) to
+// addr: plaintext on the underlay, a control for captures.
+func (n *Node) SendUDP(addr string, payload []byte) error {
+	return netnsutil.Do(n.netns, func() error {
+		c, err := net.Dial("udp4", addr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write(payload)
+		return err
+	})
+}

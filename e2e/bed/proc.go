@@ -208,7 +208,7 @@ func (b *Bed) waitUntil(ctx context.Context, d time.Duration, what string, cond 
 		now := time.Now()
 		if now.After(start.Add(d)) {
 			err := fmt.Errorf("timed out after %v waiting for %s (last seen: %s)", d, what, last)
-			if len(procs) > 0 {
+			if len(procs) > 0 && len(procs) <= 2 { // the component waited for (not every process of the bed)
 				return procs[0].failure(err)
 			}
 			return err
@@ -232,4 +232,21 @@ func (b *Bed) newProc(name, netns, cgroup string, args ...string) *proc {
 	b.procs = append(b.procs, p)
 	b.mu.Unlock()
 	return p
+}
+
+// WaitUntil polls cond until it holds, printing progress, for at most d.
+func (b *Bed) WaitUntil(ctx context.Context, d time.Duration, what string, cond func(context.Context) (bool, string)) error {
+	return b.waitUntil(ctx, d, what, cond, b.allProcs()...)
+}
+
+func (b *Bed) allProcs() []*proc {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []*proc
+	for _, p := range b.procs {
+		if ok, _ := p.running(); ok {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -57,3 +57,16 @@ func (c *Cluster) Annotate(ctx context.Context, namespace, name string, kv map[s
 
 // Port is the workload port as a string, for addresses.
 var Port = strconv.Itoa(WorkloadPort)
+
+// ServiceAddr is a Service's ClusterIP with the workload port.
+func (c *Cluster) ServiceAddr(ctx context.Context, namespace, name string) (string, error) {
+	svc, err := c.Client.CoreV1().Services(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("cluster %s: Service %s/%s: %w", c.Name, namespace, name, err)
+	}
+	ip, err := netip.ParseAddr(svc.Spec.ClusterIP)
+	if err != nil {
+		return "", fmt.Errorf("cluster %s: Service %s/%s has no ClusterIP: %w", c.Name, namespace, name, err)
+	}
+	return netip.AddrPortFrom(ip, WorkloadPort).String(), nil
+}

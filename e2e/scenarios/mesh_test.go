@@ -1,0 +1,91 @@
+package scenarios
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clustermesh/clustermesh/e2e/bed"
+	"github.com/clustermesh/clustermesh/e2e/starwars"
+	"github.com/clustermesh/clustermesh/e2e/workload"
+)
+
+// TestMesh runs the scenarios in order on one bed (two clusters of two
+// nodes, a third joining later): starting the bed is most of the cost.
+func TestMesh(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts whole clusters (kube-apiservers, controller managers, clustermesh-apiservers, agents, pods)")
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("privileged test: needs root (network namespaces, BPF, bpffs, cgroups); run as root")
+	}
+	dir, err := os.MkdirTemp("", "cmbed") // short: unix socket paths live under it
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &testLog{t: t}
+	b, err := bed.New(t.Context(), bed.Options{Dir: dir, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			t.Errorf("bed teardown: %v", err)
+		}
+		if !t.Failed() {
+			_ = os.RemoveAll(dir)
+		} else {
+			t.Logf("the bed's files and logs are kept in %s", dir)
+		}
+	})
+	w, err := starwars.New(t.Context(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name string
+		f    func(*testing.T, *starwars.World)
+	}{
+		{"PodToPodEncrypted", testPodToPodEncrypted},
+		{"GlobalService", testGlobalService},
+		{"CrossClusterPolicy", testCrossClusterPolicy},
+	}
+	for _, s := range steps {
+		log.t = t
+		if !t.Run(s.name, func(t *testing.T) { log.t = t; s.f(t, w) }) {
+			return // later steps build on the state of earlier ones
+		}
+	}
+}
+
+// testLog sends the bed's progress to the running (sub)test's log.
+type testLog struct{ t *testing.T }
+
+func (l *testLog) Write(p []byte) (int, error) {
+	l.t.Helper()
+	l.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func dial(t *testing.T, from *bed.Pod, addr, msg string) workload.DialResult {
+	t.Helper()
+	r, err := from.Dial(t.Context(), workload.DialRequest{Addr: addr, Message: msg, TimeoutMS: 2000})
+	if err != nil {
+		t.Fatalf("%s: %v", from, err)
+	}
+	return r
+}
+
+// reach asserts that a TCP connection from one pod to another succeeds and
+// is answered by it, retrying for a while (state may still be spreading).
+func reach(t *testing.T, b *bed.Bed, from, to *bed.Pod) {
+	t.Helper()
+	if err := b.WaitUntil(t.Context(), 30*time.Second, from.String()+" -> "+to.String(), func(context.Context) (bool, string) {
+		r := dial(t, from, to.Addr(), "ping")
+		return r.Error == "" && strings.HasPrefix(r.Reply, to.String()+" "), r.Reply + r.Error
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
