@@ -1,7 +1,8 @@
-// Command clustermesh-demo runs the two-cluster demo (see package
-// e2e/demo): two real Kubernetes API servers, the clustermesh-apiserver of
-// each, `clustermesh install` and `connect`, an agent per node, a global
-// Service and a cross-cluster policy, each step checked.
+// Command clustermesh-demo runs the two-cluster demo on the bed (see
+// package e2e/demo): real kube-apiservers and controller managers,
+// clustermesh install/connect/status, clustermesh-apiservers, agents with
+// the eBPF datapath and WireGuard in node namespaces, pods wired by the CNI
+// chain, and real connections between them. It needs root.
 package main
 
 import (
@@ -11,21 +12,23 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/clustermesh/clustermesh/e2e/bed"
 	"github.com/clustermesh/clustermesh/e2e/demo"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	dir, err := os.MkdirTemp("", "clustermesh-demo")
+	dir, err := os.MkdirTemp("", "cm-demo")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	err = demo.Run(ctx, os.Stdout, dir)
-	_ = os.RemoveAll(dir)
+	stop()
+	bed.RemoveBinaries()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "demo failed:", err)
+		fmt.Fprintf(os.Stderr, "demo failed: %v\n(the bed's files and component logs are kept in %s)\n", err, dir)
 		os.Exit(1)
 	}
+	_ = os.RemoveAll(dir)
 }

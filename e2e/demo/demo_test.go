@@ -5,14 +5,24 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/clustermesh/clustermesh/e2e/bed"
 )
 
-// The demo is the project's end-to-end test: two clusters installed,
-// connected and checked through the CLI, the global Service merged across
-// them, affinity, and the cross-cluster policy.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	bed.RemoveBinaries()
+	os.Exit(code)
+}
+
+// The demo (make demo) runs in make test: its story, told with real
+// traffic on the bed, must hold.
 func TestDemo(t *testing.T) {
 	if testing.Short() {
-		t.Skip("-short: starts two kube-apiservers, two clustermesh-apiservers and four agents")
+		t.Skip("-short: starts two whole clusters on the bed")
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("privileged test: needs root (network namespaces, BPF, bpffs, cgroups); run as root")
 	}
 	dir, err := os.MkdirTemp("", "cm-demo") // short: unix socket paths
 	if err != nil {
