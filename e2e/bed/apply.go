@@ -57,3 +57,27 @@ func (c *Cluster) postPolicy(ctx context.Context, p *cmv1.ClusterMeshNetworkPoli
 	}
 	return rc.Post().Namespace(p.Namespace).Resource(cmv1.NetworkPolicyResource.Resource).Body(p).Do(ctx).Error()
 }
+
+// Delete deletes an object Apply created: kind Service, NetworkPolicy or
+// ClusterMeshNetworkPolicy.
+func (c *Cluster) Delete(ctx context.Context, kind, namespace, name string) error {
+	var err error
+	switch kind {
+	case "Service":
+		err = c.Client.CoreV1().Services(namespace).Delete(ctx, name, metav1.DeleteOptions{})
+	case "NetworkPolicy":
+		err = c.Client.NetworkingV1().NetworkPolicies(namespace).Delete(ctx, name, metav1.DeleteOptions{})
+	case "ClusterMeshNetworkPolicy":
+		rc, rerr := cmv1.NewRESTClient(c.Config)
+		if rerr != nil {
+			return rerr
+		}
+		err = rc.Delete().Namespace(namespace).Resource(cmv1.NetworkPolicyResource.Resource).Name(name).Do(ctx).Error()
+	default:
+		err = fmt.Errorf("kind %q: the bed deletes Service, NetworkPolicy and ClusterMeshNetworkPolicy", kind)
+	}
+	if err != nil {
+		return fmt.Errorf("cluster %s: delete %s %s/%s: %w", c.Name, kind, namespace, name, err)
+	}
+	return nil
+}

@@ -51,6 +51,9 @@ func TestMesh(t *testing.T) {
 		{"PodToPodEncrypted", testPodToPodEncrypted},
 		{"GlobalService", testGlobalService},
 		{"CrossClusterPolicy", testCrossClusterPolicy},
+		{"ThirdClusterJoins", testThirdClusterJoins},
+		{"APIServerKilled", testAPIServerKilled},
+		{"AgentKilled", testAgentKilled},
 	}
 	for _, s := range steps {
 		log.t = t
@@ -71,7 +74,7 @@ func (l *testLog) Write(p []byte) (int, error) {
 
 func dial(t *testing.T, from *bed.Pod, addr, msg string) workload.DialResult {
 	t.Helper()
-	r, err := from.Dial(t.Context(), workload.DialRequest{Addr: addr, Message: msg, TimeoutMS: 2000})
+	r, err := from.Dial(t.Context(), workload.DialRequest{Addr: addr, Message: msg, TimeoutMS: 1000})
 	if err != nil {
 		t.Fatalf("%s: %v", from, err)
 	}

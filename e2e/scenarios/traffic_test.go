@@ -193,6 +193,19 @@ spec:
 	refused(t, b, w.Pod("cluster2/x-wing"), w.Pod("cluster1/rebel-base-b"))
 	reach(t, b, w.Pod("cluster2/tie-fighter"), w.Pod("cluster1/rebel-base-b"))
 	refused(t, b, w.Pod("cluster1/tie-fighter"), w.Pod("cluster1/rebel-base-b"))
+
+	// Removing the policies opens the paths again.
+	for _, d := range []struct{ cluster, kind, name string }{
+		{"cluster1", "ClusterMeshNetworkPolicy", "allow-cross-cluster"}, {"cluster2", "ClusterMeshNetworkPolicy", "allow-cross-cluster"},
+		{"cluster1", "NetworkPolicy", "rebel-base-from-cluster2-tie-fighter"},
+	} {
+		if err := b.Cluster(d.cluster).Delete(ctx, d.kind, "default", d.name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reach(t, b, w.Pod("cluster1/tie-fighter"), w.Pod("cluster2/rebel-base-a"))
+	reach(t, b, w.Pod("cluster2/x-wing"), w.Pod("cluster1/rebel-base-b"))
+	reach(t, b, w.Pod("cluster1/x-wing"), w.Pod("cluster1/rebel-base-a"))
 }
 
 // refused waits until connections from one pod to another fail, then
