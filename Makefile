@@ -26,11 +26,11 @@ build: ## Build every package and binary
 	$(GO) build ./...
 
 .PHONY: envtest-bins
-envtest-bins: ## Build kube-apiserver and etcd for the test bed (cached; minutes the first time)
+envtest-bins: ## Build kube-apiserver, kube-controller-manager and etcd for the test bed (cached; minutes the first time)
 	@K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) CACHE_DIR=$(CACHE_DIR) hack/kube-binaries.sh >/dev/null
 
 .PHONY: demo
-demo: envtest-bins ## Run the two-cluster demo (two kube-apiservers, clustermesh install/connect/status, agents, a global Service, a cross-cluster policy)
+demo: envtest-bins bpf-deps ## Run the two-cluster demo on the bed with real traffic (root: namespaces, BPF, cgroups)
 	$(GO) run ./cmd/clustermesh-demo
 
 .PHONY: test
