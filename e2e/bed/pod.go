@@ -133,3 +133,27 @@ func (p *Pod) String() string { return p.Node.c.Name + "/" + p.Namespace + "/" +
 
 // NetNS is the path of the pod's network namespace.
 func (p *Pod) NetNS() string { return p.netns }
+
+// PodObject is a pod that exists only in the Kubernetes API: the bed
+// writes its status as a kubelet would, but runs no namespace or process
+// for it (control-plane benchmarks).
+type PodObject struct {
+	Namespace, Name string
+	IP              netip.Addr
+	Node            *Node
+}
+
+// CreatePodObject creates a Pod bound to the node, with no status yet.
+func (n *Node) CreatePodObject(ctx context.Context, namespace, name string, labels map[string]string, ip netip.Addr) (*PodObject, error) {
+	obj := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: labels},
+		Spec: corev1.PodSpec{NodeName: n.Name, Containers: []corev1.Container{{Name: "meshecho", Image: "meshecho"}}}}
+	if _, err := n.c.Client.CoreV1().Pods(namespace).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("create pod %s/%s in %s: %w", namespace, name, n.c.Name, err)
+	}
+	return &PodObject{Namespace: namespace, Name: name, IP: ip, Node: n}, nil
+}
+
+// SetRunning writes the pod's status: Running with its IP, Ready.
+func (p *PodObject) SetRunning(ctx context.Context) error {
+	return (&Pod{Namespace: p.Namespace, Name: p.Name, IP: p.IP, Node: p.Node}).writeStatus(ctx, true)
+}
