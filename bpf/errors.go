@@ -14,3 +14,8 @@ var ErrInvalidRule = errors.New("invalid policy rule")
 // ErrInvalidAddress is returned for addresses the datapath cannot hold
 // (for example an IPv6 service frontend or tunnel endpoint).
 var ErrInvalidAddress = errors.New("invalid address")
+
+// ErrInvalidEvent is returned by EventReader.Read for a ring buffer record
+// that does not decode as an event (a program and a reader of different
+// builds); the reader stays usable.
+var ErrInvalidEvent = errors.New("invalid datapath event")

@@ -87,7 +87,7 @@ const eventSize = 48
 // decodeEvent decodes a struct event; boot is the wall time of ktime 0.
 func decodeEvent(b []byte, boot time.Time) (Event, error) {
 	if len(b) < eventSize {
-		return Event{}, fmt.Errorf("event of %d bytes, want %d", len(b), eventSize)
+		return Event{}, fmt.Errorf("event of %d bytes, want %d: %w", len(b), eventSize, ErrInvalidEvent)
 	}
 	le := binary.LittleEndian
 	be := binary.BigEndian

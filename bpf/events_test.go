@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"errors"
 	"net/netip"
 	"testing"
 	"time"
@@ -49,6 +50,9 @@ func FuzzDecodeEvent(f *testing.F) {
 		ev, err := decodeEvent(b, time.Time{})
 		if (err != nil) != (len(b) < eventSize) {
 			t.Fatalf("len %d: err %v", len(b), err)
+		}
+		if err != nil && !errors.Is(err, ErrInvalidEvent) {
+			t.Fatalf("len %d: err %v, want ErrInvalidEvent", len(b), err)
 		}
 		_ = ev.Reason.String()
 	})

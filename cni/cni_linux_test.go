@@ -17,6 +17,7 @@ import (
 
 	"github.com/clustermesh/clustermesh/agent/datapath"
 	"github.com/clustermesh/clustermesh/agent/datapath/bpfdp"
+	"github.com/clustermesh/clustermesh/agent/drops"
 	"github.com/clustermesh/clustermesh/agent/server"
 	"github.com/clustermesh/clustermesh/bpf"
 	"github.com/clustermesh/clustermesh/identity"
@@ -142,21 +143,27 @@ func TestChainEnforcesPolicy(t *testing.T) {
 	if err := reaches(pods["client"].netns, srv(8080)); err != nil {
 		t.Fatalf("client -> server:8080 (allowed by the policy): %v", err)
 	}
-	drops := func() uint64 {
+	denied := func() uint64 {
 		m, err := run.agent.Datapath.(*bpfdp.Datapath).BPF().Metrics()
 		if err != nil {
 			t.Fatal(err)
 		}
 		return m[bpf.MetricKey{Ingress: true, Reason: bpf.ReasonPolicyDenied}].Packets
 	}
-	before := drops()
+	before := denied()
 	if err := reaches(pods["client"].netns, srv(9090)); err == nil {
 		t.Fatal("client -> server:9090: want dropped (port not allowed)")
 	}
 	if err := reaches(pods["other"].netns, srv(8080)); err == nil {
 		t.Fatal("other -> server:8080: want dropped (peer not allowed)")
 	}
-	testutil.Eventually(t, 5*time.Second, "policy-denied drops counted for the denied connections", func() bool { return drops() > before })
+	testutil.Eventually(t, 5*time.Second, "policy-denied drops counted for the denied connections", func() bool { return denied() > before })
+	// The agent records each denied connection with both identities and
+	// the reason, for the user: GET /v1/drops on its socket.
+	waitDrop(t, sock, pods["client"].ip, drops.Record{Direction: "ingress", Reason: "policy-denied", Dst: srv(9090), Protocol: 6,
+		SrcIdentity: uint32(pods["client"].id), DstIdentity: uint32(pods["server"].id), SrcCluster: "cluster1", DstCluster: "cluster1"})
+	waitDrop(t, sock, pods["other"].ip, drops.Record{Direction: "ingress", Reason: "policy-denied", Dst: srv(8080), Protocol: 6,
+		SrcIdentity: uint32(pods["other"].id), DstIdentity: uint32(pods["server"].id), SrcCluster: "cluster1", DstCluster: "cluster1"})
 	// The server itself is not isolated for egress, and replies flow.
 	echoServer(t, pods["other"].netns, 7070)
 	if err := reaches(pods["server"].netns, netip.AddrPortFrom(pods["other"].ip, 7070)); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -24,10 +25,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/clustermesh/clustermesh/agent/drops"
+	"github.com/clustermesh/clustermesh/agent/server"
 	cmv1 "github.com/clustermesh/clustermesh/apis/clustermesh/v1alpha1"
 	"github.com/clustermesh/clustermesh/identity/podlabels"
 	"github.com/clustermesh/clustermesh/internal/k8stest"
 	"github.com/clustermesh/clustermesh/internal/netnsutil"
+	"github.com/clustermesh/clustermesh/internal/testutil"
 )
 
 var (
@@ -267,3 +271,52 @@ func reaches(podNS string, dst netip.AddrPort) error {
 }
 
 func contains(err error, s string) bool { return err != nil && strings.Contains(err.Error(), s) }
+
+// getJSON decodes the answer of GET path on the agent's API socket.
+func getJSON(t *testing.T, socket, path string, into any) {
+	t.Helper()
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", socket)
+	}}}
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://agent"+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s %s", path, resp.Status, body)
+	}
+	if err := json.Unmarshal(body, into); err != nil {
+		t.Fatalf("GET %s: %v: %s", path, err, body)
+	}
+}
+
+// waitDrop waits for the agent's GET /v1/drops to hold want from src (any
+// source port), at any endpoint, at about the current time.
+func waitDrop(t *testing.T, socket string, src netip.Addr, want drops.Record) {
+	t.Helper()
+	var seen []drops.Record
+	defer func() {
+		if t.Failed() {
+			t.Logf("GET /v1/drops: %+v", seen)
+		}
+	}()
+	testutil.Eventually(t, 5*time.Second, fmt.Sprintf("the drop %s -> %s (%s) in GET /v1/drops", src, want.Dst, want.Reason), func() bool {
+		var resp server.DropsResponse
+		getJSON(t, socket, "/v1/drops", &resp)
+		seen = resp.Drops
+		for _, d := range resp.Drops {
+			got := d
+			got.Time, got.Src, got.EndpointID = time.Time{}, netip.AddrPort{}, 0
+			if got == want && d.Src.Addr() == src && d.EndpointID != 0 && time.Since(d.Time).Abs() < time.Minute {
+				return true
+			}
+		}
+		return false
+	})
+}

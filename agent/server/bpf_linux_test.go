@@ -70,6 +70,13 @@ func TestAgentBPFDatapath(t *testing.T) {
 	p.Env.Stop()
 	second := startAgent(t, kube, "node-bpf", func(b *agentBed) { b.connect(t, p) }, useBPF)
 	second.waitAPI(t)
+	// With --datapath=bpf the drops recorder runs (the CNI test drops real
+	// packets and finds them there).
+	var dr server.DropsResponse
+	second.get(t, "/v1/drops", &dr)
+	if dr.Drops == nil {
+		t.Fatalf("GET /v1/drops with --datapath=bpf: %+v, want a list", dr)
+	}
 	testutil.Consistently(t, time.Second, "pinned entry kept while the peer is not ready", func() bool {
 		got, err := second.agent.Datapath.IPCache().List(t.Context())
 		return err == nil && got[pod] == want

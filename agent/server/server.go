@@ -1,6 +1,7 @@
 // Package server wires a clustermesh-agent together: the peer connections
 // of the mesh configuration directory, the merged state, the datapath
-// reconcilers and the local API on a unix socket.
+// reconcilers, the recorder of the datapath's drops and the local API on a
+// unix socket.
 //
 // Rules: Run owns every goroutine it starts and returns after they stopped;
 // watchers write the state, only reconcilers touch the datapath.
@@ -29,6 +30,7 @@ import (
 	"github.com/clustermesh/clustermesh/agent/cnistore"
 	"github.com/clustermesh/clustermesh/agent/datapath"
 	"github.com/clustermesh/clustermesh/agent/datapath/bpfdp"
+	"github.com/clustermesh/clustermesh/agent/drops"
 	"github.com/clustermesh/clustermesh/agent/local"
 	"github.com/clustermesh/clustermesh/agent/peers"
 	"github.com/clustermesh/clustermesh/agent/policywatch"
@@ -89,6 +91,10 @@ type Config struct {
 	// CacheTTL revokes a peer's state when its heartbeat has not changed
 	// for this long (--clustermesh-cache-ttl; 0: keep it).
 	CacheTTL time.Duration
+	// DropsCapacity is how many of the datapath's most recent drops
+	// GET /v1/drops keeps (--drops-capacity; 0: drops.DefaultCapacity).
+	// Drops are recorded only with --datapath=bpf.
+	DropsCapacity int
 }
 
 // Validate checks the configuration and fills defaults.
@@ -134,6 +140,12 @@ func (c *Config) Validate() error {
 	if c.CacheTTL < 0 {
 		errs = append(errs, fmt.Errorf("--clustermesh-cache-ttl %v: must be 0 (keep the last state) or positive", c.CacheTTL))
 	}
+	switch {
+	case c.DropsCapacity == 0:
+		c.DropsCapacity = drops.DefaultCapacity
+	case c.DropsCapacity < 0:
+		errs = append(errs, fmt.Errorf("--drops-capacity %d: must be positive (the number of recent drops kept, default %d)", c.DropsCapacity, drops.DefaultCapacity))
+	}
 	if c.KVStoreRoot == "" {
 		c.KVStoreRoot = "cilium"
 	}
@@ -161,6 +173,11 @@ type Agent struct {
 	stopEvents  func()
 	reconcilers []statusRunner
 	Registry    *prometheus.Registry
+
+	// bpf is the eBPF datapath (nil unless --datapath=bpf); drops records
+	// its drops (nil when bpf is).
+	bpf   *bpf.Datapath
+	drops *drops.Recorder
 
 	cniMu    sync.Mutex      // serializes changes of attachments
 	cniStore *cnistore.Store // nil: attachments are not kept across restarts
@@ -212,6 +229,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Agent, err error
 			return nil, fmt.Errorf("--datapath=bpf: load the eBPF datapath (pinned under --bpf-pin-dir %s): %w", cfg.BPFPinDir, dpErr)
 		}
 		a.Datapath, a.closeDP = dp, func() { _ = dp.Close() }
+		a.bpf = dp.BPF()
+		a.drops = drops.NewRecorder(drops.Config{Capacity: cfg.DropsCapacity, ClusterOf: a.clusterOf, Log: log})
 		if cfg.CgroupRoot != "" {
 			if err := dp.BPF().AttachCgroup(cfg.CgroupRoot); err != nil {
 				return nil, fmt.Errorf("--cgroup-root %s: attach the socket load-balancing programs: %w", cfg.CgroupRoot, err)
@@ -331,7 +350,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	// Stop every component before closing what they use (the datapath,
-	// the event broadcaster).
+	// the event broadcaster); the drops recorder closes its reader of the
+	// datapath's events on its way out, before the datapath.
 	defer func() {
 		cancel()
 		wg.Wait()
@@ -348,6 +368,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	if a.wireguard != nil {
 		runners["WireGuard key publisher"] = a.publishWireGuardKey
+	}
+	if a.drops != nil {
+		runners["drops recorder"] = a.recordDrops
 	}
 	if a.cfg.HealthAddr != "" || a.cfg.MetricsAddr != "" {
 		runners["health and metrics"] = func(ctx context.Context) error {

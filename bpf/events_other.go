@@ -1,0 +1,17 @@
+//go:build !linux
+
+package bpf
+
+import "context"
+
+// EventReader is only implemented on linux.
+type EventReader struct{}
+
+// Events returns ErrNotSupported outside linux.
+func (*Datapath) Events() (*EventReader, error) { return nil, ErrNotSupported }
+
+// Read returns ErrNotSupported outside linux.
+func (*EventReader) Read(context.Context) (Event, error) { return Event{}, ErrNotSupported }
+
+// Close does nothing outside linux.
+func (*EventReader) Close() error { return nil }
