@@ -1,3 +1,5 @@
+//go:build linux
+
 package bed
 
 import (
@@ -104,12 +106,27 @@ func (b *Bed) Close() error {
 	b.procs, b.cleanups = nil, nil
 	b.mu.Unlock()
 	var errs []error
-	// Workloads and agents first, control planes last.
-	for i := len(procs) - 1; i >= 0; i-- {
-		if err := procs[i].stop(); err != nil {
-			errs = append(errs, err)
+	// Workloads and agents first, then control planes: each tier stops
+	// in parallel.
+	var mu sync.Mutex
+	tier := func(match func(*proc) bool) {
+		var wg sync.WaitGroup
+		for _, p := range procs {
+			if match(p) {
+				wg.Go(func() {
+					if err := p.stop(); err != nil {
+						mu.Lock()
+						errs = append(errs, err)
+						mu.Unlock()
+					}
+				})
+			}
 		}
+		wg.Wait()
 	}
+	control := func(p *proc) bool { return p.netns == "" }
+	tier(func(p *proc) bool { return !control(p) })
+	tier(control)
 	for i := len(cleanups) - 1; i >= 0; i-- {
 		if err := cleanups[i](); err != nil {
 			errs = append(errs, err)

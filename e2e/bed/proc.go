@@ -1,3 +1,5 @@
+//go:build linux
+
 package bed
 
 import (
@@ -19,8 +21,9 @@ import (
 type proc struct {
 	name    string
 	args    []string
-	netns   string // "" = the host's
-	cgroup  string // "" = the bed's
+	netns   string   // "" = the host's
+	cgroup  string   // "" = the bed's
+	env     []string // added to the bed's environment
 	logPath string
 
 	mu     sync.Mutex // guards cmd and exited
@@ -80,6 +83,9 @@ func (b *Bed) start(p *proc) error {
 	}
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if len(p.env) > 0 {
+		cmd.Env = append(os.Environ(), p.env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if p.cgroup != "" {
 		fd, err := syscall.Open(p.cgroup, syscall.O_DIRECTORY|syscall.O_RDONLY, 0)
@@ -149,9 +155,16 @@ func (p *proc) signal(sig syscall.Signal, wait time.Duration) error {
 	case <-exited:
 		return nil
 	case <-time.After(wait):
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-exited
-		return fmt.Errorf("%s did not stop within %v after %v: killed", p.name, wait, sig)
+		// A Go process dumps its goroutines on SIGQUIT: the log then
+		// tells where it was stuck.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGQUIT)
+		select {
+		case <-exited:
+		case <-time.After(2 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
+		}
+		return p.failure(fmt.Errorf("did not stop within %v after %v: sent SIGQUIT (goroutine dump in its log), then SIGKILL", wait, sig))
 	}
 }
 

@@ -1,3 +1,5 @@
+//go:build linux
+
 package demo
 
 import (
@@ -166,6 +168,15 @@ func policy(ctx context.Context, w *starwars.World, record func(string, string, 
 			expected, seen = "answered by cluster2/rebel-base-a", "answer: "+r.Reply
 		}
 		record(v.from+" -> cluster2/rebel-base-a", expected, seen, err == nil)
+		if !v.allow {
+			d, err := target.Node.FindDrop(ctx, from.IP.String(), target.Addr())
+			seen := d.String()
+			if err != nil {
+				seen = err.Error()
+			}
+			record("the drop, as "+target.Node.Name+"'s agent recorded it", "ingress, tie-fighter's identity (cluster1) -> rebel-base's (cluster2), policy-denied",
+				seen, err == nil && d.Reason == "policy-denied" && d.SrcCluster == "cluster1" && d.DstCluster == "cluster2" && d.SrcIdentity != 0 && d.DstIdentity != 0)
+		}
 	}
 	return nil
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package scenarios
 
 import (
@@ -168,7 +170,27 @@ func testCrossClusterPolicy(t *testing.T, w *starwars.World) {
 	if err := b.Cluster("cluster2").Apply(ctx, docs[1]); err != nil {
 		t.Fatal(err)
 	}
-	refused(t, b, w.Pod("cluster1/tie-fighter"), w.Pod("cluster2/rebel-base-a"))
+	tie, base := w.Pod("cluster1/tie-fighter"), w.Pod("cluster2/rebel-base-a")
+	refused(t, b, tie, base)
+	// The drop is recorded by the agent of rebel-base-a's node, with both
+	// identities, the clusters and the reason.
+	drop, err := base.Node.FindDrop(ctx, tie.IP.String(), base.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Logf("    recorded by %s: %v", base.Node.Name, drop)
+	tieID, err := base.Node.Identity(ctx, tie.IP.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	baseID, err := base.Node.Identity(ctx, base.IP.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if drop.Direction != "ingress" || drop.Reason != "policy-denied" || drop.Protocol != 6 || drop.SrcIdentity != tieID ||
+		drop.DstIdentity != baseID || drop.SrcCluster != "cluster1" || drop.DstCluster != "cluster2" {
+		t.Errorf("drop record %v, want ingress TCP identity %d (cluster1) -> %d (cluster2): policy-denied", drop, tieID, baseID)
+	}
 	reach(t, b, w.Pod("cluster1/x-wing"), w.Pod("cluster2/rebel-base-a"))
 	reach(t, b, w.Pod("cluster1/x-wing"), w.Pod("cluster2/rebel-base-b"))
 	// x-wing's egress is limited to cluster2's rebel-base.

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package starwars is the seeds' story on the bed: clusters with
 // rebel-base, x-wing and tie-fighter pods, the global Service rebel-base
 // and Cilium's cross-cluster policy example, as the demo and the
