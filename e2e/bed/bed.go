@@ -39,6 +39,7 @@ type Bed struct {
 	fabric     string // the underlay's namespace
 	cgroupRoot string // the bed's cgroup directory
 
+	ledgerMu sync.Mutex // serializes appends to the ledger file
 	mu       sync.Mutex // guards procs, cleanups, clusters
 	procs    []*proc
 	cleanups []func() error
@@ -68,6 +69,7 @@ func New(ctx context.Context, opt Options) (*Bed, error) {
 		b.spawn.close()
 		return nil, err
 	}
+	b.sweep()
 	bins, err := buildBinaries(ctx, b.logf)
 	if err != nil {
 		b.spawn.close()
@@ -133,6 +135,9 @@ func (b *Bed) Close() error {
 		}
 	}
 	b.spawn.close()
+	if len(errs) == 0 {
+		_ = os.Remove(b.ledgerPath())
+	}
 	return errors.Join(errs...)
 }
 

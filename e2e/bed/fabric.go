@@ -55,6 +55,7 @@ func (b *Bed) newNetNS(name string, forward bool) (string, error) {
 		_ = netns.DeleteNamed(name)
 		return "", err
 	}
+	b.record("netns", name)
 	b.onClose(func() error { return netns.DeleteNamed(name) })
 	return filepath.Join("/var/run/netns", name), nil
 }
@@ -85,6 +86,7 @@ func (b *Bed) setupFabric() error {
 	if err := os.Mkdir(b.cgroupRoot, 0o755); err != nil {
 		return fmt.Errorf("the bed's cgroup: %w", err)
 	}
+	b.record("cgroup", b.cgroupRoot)
 	b.onClose(func() error { return removeCgroup(b.cgroupRoot) })
 	return nil
 }

@@ -107,6 +107,7 @@ func (c *Cluster) startNode(ctx context.Context, i int) (*Node, error) {
 	if err := unix.Mount("bpffs", bpffs, "bpf", 0, "mode=0700"); err != nil {
 		return nil, fmt.Errorf("node %s: mount bpffs at %s: %w", n.Name, bpffs, err)
 	}
+	b.record("mount", bpffs)
 	b.onClose(func() error { return unix.Unmount(bpffs, unix.MNT_DETACH) })
 	n.cgroup = filepath.Join(b.cgroupRoot, n.Name)
 	if err := os.Mkdir(n.cgroup, 0o755); err != nil {
