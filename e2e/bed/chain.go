@@ -73,7 +73,3 @@ func (c *chain) add(ctx context.Context, p *Pod) (netip.Addr, error) {
 	b, _ := json.Marshal(res)
 	return netip.Addr{}, fmt.Errorf("CNI ADD of pod %s/%s: no IPv4 address in the chain's result %s", p.Namespace, p.Name, b)
 }
-
-func (c *chain) del(ctx context.Context, p *Pod) error {
-	return netnsutil.Do(c.n.netns, func() error { return c.cni.DelNetworkList(ctx, c.list, c.rt(p)) })
-}

@@ -157,8 +157,8 @@ func (c *Cluster) startKube() error {
 	if err == nil {
 		c.kubePort, err = strconv.Atoi(u.Port())
 	}
-	if err != nil || c.kubePort == 0 {
-		return fmt.Errorf("kube-apiserver address %q: want https://127.0.0.1:<port> (%v)", cfg.Host, err)
+	if err != nil {
+		return fmt.Errorf("kube-apiserver address %q: want https://127.0.0.1:<port>: %w", cfg.Host, err)
 	}
 	c.kubeconfig = filepath.Join(c.dir, "kubeconfig")
 	return k8stest.WriteKubeconfig(c.kubeconfig, map[string]*rest.Config{c.Name: cfg}, c.Name)

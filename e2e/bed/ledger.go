@@ -23,7 +23,9 @@ import (
 // processes of a killed bed die with it (parent-death signal).
 const ledgerDir = "/run/clustermesh-bed"
 
-func (b *Bed) ledgerPath() string { return filepath.Join(ledgerDir, strconv.Itoa(os.Getpid())+".ledger") }
+func (b *Bed) ledgerPath() string {
+	return filepath.Join(ledgerDir, strconv.Itoa(os.Getpid())+".ledger")
+}
 
 // record notes a resource in the ledger ("netns NAME", "mount PATH",
 // "cgroup PATH").

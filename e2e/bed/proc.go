@@ -131,7 +131,10 @@ func (p *proc) running() (bool, error) {
 		return false, errors.New("never started")
 	}
 	if p.exitedLocked() {
-		return false, fmt.Errorf("exited: %v", p.err)
+		if p.err == nil {
+			return false, errors.New("exited with status 0")
+		}
+		return false, fmt.Errorf("exited: %w", p.err)
 	}
 	return true, nil
 }

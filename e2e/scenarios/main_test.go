@@ -35,6 +35,7 @@ func TestMain(m *testing.M) {
 // (the tunnel package, as the agent uses it, without the agent), until
 // SIGTERM.
 func runHandBuiltTunnel() error {
+	//nolint:forbidigo // this is the main of a process the benchmark starts, not a test
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	env := func(k string) string { return os.Getenv("TUNNEL_" + k) }
