@@ -42,6 +42,11 @@ type Config struct {
 	CacheTTL time.Duration
 	// Clock for the heartbeat and the cache TTL (default: real).
 	Clock clock.Clock
+	// Trust is what connect recorded of the peer (pinned cluster ID, pod
+	// CIDRs).
+	Trust Trust
+	// Claims is what the rest of the mesh holds (optional).
+	Claims Claims
 }
 
 // Status of a peer.
