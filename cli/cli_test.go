@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -226,15 +227,19 @@ func TestCLI(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// The trust anchors are the peer's own settings: its cluster
+			// ID and its ConfigMap's pod CIDRs.
 			want := kvstore.ClientConfig{
 				Endpoints:     []string{tc.peer.Etcd.Env.URL},
 				TrustedCAFile: filepath.Join(tc.c.MeshDir, tc.peer.Name+".etcd-client-ca.crt"),
 				CertFile:      filepath.Join(tc.c.MeshDir, tc.peer.Name+".etcd-client.crt"),
 				KeyFile:       filepath.Join(tc.c.MeshDir, tc.peer.Name+".etcd-client.key"),
+				ClusterID:     tc.peer.ID,
+				PodCIDRs:      []string{tc.peer.PodCIDR},
 			}
-			if d := cmp.Diff(want.Endpoints, cfg.Endpoints); d != "" || cfg.TrustedCAFile != want.TrustedCAFile ||
-				cfg.CertFile != want.CertFile || cfg.KeyFile != want.KeyFile {
-				t.Errorf("%s's config of %s: got %+v, want %+v", tc.c.Name, tc.peer.Name, cfg, want)
+			defaults := cmpopts.IgnoreFields(kvstore.ClientConfig{}, "DialTimeout", "KeepAliveTime", "KeepAliveTimeout", "RateLimitQPS", "RateLimitBurst")
+			if d := cmp.Diff(want, cfg, defaults); d != "" {
+				t.Errorf("%s's config of %s (-want +got):\n%s", tc.c.Name, tc.peer.Name, d)
 			}
 			// The written credentials log into the peer's etcd as the
 			// read-only per-peer user: reading works, writing does not.

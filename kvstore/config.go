@@ -5,18 +5,26 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/clustermesh/clustermesh/identity"
 )
 
 // ClientConfig is the per-cluster etcd client configuration file users
 // already have: the same YAML keys as etcd's own client config and Cilium's
 // clustermesh config files (endpoints, trusted-ca-file, cert-file, key-file),
-// plus the project's timeouts and rate limit.
+// plus the project's timeouts and rate limit, and what `clustermesh connect`
+// recorded of the cluster the file reaches (cluster-id, pod-cidrs).
+//
+// Cilium's agent ignores keys it does not know, so a file with cluster-id
+// and pod-cidrs still works there; a file without them still works here:
+// then nothing of the peer is pinned.
 type ClientConfig struct {
 	Endpoints     []string `json:"endpoints"`
 	TrustedCAFile string   `json:"trusted-ca-file,omitempty"`
@@ -40,6 +48,14 @@ type ClientConfig struct {
 	RejectOldCluster bool     `json:"reject-old-cluster,omitempty"`
 	// InsecureSkipTLSVerify is refused: remote clusters are untrusted.
 	InsecureSkipTLSVerify bool `json:"insecure-skip-tls-verify,omitempty"`
+
+	// Trust anchors, recorded by `clustermesh connect` from the peer's own
+	// settings, not from what its etcd says. ClusterID is the cluster ID
+	// the peer must announce (0: not pinned). PodCIDRs are the peer's pod
+	// CIDRs (its ConfigMap's pod-cidrs), masked, like "10.2.0.0/16"; read
+	// them parsed with PodCIDRPrefixes.
+	ClusterID uint32   `json:"cluster-id,omitempty"`
+	PodCIDRs  []string `json:"pod-cidrs,omitempty"`
 }
 
 // Defaults applied by Validate for zero fields.
@@ -138,6 +154,13 @@ func (c *ClientConfig) Validate() error {
 			return bad("endpoint %q: scheme must be http or https", ep)
 		}
 	}
+	if c.ClusterID > uint32(identity.MaxConnectedClusters511) {
+		return bad("cluster-id %d is out of range: set the peer's cluster ID (1..%d, its ConfigMap's cluster-id), or remove the key to pin none",
+			c.ClusterID, identity.MaxConnectedClusters511)
+	}
+	if _, err := c.PodCIDRPrefixes(); err != nil {
+		return bad("%v", err)
+	}
 	if c.DialTimeout <= 0 {
 		c.DialTimeout = Duration(DefaultDialTimeout)
 	}
@@ -154,6 +177,26 @@ func (c *ClientConfig) Validate() error {
 		c.RateLimitBurst = DefaultRateLimitBurst
 	}
 	return nil
+}
+
+// PodCIDRPrefixes returns the pod-cidrs parsed; nil when none is
+// recorded. It fails on an entry that is not a masked CIDR.
+func (c *ClientConfig) PodCIDRPrefixes() ([]netip.Prefix, error) {
+	if len(c.PodCIDRs) == 0 {
+		return nil, nil
+	}
+	out := make([]netip.Prefix, 0, len(c.PodCIDRs))
+	for _, s := range c.PodCIDRs {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("pod-cidrs: %q is not a CIDR: write the peer's pod CIDRs like 10.2.0.0/16 (its ConfigMap's pod-cidrs), or remove the key to pin none", s)
+		}
+		if p.Masked() != p {
+			return nil, fmt.Errorf("pod-cidrs: %q has host bits set: write it as %s", s, p.Masked())
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // TLSEnabled reports whether any TLS file is configured.

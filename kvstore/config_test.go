@@ -2,6 +2,7 @@ package kvstore_test
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"sigs.k8s.io/yaml"
 
 	"github.com/clustermesh/clustermesh/kvstore"
 )
@@ -42,7 +44,22 @@ func TestParseClientConfig(t *testing.T) {
 				RateLimitQPS:     -1, RateLimitBurst: kvstore.DefaultRateLimitBurst,
 			},
 		},
+		{
+			name: "trust anchors recorded by connect",
+			yaml: "endpoints: [http://a:2379]\ncluster-id: 511\npod-cidrs: [10.2.0.0/16, fd00:2::/64]\n",
+			want: kvstore.ClientConfig{
+				Endpoints: []string{"http://a:2379"}, ClusterID: 511, PodCIDRs: []string{"10.2.0.0/16", "fd00:2::/64"},
+				DialTimeout: kvstore.Duration(kvstore.DefaultDialTimeout), KeepAliveTime: kvstore.Duration(kvstore.DefaultKeepAliveTime),
+				KeepAliveTimeout: kvstore.Duration(kvstore.DefaultKeepAliveTimeout),
+				RateLimitQPS:     kvstore.DefaultRateLimitQPS, RateLimitBurst: kvstore.DefaultRateLimitBurst,
+			},
+		},
 		{name: "no endpoints", yaml: "trusted-ca-file: /ca\n", wantErr: "no endpoints"},
+		{name: "cluster ID out of range", yaml: "endpoints: [http://a:2379]\ncluster-id: 512\n", wantErr: "cluster-id 512 is out of range: set the peer's cluster ID (1..511"},
+		{name: "negative cluster ID", yaml: "endpoints: [http://a:2379]\ncluster-id: -1\n", wantErr: "cluster-id"},
+		{name: "pod CIDR not a CIDR", yaml: "endpoints: [http://a:2379]\npod-cidrs: [10.2.0.0]\n", wantErr: `pod-cidrs: "10.2.0.0" is not a CIDR: write the peer's pod CIDRs like 10.2.0.0/16`},
+		{name: "pod CIDR with host bits", yaml: "endpoints: [http://a:2379]\npod-cidrs: [10.2.1.0/16]\n", wantErr: `pod-cidrs: "10.2.1.0/16" has host bits set: write it as 10.2.0.0/16`},
+		{name: "pod CIDRs not a list", yaml: "endpoints: [http://a:2379]\npod-cidrs: 10.2.0.0/16\n", wantErr: "pod-cidrs"},
 		{name: "https without CA", yaml: "endpoints: [https://a:2379]\n", wantErr: "trusted-ca-file is empty"},
 		{name: "cert without key", yaml: "endpoints: [https://a:2379]\ntrusted-ca-file: /ca\ncert-file: /c\n", wantErr: "set together"},
 		{name: "http with TLS files", yaml: "endpoints: [http://a:2379]\ntrusted-ca-file: /ca\n", wantErr: "uses http"},
@@ -66,6 +83,58 @@ func TestParseClientConfig(t *testing.T) {
 			}
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Fatalf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// What connect records survives a write and a load, and a file without it
+// pins nothing.
+func TestClientConfigTrustRoundTrip(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		cfg       kvstore.ClientConfig
+		wantKeys  []string
+		wantCIDRs []netip.Prefix
+	}{
+		{
+			name:      "pinned",
+			cfg:       kvstore.ClientConfig{Endpoints: []string{"http://a:2379"}, ClusterID: 2, PodCIDRs: []string{"10.2.0.0/16", "fd00:2::/64"}},
+			wantKeys:  []string{"cluster-id: 2", "pod-cidrs:\n- 10.2.0.0/16\n- fd00:2::/64"},
+			wantCIDRs: []netip.Prefix{netip.MustParsePrefix("10.2.0.0/16"), netip.MustParsePrefix("fd00:2::/64")},
+		},
+		{name: "nothing pinned", cfg: kvstore.ClientConfig{Endpoints: []string{"http://a:2379"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := yaml.Marshal(tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range tc.wantKeys {
+				if !strings.Contains(string(b), k) {
+					t.Errorf("written file lacks %q:\n%s", k, b)
+				}
+			}
+			if len(tc.wantKeys) == 0 && (strings.Contains(string(b), "cluster-id") || strings.Contains(string(b), "pod-cidrs")) {
+				t.Errorf("unpinned file writes trust keys:\n%s", b)
+			}
+			p := filepath.Join(t.TempDir(), "cluster2")
+			if err := os.WriteFile(p, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got, err := kvstore.LoadClientConfig(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.ClusterID != tc.cfg.ClusterID {
+				t.Errorf("cluster-id = %d, want %d", got.ClusterID, tc.cfg.ClusterID)
+			}
+			cidrs, err := got.PodCIDRPrefixes()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.wantCIDRs, cidrs, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+				t.Errorf("pod CIDRs (-want +got):\n%s", diff)
 			}
 		})
 	}

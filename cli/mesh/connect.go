@@ -184,11 +184,21 @@ func peerEntries(l link, current map[string][]byte) (map[string][]byte, error) {
 		}
 		certPEM = leaf.CertPEM()
 	}
+	// The trust anchors come from the peer's own settings (its ConfigMap),
+	// read here by the operator, not from what its etcd will announce: the
+	// agents of l.to refuse l.from when it announces another cluster ID,
+	// and check its nodes' pod CIDRs against these.
+	cidrs := make([]string, 0, len(l.from.PodCIDRs))
+	for _, p := range l.from.PodCIDRs {
+		cidrs = append(cidrs, p.Masked().String())
+	}
 	cfg := kvstore.ClientConfig{
 		Endpoints:     l.from.Endpoints,
 		TrustedCAFile: filepath.Join(l.to.MeshConfigDir, keys[1]),
 		CertFile:      filepath.Join(l.to.MeshConfigDir, keys[2]),
 		KeyFile:       filepath.Join(l.to.MeshConfigDir, keys[3]),
+		ClusterID:     l.from.ID,
+		PodCIDRs:      cidrs,
 	}
 	b, err := yaml.Marshal(cfg)
 	if err != nil {
