@@ -44,15 +44,24 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- struct{
 	}
 	defer ul.Close()
 	ctl := newControl(cfg)
-	defer ctl.closeAll()
+	var srv *http.Server // the control API, if any
 
+	// Shutdown is explicit, in order: stop accepting, close every
+	// connection, then wait for the goroutines.
 	var wg sync.WaitGroup
-	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	defer func() {
+		cancel()
+		tl.Close()
+		ul.Close()
+		if srv != nil {
+			srv.Close()
+		}
+		ctl.closeAll()
+		wg.Wait()
+	}()
 	errc := make(chan error, 3)
 	wg.Go(func() { errc <- serveTCP(ctx, tl, cfg.Who(), &wg) })
-	context.AfterFunc(ctx, func() { ul.Close() })
 	wg.Go(func() { errc <- serveUDP(ul, cfg.Who()) })
 	if cfg.ControlSocket != "" {
 		_ = os.Remove(cfg.ControlSocket)
@@ -64,9 +73,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- struct{
 			cl.Close()
 			return fmt.Errorf("control socket %s: %w", cfg.ControlSocket, err)
 		}
-		srv := &http.Server{Handler: ctl.handler(), ReadHeaderTimeout: 10 * time.Second}
-		stop := context.AfterFunc(ctx, func() { srv.Close() })
-		defer stop()
+		srv = &http.Server{Handler: ctl.handler(), ReadHeaderTimeout: 10 * time.Second}
 		wg.Go(func() {
 			if err := srv.Serve(cl); !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("control API: %w", err)
