@@ -93,12 +93,52 @@ func (m *HeartbeatMonitor) Status() HeartbeatStatus {
 func (m *HeartbeatMonitor) observe(value []byte) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	t, err := time.Parse(time.RFC3339, string(value))
+	t, err := parseHeartbeat(value)
 	if err != nil {
 		m.err = fmt.Sprintf("heartbeat %q at %s is not an RFC3339 time", value, m.paths.Heartbeat())
 		return
 	}
 	m.last, m.err = t, ""
+}
+
+func parseHeartbeat(value []byte) (time.Time, error) { return time.Parse(time.RFC3339, string(value)) }
+
+// WaitHeartbeatMoved returns the heartbeat once the key holds a valid time
+// other than since (possibly already when called), e.g. to tell that a
+// peer whose heartbeat froze is alive again. A missing key or a value that
+// is not a time is no move. It fails when the read or the watch fails, and
+// returns ctx.Err() when ctx ends.
+func WaitHeartbeatMoved(ctx context.Context, cli *Client, paths schema.Paths, since time.Time) (time.Time, error) {
+	key := paths.Heartbeat()
+	moved := func(value []byte) (time.Time, bool) {
+		t, err := parseHeartbeat(value)
+		return t, err == nil && !t.Equal(since)
+	}
+	resp, err := cli.Etcd().Get(ctx, key)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read heartbeat %s: %w", key, err)
+	}
+	if len(resp.Kvs) > 0 {
+		if t, ok := moved(resp.Kvs[0].Value); ok {
+			return t, nil
+		}
+	}
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	for wr := range cli.Etcd().Watch(wctx, key, clientv3.WithRev(resp.Header.Revision+1)) {
+		if err := wr.Err(); err != nil {
+			return time.Time{}, fmt.Errorf("watch heartbeat %s: %w", key, err)
+		}
+		for _, ev := range wr.Events {
+			if t, ok := moved(ev.Kv.Value); ok && ev.Type == clientv3.EventTypePut {
+				return t, nil
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		return time.Time{}, ctx.Err()
+	}
+	return time.Time{}, fmt.Errorf("watch heartbeat %s: %w", key, errWatchClosed)
 }
 
 // Run follows the heartbeat key until ctx ends.

@@ -43,7 +43,8 @@ type Config struct {
 	// Clock for the heartbeat and the cache TTL (default: real).
 	Clock clock.Clock
 	// Trust is what connect recorded of the peer (pinned cluster ID, pod
-	// CIDRs).
+	// CIDRs). A pinned ID is the only one the peer may announce, and no
+	// other peer may hold it (see Registry).
 	Trust Trust
 	// Claims is what the rest of the mesh holds (optional).
 	Claims Claims
@@ -62,6 +63,8 @@ type Status struct {
 	Revoked         bool              `json:"revoked,omitempty"`
 	LastFailure     string            `json:"lastFailure,omitempty"`
 	LastFailureTime time.Time         `json:"lastFailureTime,omitzero"`
+	// Waiting says why a revoked peer's state is not read again yet.
+	Waiting string `json:"waiting,omitempty"`
 }
 
 // Cluster is the connection to one peer.
@@ -71,16 +74,24 @@ type Cluster struct {
 	log    *slog.Logger
 	rej    *rejections
 
-	mu     sync.Mutex // guards status, v, id
+	mu     sync.Mutex // guards status, v, id, revokedAt, awaitingHeartbeat
 	status Status
 	v      *validator
 	id     identity.ClusterID
+	// revokedAt is the peer's heartbeat at the last revocation; while
+	// awaitingHeartbeat, nothing is read before the heartbeat moved.
+	revokedAt         time.Time
+	awaitingHeartbeat bool
 }
 
 var (
 	errConfigChanged = errors.New("the peer's cluster config changed")
 	errRevoked       = errors.New("the peer's heartbeat is older than the cache TTL: its state was revoked")
 )
+
+// stableAfter is how long a connection must stay up for the reconnection
+// that follows it to start again from the backoff's first delay.
+const stableAfter = 30 * time.Second
 
 // New returns the connection to a peer; nothing happens before Run.
 func New(cfg Config) (*Cluster, error) {
@@ -90,6 +101,11 @@ func New(cfg Config) (*Cluster, error) {
 	}
 	if err := identity.ValidateClusterName(cfg.Name); err != nil {
 		return nil, fmt.Errorf("peer name (the config file's name): %w", err)
+	}
+	if pin := cfg.Trust.ClusterID; pin != 0 {
+		if err := layout.ValidateClusterID(pin); err != nil {
+			return nil, fmt.Errorf("peer %s: cluster-id %d recorded in its config file: %w: run `clustermesh connect` again to record the peer's ID", cfg.Name, pin, err)
+		}
 	}
 	log := cfg.Log
 	if log == nil {
@@ -116,58 +132,83 @@ func (c *Cluster) Status() Status {
 	return st
 }
 
-// Run keeps the peer connected until ctx ends, reconnecting with backoff.
-// The peer's state stays in the sink when the connection is lost; the owner
-// drains it when the peer is removed.
+// Run keeps the peer connected until ctx ends, reconnecting with backoff:
+// after a failure, and after a change of the peer's cluster config (a peer
+// flipping it cannot make us reconnect and log at its pace). The backoff
+// starts again from its first delay only after a connection stayed up for
+// stableAfter. The peer's state stays in the sink when the connection is
+// lost; the owner drains it when the peer is removed.
 func (c *Cluster) Run(ctx context.Context) error {
-	bo := c.cfg.Backoff
-	defer c.cfg.Registry.Release(c.cfg.Name)
+	reg := c.cfg.Registry
+	defer reg.Release(c.cfg.Name)
+	if pin := c.cfg.Trust.ClusterID; pin != 0 {
+		reg.Pin(c.cfg.Name, pin) // before connecting: no other peer takes the ID meanwhile
+		defer reg.Unpin(c.cfg.Name)
+	}
+	bo, clk := c.cfg.Backoff, c.clock()
 	for ctx.Err() == nil {
-		err := c.connectAndServe(ctx)
+		up, err := c.connectAndServe(ctx)
 		if ctx.Err() != nil {
 			break
+		}
+		if !up.IsZero() && clk.Now().Sub(up) >= stableAfter {
+			bo.Reset()
 		}
 		c.mu.Lock()
 		c.status.Connected = false
 		c.status.Failures++
 		c.status.LastFailure, c.status.LastFailureTime = err.Error(), time.Now()
 		c.mu.Unlock()
+		// One line per backoff step, whatever the number of changes the
+		// peer made meanwhile.
+		delay := bo.Next()
 		if errors.Is(err, errConfigChanged) {
-			c.log.Info("peer's cluster config changed, validating again")
-			continue
+			c.log.Info("peer's cluster config changed: validating it again", "retry-in", delay, "attempt", bo.Attempts())
+		} else {
+			c.log.Warn("peer connection failed, retrying", "error", err, "retry-in", delay, "attempt", bo.Attempts())
 		}
-		c.log.Warn("peer connection failed, retrying", "error", err)
-		if bo.Wait(ctx) != nil {
-			break
+		t := clk.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C():
 		}
 	}
 	return ctx.Err()
 }
 
-func (c *Cluster) connectAndServe(ctx context.Context) error {
+// connectAndServe serves one connection to the peer until it fails, and
+// returns when it started to serve (zero if it never did).
+func (c *Cluster) connectAndServe(ctx context.Context) (up time.Time, err error) {
 	cli, err := kvstore.Connect(ctx, c.cfg.Client)
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", c.cfg.Name, err)
+		return time.Time{}, fmt.Errorf("connect to %s: %w", c.cfg.Name, err)
 	}
 	defer cli.Close()
+	if err := c.awaitHeartbeat(ctx, cli); err != nil {
+		return time.Time{}, err
+	}
 	cc, err := kvstore.GetClusterConfig(ctx, cli, c.cfg.Paths, c.cfg.Name)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
-	id, err := c.checkConfig(cc)
+	id, hold, err := c.checkConfig(cc)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	v := c.adopt(id)
+	up = c.clock().Now()
 	c.mu.Lock()
 	c.status.Connected, c.status.Revoked = true, false
 	c.status.ClusterID = uint32(id)
 	c.mu.Unlock()
 	c.log.Info("connected to peer", "cluster-id", id, "synced-canaries", cc.Capabilities.SyncedCanaries)
 
-	ctx, cancel := context.WithCancel(ctx)
+	sctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }() // stop the stores, then wait for them
+	stop := func() { cancel(); wg.Wait() } // stop the stores, then wait for them
+	defer stop()
 	p := c.cfg.Paths
 	nodesSynced, nodesOnce := make(chan struct{}), &sync.Once{}
 	for _, k := range []struct {
@@ -198,7 +239,7 @@ func (c *Cluster) connectAndServe(ctx context.Context) error {
 		}
 		ws, err := kvstore.NewWatchStore(cli, wcfg, h)
 		if err != nil {
-			return err
+			return up, err
 		}
 		wg.Go(func() {
 			// ip entries are checked against the nodes' pod CIDRs: read
@@ -206,86 +247,71 @@ func (c *Cluster) connectAndServe(ctx context.Context) error {
 			// entry is held back.
 			if kind == KindIPs {
 				select {
-				case <-ctx.Done():
+				case <-sctx.Done():
 					return
 				case <-nodesSynced:
 				}
 			}
-			_ = ws.Run(ctx)
+			_ = ws.Run(sctx)
 		})
 	}
+	var ( // written by the goroutines below, read after stop (wg.Wait orders them)
+		stale            time.Time
+		revoked, evicted bool
+	)
 	if c.cfg.CacheTTL > 0 {
 		wg.Go(func() {
-			if c.revokeWhenStale(ctx, cli) {
+			stale, revoked = c.staleHeartbeat(sctx, cli)
+			if revoked {
 				cancel()
 			}
 		})
 	}
-	err = c.watchConfig(ctx, cli, cc)
-	if c.Status().Revoked {
-		return errRevoked
-	}
-	return err
-}
-
-// revokeWhenStale drains the peer once its heartbeat is older than the
-// cache TTL, and reports whether it did.
-func (c *Cluster) revokeWhenStale(ctx context.Context, cli *kvstore.Client) bool {
-	clk := c.cfg.Clock
-	if clk == nil {
-		clk = clock.Real{}
-	}
-	mon := kvstore.NewHeartbeatMonitor(cli, c.cfg.Paths, c.cfg.CacheTTL, clk)
-	var wg sync.WaitGroup
-	mctx, stop := context.WithCancel(ctx)
-	defer func() { stop(); wg.Wait() }()
-	wg.Go(func() { _ = mon.Run(mctx) })
-	// Staleness is measured on our clock from the last time the heartbeat
-	// changed, so that clock skew between clusters does not matter.
-	var seen time.Time
-	seenAt := clk.Now()
-	for {
-		t := clk.NewTimer(max(c.cfg.CacheTTL/10, 10*time.Millisecond))
+	wg.Go(func() {
 		select {
-		case <-ctx.Done():
-			t.Stop()
-			return false
-		case <-t.C():
+		case <-sctx.Done():
+		case <-hold.Lost():
+			evicted = true
+			cancel()
 		}
-		st := mon.Status()
-		if !st.Last.Equal(seen) {
-			seen, seenAt = st.Last, clk.Now()
-		}
-		if clk.Now().Sub(seenAt) <= c.cfg.CacheTTL {
-			continue
-		}
-		c.log.Warn("peer's heartbeat did not change for longer than the cache TTL: revoking its state",
-			"last-heartbeat", st.Last, "ttl", c.cfg.CacheTTL)
-		c.mu.Lock()
-		wasReady := c.status.Ready
-		c.status.Revoked, c.status.Ready, c.status.Synced = true, false, map[Kind]bool{}
-		c.v = nil // read everything again on reconnection
-		c.mu.Unlock()
-		c.cfg.Sink.Drain(c.cfg.Name)
-		c.readyChanged(wasReady, false)
-		return true
+	})
+	err = c.watchConfig(sctx, cli, cc)
+	stop() // nothing the peer sends from here on is accepted
+	switch {
+	case ctx.Err() != nil: // the agent stops or the peer is removed: its owner decides
+		return up, ctx.Err()
+	case revoked:
+		c.revoke(stale)
+		return up, errRevoked
+	case evicted:
+		c.forget()
+		return up, fmt.Errorf("%w: peer %s held cluster ID %d, which the config of peer %s pins (`clustermesh connect` recorded it): everything %s announced was drained; give %s its own ID",
+			ErrClusterIDPinned, c.cfg.Name, id, hold.TakenBy(), c.cfg.Name, c.cfg.Name)
 	}
+	return up, err
 }
 
-// checkConfig validates the peer's cluster config against the local one.
-func (c *Cluster) checkConfig(cc schema.ClusterConfig) (identity.ClusterID, error) {
+// checkConfig validates the peer's cluster config against the local one
+// and against the ID connect recorded, and claims the peer's ID.
+func (c *Cluster) checkConfig(cc schema.ClusterConfig) (identity.ClusterID, *Hold, error) {
 	id := identity.ClusterID(cc.ID)
+	if pin := c.cfg.Trust.ClusterID; pin != 0 && id != pin {
+		return 0, nil, fmt.Errorf("%w: %w: peer %s announces cluster ID %d but `clustermesh connect` recorded %d: nothing of it is accepted; "+
+			"if the peer was reinstalled with a new ID, run `clustermesh connect` for it again, otherwise check which cluster answers at %v",
+			kvstore.ErrClusterConfig, ErrClusterIDMismatch, c.cfg.Name, id, pin, c.cfg.Client.Endpoints)
+	}
 	if m := cc.EffectiveMaxConnectedClusters(); m != c.cfg.MaxConnectedClusters {
-		return 0, fmt.Errorf("%w: peer %s has max connected clusters %d, this cluster %d: use the same value in every cluster of the mesh",
+		return 0, nil, fmt.Errorf("%w: peer %s has max connected clusters %d, this cluster %d: use the same value in every cluster of the mesh",
 			kvstore.ErrClusterConfig, c.cfg.Name, m, c.cfg.MaxConnectedClusters)
 	}
 	if err := c.layout.ValidateClusterID(id); err != nil {
-		return 0, fmt.Errorf("%w: peer %s: %w", kvstore.ErrClusterConfig, c.cfg.Name, err)
+		return 0, nil, fmt.Errorf("%w: peer %s: %w", kvstore.ErrClusterConfig, c.cfg.Name, err)
 	}
-	if err := c.cfg.Registry.Claim(c.cfg.Name, id); err != nil {
-		return 0, fmt.Errorf("%w: %w", kvstore.ErrClusterConfig, err)
+	hold, err := c.cfg.Registry.Claim(c.cfg.Name, id)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: %w", kvstore.ErrClusterConfig, err)
 	}
-	return id, nil
+	return id, hold, nil
 }
 
 // adopt returns the validator for id; a changed ID drains the peer first.
@@ -308,9 +334,8 @@ func (c *Cluster) adopt(id identity.ClusterID) *validator {
 	if changed {
 		c.log.Warn("peer's cluster ID changed: draining everything it announced", "old", old, "new", id)
 		c.cfg.Sink.Drain(c.cfg.Name)
-		c.cfg.Registry.Release(c.cfg.Name)
-		_ = c.cfg.Registry.Claim(c.cfg.Name, id)
 	}
+	c.cfg.Registry.Retain(c.cfg.Name, id) // free the old ID once nothing under it is left
 	return v
 }
 

@@ -18,4 +18,13 @@
 // Rules: the sink is called from the peer's goroutines (one per prefix);
 // nothing of a peer is removed before the peer is ready, except what the
 // peer itself deletes; a change of the peer's cluster ID drains all of it.
+//
+// Connection rules: a peer whose config pins a cluster ID (Trust, recorded
+// by `clustermesh connect`) is refused while it announces another, and no
+// other peer may hold that ID (Registry: the pinned owner wins, whatever
+// the arrival order). Every reconnection, including one caused by a change
+// of the peer's cluster config, waits for the backoff. A peer revoked for a
+// stale heartbeat is read again only once its heartbeat moved (revoke.go).
+// Drains for a revocation or a lost ID happen after the peer's stores
+// stopped, so that nothing it sends afterwards is accepted.
 package remote
