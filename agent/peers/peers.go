@@ -11,6 +11,10 @@
 // (<peer>.etcd-client-ca.crt, <peer>.etcd-client.crt,
 // <peer>.etcd-client.key); a file that does not parse is reported in the
 // peer's status and connects nothing.
+//
+// What connect recorded in each file (the peer's cluster-id and pod-cidrs)
+// becomes that peer's remote.Trust; Trusts publishes every configured
+// peer's, for the checks of one peer against the others (remote.Claims).
 package peers
 
 import (
@@ -23,6 +27,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,6 +56,9 @@ type Config struct {
 	// CacheTTL revokes a peer's state when its heartbeat stops (see
 	// remote.Config.CacheTTL); zero keeps it.
 	CacheTTL time.Duration
+	// Claims is what the rest of the mesh holds, handed to every peer
+	// (optional; see remote.Config.Claims).
+	Claims remote.Claims
 }
 
 // Manager runs one remote.Cluster per config file.
@@ -62,6 +70,12 @@ type Manager struct {
 	mu    sync.Mutex // guards peers, bad
 	peers map[string]*peer
 	bad   map[string]string // file name → why it connects nothing
+
+	// trusts is every configured peer's Trust, replaced whole (never
+	// modified) by sync. It is not guarded by mu: peers read it from
+	// their own goroutines (through Claims) while sync, holding mu, waits
+	// for a stopping peer.
+	trusts atomic.Pointer[map[string]remote.Trust]
 }
 
 type peer struct {
@@ -80,9 +94,17 @@ func New(cfg Config) *Manager {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{cfg: cfg, log: log, registry: remote.NewRegistry(cfg.LocalName, cfg.LocalID),
+	m := &Manager{cfg: cfg, log: log, registry: remote.NewRegistry(cfg.LocalName, cfg.LocalID),
 		peers: map[string]*peer{}, bad: map[string]string{}}
+	m.trusts.Store(&map[string]remote.Trust{})
+	return m
 }
+
+// Trusts returns what connect recorded of every configured peer (the files
+// that parse), by peer name, as of the last poll of the directory. The map
+// is shared and never changes: callers must not modify it. Safe for
+// concurrent use, and it never blocks.
+func (m *Manager) Trusts() map[string]remote.Trust { return *m.trusts.Load() }
 
 // Run polls the directory until ctx ends, then stops every peer (keeping
 // their state: the agent is stopping, not the mesh).
@@ -134,6 +156,15 @@ func (m *Manager) sync(ctx context.Context) {
 			m.cfg.Sink.Drain(name)
 		}
 	}
+	// Publish every peer's trust before any new peer starts, so that its
+	// first nodes are checked against the others' recorded CIDRs.
+	trusts := map[string]remote.Trust{}
+	for name, f := range files {
+		if f.err == "" {
+			trusts[name] = f.trust
+		}
+	}
+	m.trusts.Store(&trusts)
 	m.bad = map[string]string{}
 	for name, f := range files {
 		if f.err != "" {
@@ -153,6 +184,7 @@ func (m *Manager) sync(ctx context.Context) {
 			Name: name, Client: f.cfg, Paths: m.cfg.Paths, LocalName: m.cfg.LocalName, LocalID: m.cfg.LocalID,
 			MaxConnectedClusters: m.cfg.MaxConnectedClusters, Registry: m.registry, Sink: m.cfg.Sink,
 			Backoff: m.cfg.Backoff, Log: m.log, Rejected: m.cfg.Rejected, CacheTTL: m.cfg.CacheTTL,
+			Trust: f.trust, Claims: m.cfg.Claims,
 		})
 		if err != nil {
 			m.bad[name] = err.Error()
@@ -184,9 +216,10 @@ func (m *Manager) stopAll() {
 }
 
 type file struct {
-	cfg  kvstore.ClientConfig
-	hash [32]byte
-	err  string
+	cfg   kvstore.ClientConfig
+	trust remote.Trust
+	hash  [32]byte
+	err   string
 }
 
 // scan reads every peer file and hashes it with the certificate files it
@@ -238,7 +271,14 @@ func (m *Manager) scan() (map[string]file, error) {
 		}
 		copy(f.hash[:], h.Sum(nil))
 		f.cfg = cfg
+		f.trust = trustOf(cfg)
 		out[name] = f
 	}
 	return out, nil
+}
+
+// trustOf returns what connect recorded in a peer's (validated) config.
+func trustOf(cfg kvstore.ClientConfig) remote.Trust {
+	cidrs, _ := cfg.PodCIDRPrefixes() // validated by ParseClientConfig
+	return remote.Trust{ClusterID: identity.ClusterID(cfg.ClusterID), PodCIDRs: cidrs}
 }

@@ -218,11 +218,16 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Agent, err error
 		Help: "Entries from peer clusters rejected by validation, by cluster, kind and reason.",
 	}, []string{"cluster", "kind", "reason"})
 	a.Registry.MustRegister(rejected)
+	// A peer is checked against the local cluster's nodes and the other
+	// peers' recorded pod CIDRs and accepted nodes: claims needs the
+	// manager's trusts, set before anything runs.
+	claims := newClaims(cfg.ClusterName, st)
 	a.peers = peers.New(peers.Config{
 		Dir: cfg.MeshConfigDir, LocalName: cfg.ClusterName, LocalID: identity.ClusterID(cfg.ClusterID),
 		MaxConnectedClusters: cfg.MaxConnectedClusters, Paths: schema.Paths{Root: cfg.KVStoreRoot},
-		Sink: st.BufferedRemoteSink(), Log: log, Rejected: rejected, CacheTTL: cfg.CacheTTL,
+		Sink: st.BufferedRemoteSink(), Log: log, Rejected: rejected, CacheTTL: cfg.CacheTTL, Claims: claims,
 	})
+	claims.trusts = a.peers.Trusts
 	if cfg.Datapath == "bpf" {
 		dp, dpErr := bpfdp.New(ctx, bpf.Options{PinDir: cfg.BPFPinDir, TCAttach: cfg.TCAttach}, cfg.EndpointNetNS)
 		if dpErr != nil {
