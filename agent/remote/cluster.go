@@ -242,10 +242,10 @@ func (c *Cluster) connectAndServe(ctx context.Context) (up time.Time, err error)
 			return up, err
 		}
 		wg.Go(func() {
-			// ip entries are checked against the nodes' pod CIDRs: read
-			// them once the nodes are known, so that no honest initial
-			// entry is held back.
-			if kind == KindIPs {
+			// ip entries and service backends are checked against the
+			// nodes' pod CIDRs: read them once the nodes are known, so
+			// that no honest initial entry is held back.
+			if kind == KindIPs || kind == KindServices {
 				select {
 				case <-sctx.Done():
 					return
@@ -325,6 +325,7 @@ func (c *Cluster) adopt(id identity.ClusterID) *validator {
 	changed, old := c.v != nil, c.id
 	c.id = id
 	c.v = newValidator(c.cfg.Name, id, c.layout, c.cfg.Paths, c.cfg.Sink, c.rej)
+	c.v.trust, c.v.claims = c.cfg.Trust, c.cfg.Claims
 	c.status.Synced = map[Kind]bool{}
 	wasReady := c.status.Ready
 	c.status.Ready = false

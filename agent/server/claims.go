@@ -42,6 +42,7 @@ type nodeIndex struct {
 	changed <-chan struct{} // closed once the cluster's node rows changed
 	cidrs   []netip.Prefix
 	addrs   map[netip.Addr]struct{}
+	keys    map[string]struct{} // WireGuard public keys
 }
 
 func newClaims(local string, st *state.State) *claims {
@@ -91,6 +92,30 @@ func (c *claims) NodeIPOwner(peer string, ip netip.Addr) (string, bool) {
 	return owner, owner != ""
 }
 
+var _ remote.KeyClaims = (*claims)(nil)
+
+// WireGuardKeyOwner implements remote.KeyClaims: the local cluster, or
+// another configured peer, whose nodes hold key.
+func (c *claims) WireGuardKeyOwner(peer, key string) (string, bool) {
+	if key == "" {
+		return "", false
+	}
+	trusts := c.peerTrusts()
+	if _, ok := c.index(c.local, trusts).keys[key]; ok && peer != c.local {
+		return c.local, true
+	}
+	owner := ""
+	for name := range trusts {
+		if name == peer || name == c.local || (owner != "" && name >= owner) {
+			continue
+		}
+		if _, ok := c.index(name, trusts).keys[key]; ok {
+			owner = name
+		}
+	}
+	return owner, owner != ""
+}
+
 func (c *claims) peerTrusts() map[string]remote.Trust {
 	if c.trusts == nil {
 		return nil
@@ -125,7 +150,7 @@ func (c *claims) index(cluster string, trusts map[string]remote.Trust) *nodeInde
 
 // buildIndex indexes cluster's rows of the nodes table in sn.
 func buildIndex(sn *state.Snapshot, cluster string) *nodeIndex {
-	idx := &nodeIndex{changed: sn.Changed(), addrs: map[netip.Addr]struct{}{}}
+	idx := &nodeIndex{changed: sn.Changed(), addrs: map[netip.Addr]struct{}{}, keys: map[string]struct{}{}}
 	it, err := sn.Txn().Get(state.TableNodes, state.IndexCluster, cluster)
 	if err != nil {
 		return idx // a bug (bad table or index name): sn.Changed rebuilds at the next commit
@@ -145,6 +170,9 @@ func buildIndex(sn *state.Snapshot, cluster string) *nodeIndex {
 			if ip, ok := netip.AddrFromSlice(a.IP); ok {
 				idx.addrs[ip.Unmap()] = struct{}{}
 			}
+		}
+		if k := row.Node.WireguardPubKey; k != "" {
+			idx.keys[k] = struct{}{}
 		}
 	}
 	return idx

@@ -179,3 +179,31 @@ func TestClaimsAllocations(t *testing.T) {
 		t.Fatalf("%v allocations per call pair, want 0", n)
 	}
 }
+
+// A WireGuard key held by a local node or another peer's node is claimed;
+// a peer's own key is not claimed against it.
+func TestClaimsWireGuardKeys(t *testing.T) {
+	c, st := newTestClaims(t)
+	local, other := claimNode("cluster1", "n9", "10.1.9.0/24", "192.168.1.19"), claimNode("cluster3", "m9", "10.3.9.0/24", "192.168.3.19")
+	local.WireguardPubKey, other.WireguardPubKey = "key-of-cluster1-n9", "key-of-cluster3-m9"
+	update(t, st, func(w *state.WriteTxn) error {
+		if err := w.UpsertNode("cluster1", local); err != nil {
+			return err
+		}
+		return w.UpsertNode("cluster3", other)
+	})
+	for _, tc := range []struct {
+		peer, key, owner string
+	}{
+		{"cluster2", "key-of-cluster1-n9", "cluster1"},
+		{"cluster2", "key-of-cluster3-m9", "cluster3"},
+		{"cluster3", "key-of-cluster3-m9", ""},
+		{"cluster2", "fresh-key", ""},
+		{"cluster2", "", ""},
+	} {
+		owner, found := c.WireGuardKeyOwner(tc.peer, tc.key)
+		if owner != tc.owner || found != (tc.owner != "") {
+			t.Errorf("WireGuardKeyOwner(%s, %q) = %q, %v; want %q", tc.peer, tc.key, owner, found, tc.owner)
+		}
+	}
+}

@@ -1,0 +1,293 @@
+package remote
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"unique"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/clustermesh/clustermesh/identity"
+	"github.com/clustermesh/clustermesh/kvstore/schema"
+)
+
+// Limits on what the validator keeps of a peer's ip entries.
+const (
+	// maxQuarantine bounds the entries of one peer kept while no node of
+	// the peer holds them; beyond it they are rejected and forgotten.
+	maxQuarantine = 1 << 16
+	// maxNamedPorts bounds the named ports of one entry.
+	maxNamedPorts = 256
+)
+
+// ReasonQuarantineFull rejects an entry no node holds when the peer already
+// has maxQuarantine such entries.
+const ReasonQuarantineFull = "too many ip entries outside the peer's nodes"
+
+// ipIndex is the validator's record of a peer's ip entries: accepted ones,
+// quarantined ones (valid, but no node of the peer holds them yet), and a
+// bucket index (by /24, or /64 for IPv6) so that a node change re-checks
+// only the entries inside that node's pod CIDRs. Guarded by validator.mu.
+type ipIndex struct {
+	ips        map[netip.Prefix]acceptedIP
+	quarantine map[netip.Prefix]acceptedIP
+	ipExtra    map[netip.Prefix]ipExtra // what acceptedIP lacks, for the entries that have it
+	buckets    map[netip.Prefix]map[netip.Prefix]struct{}
+	lastCIDR   netip.Prefix // the pod CIDR ownerLocked matched last (entries come in key order)
+}
+
+func newIPIndex() ipIndex {
+	return ipIndex{ips: map[netip.Prefix]acceptedIP{}, quarantine: map[netip.Prefix]acceptedIP{},
+		ipExtra: map[netip.Prefix]ipExtra{}, buckets: map[netip.Prefix]map[netip.Prefix]struct{}{}}
+}
+
+func bucketBits(p netip.Prefix) int {
+	if p.Addr().Is6() {
+		return 64
+	}
+	return 24
+}
+
+func bucketOf(p netip.Prefix) netip.Prefix {
+	return netip.PrefixFrom(p.Addr(), min(bucketBits(p), p.Bits())).Masked()
+}
+
+func (x *ipIndex) indexLocked(p netip.Prefix) {
+	b := bucketOf(p)
+	m := x.buckets[b]
+	if m == nil {
+		m = map[netip.Prefix]struct{}{}
+		x.buckets[b] = m
+	}
+	m[p] = struct{}{}
+}
+
+func (x *ipIndex) unindexLocked(p netip.Prefix) {
+	b := bucketOf(p)
+	if m := x.buckets[b]; m != nil {
+		delete(m, p)
+		if len(m) == 0 {
+			delete(x.buckets, b)
+		}
+	}
+}
+
+// acceptedIP is what the validator keeps of an ip entry: enough to give it
+// to the sink again. It is kept small, for there is one per remote
+// endpoint: the host and namespace are interned (unique.Handle), the pod
+// name shares its bytes with what the sink keeps, and the rare service
+// account and named ports live in ipExtra instead. Names are checked
+// Kubernetes names first, so a record's size does not depend on what the
+// peer sends.
+type acceptedIP struct {
+	pod  string
+	host unique.Handle[netip.Addr]
+	ns   unique.Handle[string]
+	id   uint32
+	key  uint8
+}
+
+// ipExtra is the part of an ip entry that most entries lack.
+type ipExtra struct {
+	sa    string
+	ports []schema.NamedPort
+}
+
+func (v *validator) recordOf(prefix netip.Prefix, e schema.IPEntry) acceptedIP {
+	h, _ := netip.AddrFromSlice(e.HostIP)
+	if e.K8sServiceAccount != "" || len(e.NamedPorts) > 0 {
+		v.ipExtra[prefix] = ipExtra{sa: e.K8sServiceAccount, ports: e.NamedPorts}
+	} else {
+		delete(v.ipExtra, prefix)
+	}
+	return acceptedIP{pod: e.K8sPodName, host: unique.Make(h.Unmap()), ns: unique.Make(e.K8sNamespace), id: e.ID, key: e.Key}
+}
+
+// entryLocked rebuilds the entry of prefix from its record.
+func (v *validator) entryLocked(prefix netip.Prefix, a acceptedIP) schema.IPEntry {
+	x := v.ipExtra[prefix]
+	e := schema.IPEntry{IP: net.IP(prefix.Addr().AsSlice()), ID: a.id, Key: a.key, K8sNamespace: a.ns.Value(), K8sPodName: a.pod,
+		K8sServiceAccount: x.sa, NamedPorts: x.ports}
+	if !prefix.IsSingleIP() {
+		e.Mask = net.CIDRMask(prefix.Bits(), prefix.Addr().BitLen())
+	}
+	if h := a.host.Value(); h.IsValid() {
+		e.HostIP = net.IP(h.AsSlice())
+	}
+	return e
+}
+
+// ownerLocked returns the peer's node whose pod CIDRs hold prefix: a
+// lookup per prefix length in the CIDR index. Entries come in key order,
+// so most fall in the CIDR that matched the one before: it is tried first.
+func (v *validator) ownerLocked(prefix netip.Prefix) (nodeInfo, bool) {
+	if c := v.lastCIDR; c.IsValid() && c.Bits() <= prefix.Bits() && c.Contains(prefix.Addr()) {
+		if name, ok := v.cidrIndex[c]; ok {
+			return v.nodes[name], true
+		}
+	}
+	for bits := prefix.Bits(); bits >= 0; bits-- {
+		c := netip.PrefixFrom(prefix.Addr(), bits).Masked()
+		if name, ok := v.cidrIndex[c]; ok {
+			v.lastCIDR = c
+			return v.nodes[name], true
+		}
+	}
+	return nodeInfo{}, false
+}
+
+// acceptableLocked says why an entry cannot be accepted now ("" if it
+// can): it must lie in a pod CIDR of one of the peer's nodes, and its host
+// (the tunnel endpoint), when set, must be an address of that node.
+func (v *validator) acceptableLocked(prefix netip.Prefix, host netip.Addr) (reason, detail string) {
+	n, ok := v.ownerLocked(prefix)
+	if !ok {
+		return ReasonOutsideNodeCIDR, fmt.Sprintf("%s is in no pod CIDR of %s's nodes", prefix, v.peer)
+	}
+	if host.IsValid() {
+		for _, a := range n.addrs {
+			if a == host {
+				return "", ""
+			}
+		}
+		return ReasonBadHostIP, fmt.Sprintf("%s names host %s, which is not an address of the node whose pod CIDR holds it", prefix, host)
+	}
+	return "", ""
+}
+
+// IP entries.
+
+func (v *validator) upsertIP(key string, value []byte) {
+	prefix, err := v.paths.ParseIPPrefixKey(key)
+	if err != nil {
+		v.rej.reject(KindIPs, ReasonMalformed, key, err.Error())
+		return
+	}
+	e, err := v.paths.DecodeIPEntry(key, value)
+	if err != nil {
+		v.rej.reject(KindIPs, ReasonMalformed, key, err.Error())
+		v.deleteIP(key)
+		return
+	}
+	if id := identity.NumericIdentity(e.ID); identity.IsReserved(id) || !v.layout.Owns(v.id, id) {
+		v.rej.reject(KindIPs, ReasonOutsideRange, key, fmt.Sprintf("ip %s points to identity %d, not one of %s's", prefix, id, v.peer))
+		v.deleteIP(key)
+		return
+	}
+	if err := checkIPEntryNames(e); err != nil {
+		v.rej.reject(KindIPs, ReasonBadName, key, err.Error())
+		v.deleteIP(key)
+		return
+	}
+	if s, ok := specialRange(prefix); ok {
+		v.rej.reject(KindIPs, ReasonOutsideNodeCIDR, key, fmt.Sprintf("%s overlaps the special range %v", prefix, s))
+		v.deleteIP(key)
+		return
+	}
+	host, _ := netip.AddrFromSlice(e.HostIP)
+	host = host.Unmap()
+	v.mu.Lock()
+	reason, detail := v.acceptableLocked(prefix, host)
+	if reason == "" {
+		delete(v.quarantine, prefix)
+		v.ips[prefix] = v.recordOf(prefix, e)
+		v.indexLocked(prefix)
+		v.sink.UpsertIP(v.peer, prefix, e)
+		v.mu.Unlock()
+		return
+	}
+	_, had := v.ips[prefix]
+	delete(v.ips, prefix)
+	_, queued := v.quarantine[prefix]
+	if queued || len(v.quarantine) < maxQuarantine {
+		v.quarantine[prefix] = v.recordOf(prefix, e)
+		v.indexLocked(prefix)
+	} else {
+		delete(v.ipExtra, prefix)
+		v.unindexLocked(prefix)
+		reason, detail = ReasonQuarantineFull, fmt.Sprintf("%s: %d entries of %s already wait for a node", detail, maxQuarantine, v.peer)
+	}
+	if had {
+		v.sink.DeleteIP(v.peer, prefix)
+	}
+	v.mu.Unlock()
+	v.rej.reject(KindIPs, reason, key, detail)
+}
+
+// checkIPEntryNames checks the names and named ports of an ip entry.
+func checkIPEntryNames(e schema.IPEntry) error {
+	if err := checkNames(e.K8sNamespace, e.K8sPodName, e.K8sServiceAccount); err != nil {
+		return err
+	}
+	if len(e.NamedPorts) > maxNamedPorts {
+		return fmt.Errorf("%d named ports, at most %d", len(e.NamedPorts), maxNamedPorts)
+	}
+	for _, p := range e.NamedPorts {
+		if errs := validation.IsValidPortName(p.Name); len(errs) > 0 {
+			return fmt.Errorf("named port %q: %s", truncate(p.Name), errs[0])
+		}
+	}
+	return nil
+}
+
+func (v *validator) deleteIP(key string) {
+	prefix, err := v.paths.ParseIPPrefixKey(key)
+	if err != nil {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	_, had := v.ips[prefix]
+	delete(v.ips, prefix)
+	delete(v.quarantine, prefix)
+	delete(v.ipExtra, prefix)
+	v.unindexLocked(prefix)
+	if had {
+		v.sink.DeleteIP(v.peer, prefix)
+	}
+}
+
+// recheck re-evaluates, after a node change, the ip entries inside the
+// changed pod CIDRs (and every service): quarantined entries a node now
+// holds are accepted, accepted ones no node holds any more are withdrawn.
+// It runs under mu, so a concurrent delete of an entry reaches the sink
+// before or after it, never in between.
+func (v *validator) recheck(cidrs []netip.Prefix) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	recheckBucket := func(members map[netip.Prefix]struct{}) {
+		for p := range members {
+			if a, ok := v.quarantine[p]; ok {
+				if reason, _ := v.acceptableLocked(p, a.host.Value()); reason == "" {
+					delete(v.quarantine, p)
+					v.ips[p] = a
+					v.sink.UpsertIP(v.peer, p, v.entryLocked(p, a))
+				}
+			} else if a, ok := v.ips[p]; ok {
+				if reason, _ := v.acceptableLocked(p, a.host.Value()); reason != "" {
+					delete(v.ips, p)
+					v.quarantine[p] = a
+					v.sink.DeleteIP(v.peer, p)
+				}
+			}
+		}
+	}
+	seen := map[netip.Prefix]bool{}
+	for _, c := range cidrs {
+		if c.Bits() >= bucketBits(c) { // inside one bucket
+			if b := bucketOf(c); !seen[b] {
+				seen[b] = true
+				recheckBucket(v.buckets[b])
+			}
+			continue
+		}
+		for b, members := range v.buckets { // wider than a bucket
+			if c.Overlaps(b) && !seen[b] {
+				seen[b] = true
+				recheckBucket(members)
+			}
+		}
+	}
+	v.recheckServicesLocked()
+}
