@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/clustermesh/clustermesh/agent/remote"
+	"github.com/clustermesh/clustermesh/agent/state"
+	"github.com/clustermesh/clustermesh/identity"
 	"github.com/clustermesh/clustermesh/internal/meshtest"
 	"github.com/clustermesh/clustermesh/kvstore"
 	"github.com/clustermesh/clustermesh/kvstore/schema"
@@ -187,8 +189,13 @@ func TestHostilePeer(t *testing.T) {
 			}
 			p.Synced()
 			sink := newMemSink()
+			st, err := state.New(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
 			cl, err := remote.New(remote.Config{Name: "cluster2", Client: p.Env.ClientConfig(t, kvstore.RemoteUser), Paths: p.Env.Paths,
-				LocalName: "cluster1", LocalID: 1, MaxConnectedClusters: 255, Registry: remote.NewRegistry("cluster1", 1), Sink: sink, Backoff: fast,
+				LocalName: "cluster1", LocalID: 1, MaxConnectedClusters: 255, Registry: remote.NewRegistry("cluster1", 1),
+				Sink: teeSink{sink, st.RemoteSink()}, Backoff: fast,
 				Trust:  remote.Trust{ClusterID: 2, PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.2.0.0/16")}},
 				Claims: meshClaims{}})
 			if err != nil {
@@ -204,6 +211,7 @@ func TestHostilePeer(t *testing.T) {
 				}
 				return st.Ready
 			})
+			checkDownstream(t, st.Snapshot())
 			got := sink.keys()
 			for _, k := range c.absent {
 				if slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, k+" ") || s == k }) && !strings.HasSuffix(k, "= 2") ||
@@ -221,4 +229,103 @@ func TestHostilePeer(t *testing.T) {
 			}
 		})
 	}
+}
+
+// teeSink hands everything to two sinks: the test's record and the
+// agent's real state.
+type teeSink [2]remote.Sink
+
+func (t teeSink) UpsertNode(c string, n schema.Node) { t[0].UpsertNode(c, n); t[1].UpsertNode(c, n) }
+func (t teeSink) DeleteNode(c, n string)             { t[0].DeleteNode(c, n); t[1].DeleteNode(c, n) }
+func (t teeSink) UpsertIdentity(c string, id identity.NumericIdentity, l identity.Labels) {
+	t[0].UpsertIdentity(c, id, l)
+	t[1].UpsertIdentity(c, id, l)
+}
+func (t teeSink) DeleteIdentity(c string, id identity.NumericIdentity) {
+	t[0].DeleteIdentity(c, id)
+	t[1].DeleteIdentity(c, id)
+}
+func (t teeSink) UpsertIP(c string, p netip.Prefix, e schema.IPEntry) {
+	t[0].UpsertIP(c, p, e)
+	t[1].UpsertIP(c, p, e)
+}
+func (t teeSink) DeleteIP(c string, p netip.Prefix) { t[0].DeleteIP(c, p); t[1].DeleteIP(c, p) }
+func (t teeSink) UpsertService(c string, cs schema.ClusterService) {
+	t[0].UpsertService(c, cs)
+	t[1].UpsertService(c, cs)
+}
+func (t teeSink) DeleteService(c, ns, n string) {
+	t[0].DeleteService(c, ns, n)
+	t[1].DeleteService(c, ns, n)
+}
+func (t teeSink) Drain(c string) { t[0].Drain(c); t[1].Drain(c) }
+
+// checkDownstream asserts the invariants of the agent's state after any
+// attack of cluster2: nothing of cluster2 outside its recorded pod CIDRs,
+// its identity range, its own k8s labels, or its own nodes' addresses.
+func checkDownstream(t *testing.T, sn *state.Snapshot) {
+	t.Helper()
+	for _, f := range downstreamViolations(sn) {
+		t.Errorf("downstream, in the agent's state: %s", f)
+	}
+}
+
+func downstreamViolations(sn *state.Snapshot) []string {
+	own := netip.MustParsePrefix("10.2.0.0/16")
+	layout, _ := identity.NewLayout(255)
+	var bad []string
+	addrs := map[netip.Addr]bool{}
+	for _, n := range sn.Nodes("cluster2") {
+		for _, c := range n.Node.PodCIDRs() {
+			if !(own.Bits() <= c.Bits() && own.Contains(c.Addr())) {
+				bad = append(bad, fmt.Sprintf("node %s has pod CIDR %v", n.Name, c))
+			}
+		}
+		for _, a := range n.Node.IPAddresses {
+			ip, _ := netip.AddrFromSlice(a.IP)
+			ip = ip.Unmap()
+			addrs[ip] = true
+			if s := ip.String(); s == "192.168.1.10" || s == "192.168.3.10" || ip.IsLoopback() {
+				bad = append(bad, fmt.Sprintf("node %s has address %v", n.Name, ip))
+			}
+		}
+		if n.Node.WireguardPubKey == key3 || n.Node.WireguardPubKey == "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=" {
+			bad = append(bad, fmt.Sprintf("node %s has WireGuard key %s", n.Name, n.Node.WireguardPubKey))
+		}
+	}
+	for _, e := range sn.IPCache() {
+		if e.Cluster != "cluster2" {
+			continue
+		}
+		if !(own.Bits() <= e.Prefix.Bits() && own.Contains(e.Prefix.Addr())) {
+			bad = append(bad, fmt.Sprintf("ipcache %v (identity %d)", e.Prefix, e.ID))
+		}
+		if !layout.Owns(2, e.ID) || identity.IsReserved(e.ID) {
+			bad = append(bad, fmt.Sprintf("ipcache %v has identity %d", e.Prefix, e.ID))
+		}
+		if e.HostIP.IsValid() && !addrs[e.HostIP] {
+			bad = append(bad, fmt.Sprintf("ipcache %v has host %v, no node of cluster2", e.Prefix, e.HostIP))
+		}
+	}
+	for _, id := range sn.Identities() {
+		if id.Cluster != "cluster2" {
+			continue
+		}
+		for l := range id.Labels.All() {
+			if l.Source != identity.SourceK8s || l.Key == identity.ClusterLabelKey && l.Value != "cluster2" {
+				bad = append(bad, fmt.Sprintf("identity %d has label %s", id.ID, l))
+			}
+		}
+	}
+	for _, svc := range sn.ServiceCopies("default", "rebel-base") {
+		if svc.Cluster != "cluster2" {
+			continue
+		}
+		for ip := range svc.Service.Backends {
+			if a, err := netip.ParseAddr(ip); err != nil || !own.Contains(a.Unmap()) {
+				bad = append(bad, fmt.Sprintf("service backend %s", ip))
+			}
+		}
+	}
+	return bad
 }
