@@ -274,10 +274,11 @@ func downstreamViolations(sn *state.Snapshot) []string {
 	own := netip.MustParsePrefix("10.2.0.0/16")
 	layout, _ := identity.NewLayout(255)
 	var bad []string
+	inOwn := func(p netip.Prefix) bool { return own.Bits() <= p.Bits() && own.Contains(p.Addr()) }
 	addrs := map[netip.Addr]bool{}
 	for _, n := range sn.Nodes("cluster2") {
 		for _, c := range n.Node.PodCIDRs() {
-			if !(own.Bits() <= c.Bits() && own.Contains(c.Addr())) {
+			if !inOwn(c) {
 				bad = append(bad, fmt.Sprintf("node %s has pod CIDR %v", n.Name, c))
 			}
 		}
@@ -297,7 +298,7 @@ func downstreamViolations(sn *state.Snapshot) []string {
 		if e.Cluster != "cluster2" {
 			continue
 		}
-		if !(own.Bits() <= e.Prefix.Bits() && own.Contains(e.Prefix.Addr())) {
+		if !inOwn(e.Prefix) {
 			bad = append(bad, fmt.Sprintf("ipcache %v (identity %d)", e.Prefix, e.ID))
 		}
 		if !layout.Owns(2, e.ID) || identity.IsReserved(e.ID) {
