@@ -154,6 +154,14 @@ func TestHostilePeer(t *testing.T) {
 		add("node address "+ip, puts(paths.Node("cluster2", "evil"), nodeJSON("evil", ip, "10.2.9.0/24", "")),
 			[]string{"node cluster2/evil"}, "nodes: "+remote.ReasonBadNodeAddress)
 	}
+	for _, v6 := range []struct{ name, ip, mask string }{
+		{"::/0", "::", "AAAAAAAAAAAAAAAAAAAAAA=="},
+		{"fd00::/8", "fd00::", "/wAAAAAAAAAAAAAAAAAAAA=="},
+		{"fe80::/64", "fe80::", "//////////8AAAAAAAAAAA=="},
+	} {
+		add("IPv6 pod CIDR "+v6.name, puts(paths.Node("cluster2", "evil"), nodeJSON("evil", "192.168.2.66", "10.2.9.0/24",
+			`,"IPv6AllocCIDR":{"IP":"`+v6.ip+`","Mask":"`+v6.mask+`"}`)), []string{"node cluster2/evil"}, "nodes: "+remote.ReasonBadPodCIDR)
+	}
 	add("node with the all-zero WireGuard key", puts(paths.Node("cluster2", "evil"),
 		nodeJSON("evil", "192.168.2.66", "10.2.9.0/24", `,"WireguardPubKey":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="`)),
 		[]string{"node cluster2/evil"}, "nodes: "+remote.ReasonBadWireGuardKey)
