@@ -147,10 +147,12 @@ func checkNames(namespace string, names ...string) error {
 
 // truncate keeps what a log line shows of a peer's string short and free
 // of control characters.
-func truncate(s string) string {
-	const max = 64
-	if len(s) > max {
-		s = s[:max] + "..."
+func truncate(s string) string { return truncateN(s, 64) }
+
+// truncateN is truncate with a limit of n bytes.
+func truncateN(s string, n int) string {
+	if len(s) > n {
+		s = s[:n] + "..."
 	}
 	return strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {

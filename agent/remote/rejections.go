@@ -41,7 +41,7 @@ func (r *rejections) reject(kind Kind, reason, key, detail string) {
 		r.metric.WithLabelValues(r.peer, string(kind), reason).Inc()
 	}
 	if logIt {
-		r.log.Warn("rejected data from a remote cluster", "kind", kind, "reason", reason, "key", key, "detail", detail, "rejected_so_far", n)
+		r.log.Warn("rejected data from a remote cluster", "kind", kind, "reason", reason, "key", truncateN(key, 256), "detail", truncateN(detail, 512), "rejected_so_far", n)
 	}
 }
 
