@@ -10,8 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,7 +18,6 @@ import (
 
 	"github.com/containernetworking/cni/libcni"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -72,29 +69,12 @@ func pluginBins(t *testing.T) string {
 func newNetNS(t *testing.T, prefix string, forward bool) string {
 	t.Helper()
 	name := fmt.Sprintf("%s-%d-%d", prefix, os.Getpid(), time.Now().UnixNano()%1e9)
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // the thread ends in the new namespace
-		ns, err := netns.NewNamed(name)
-		if err != nil {
-			errc <- fmt.Errorf("create netns %s: %w", name, err)
-			return
-		}
-		defer ns.Close()
-		lo, err := netlink.LinkByName("lo")
-		if err == nil {
-			err = netlink.LinkSetUp(lo)
-		}
-		if err == nil && forward {
-			err = os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o600)
-		}
-		errc <- err
-	}()
-	if err := <-errc; err != nil {
+	path, err := netnsutil.NewNamed(name, forward)
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = netns.DeleteNamed(name) })
-	return filepath.Join("/var/run/netns", name)
+	return path
 }
 
 // chain is a network configuration list: ptp with host-local, then

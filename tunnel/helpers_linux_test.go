@@ -22,6 +22,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/clustermesh/clustermesh/internal/netnsutil"
 	"github.com/clustermesh/clustermesh/tunnel"
 )
 
@@ -238,71 +239,17 @@ func echo(t testing.TB, ns, addr string, msg []byte) error {
 	return nil
 }
 
-// capture reads every frame on one interface of a namespace through an
-// AF_PACKET socket until stopped.
-type capture struct {
-	fd     int
-	wg     sync.WaitGroup
-	stopc  chan struct{}
-	mu     sync.Mutex // guards frames
-	frames [][]byte
-}
-
-func startCapture(t testing.TB, ns, ifname string) *capture {
+// startCapture reads every frame on one interface of a namespace until
+// stopped (at cleanup at the latest).
+func startCapture(t testing.TB, ns, ifname string) *netnsutil.Capture {
 	t.Helper()
-	c := &capture{stopc: make(chan struct{})}
-	proto := int(htons(unix.ETH_P_ALL))
-	inNetNS(t, ns, func() error {
-		ifi, err := net.InterfaceByName(ifname)
-		if err != nil {
-			return err
-		}
-		c.fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto)
-		if err != nil {
-			return fmt.Errorf("AF_PACKET socket (needs CAP_NET_RAW): %w", err)
-		}
-		if err := unix.Bind(c.fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
-			return err
-		}
-		tv := unix.Timeval{Usec: 50_000}
-		return unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	})
-	c.wg.Go(func() {
-		buf := make([]byte, 1<<16)
-		for {
-			select {
-			case <-c.stopc:
-				return
-			default:
-			}
-			n, _, err := unix.Recvfrom(c.fd, buf, 0)
-			if err != nil {
-				continue // timeout: look at stopc
-			}
-			c.mu.Lock()
-			c.frames = append(c.frames, bytes.Clone(buf[:n]))
-			c.mu.Unlock()
-		}
-	})
-	t.Cleanup(func() { c.stop() })
+	c, err := netnsutil.StartCapture(ns, ifname)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Stop() })
 	return c
 }
-
-// stop ends the capture and returns the frames.
-func (c *capture) stop() [][]byte {
-	select {
-	case <-c.stopc:
-	default:
-		close(c.stopc)
-		c.wg.Wait()
-		unix.Close(c.fd)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.frames
-}
-
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // ipv4 is what the capture tells of an Ethernet frame with an IPv4 packet.
 type ipv4 struct {

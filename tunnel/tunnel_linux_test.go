@@ -84,7 +84,7 @@ func TestPodToPodEncrypted(t *testing.T) {
 	if err := echo(t, p.b.podNS, podA, msg); err != nil {
 		t.Fatalf("pod b -> pod a through the tunnel: %v", err)
 	}
-	checkEncrypted(t, underlay.stop(), podSide.stop(), marker, uint16(p.a.dev.ListenPort()))
+	checkEncrypted(t, underlay.Stop(), podSide.Stop(), marker, uint16(p.a.dev.ListenPort()))
 
 	t.Run("restart keeps peers and traffic", func(t *testing.T) {
 		p.a.stop(t)

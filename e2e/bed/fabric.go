@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"sync"
 
@@ -27,37 +26,13 @@ var underlay = netip.MustParsePrefix("192.168.100.0/24")
 // newNetNS creates a named network namespace with lo up, and returns its
 // path. It is deleted at Close.
 func (b *Bed) newNetNS(name string, forward bool) (string, error) {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends in the new namespace
-		ns, err := netns.NewNamed(name)
-		if err != nil {
-			errc <- fmt.Errorf("create network namespace %s: %w", name, err)
-			return
-		}
-		defer ns.Close()
-		lo, err := netlink.LinkByName("lo")
-		if err == nil {
-			err = netlink.LinkSetUp(lo)
-		}
-		sysctls := map[string]string{"net/ipv4/conf/all/rp_filter": "0", "net/ipv4/conf/default/rp_filter": "0"}
-		if forward {
-			sysctls["net/ipv4/ip_forward"] = "1"
-		}
-		for k, v := range sysctls {
-			if err == nil {
-				err = os.WriteFile("/proc/sys/"+k, []byte(v), 0o600)
-			}
-		}
-		errc <- err
-	}()
-	if err := <-errc; err != nil {
-		_ = netns.DeleteNamed(name)
+	path, err := netnsutil.NewNamed(name, forward)
+	if err != nil {
 		return "", err
 	}
 	b.record("netns", name)
 	b.onClose(func() error { return netns.DeleteNamed(name) })
-	return filepath.Join("/var/run/netns", name), nil
+	return path, nil
 }
 
 func (b *Bed) setupFabric() error {

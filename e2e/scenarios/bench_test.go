@@ -26,19 +26,8 @@ import (
 // against pod to pod on one node (plain veths through the node). Each pair
 // is measured in the same run, alternating, and printed with its ratio.
 func BenchmarkCrossCluster(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Fatal("needs root (network namespaces, BPF, bpffs, cgroups)")
-	}
-	dir, err := os.MkdirTemp("", "cmbed")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	tb, err := bed.New(b.Context(), bed.Options{Dir: dir})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer tb.Close()
+	tb := startBed(b, nil)
+	dir := tb.Dir()
 	w, err := starwars.New(b.Context(), tb)
 	if err != nil {
 		b.Fatal(err)

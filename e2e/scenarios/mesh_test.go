@@ -4,7 +4,6 @@ package scenarios
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -20,28 +19,8 @@ func TestMesh(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: starts whole clusters (kube-apiservers, controller managers, clustermesh-apiservers, agents, pods)")
 	}
-	if os.Geteuid() != 0 {
-		t.Fatal("privileged test: needs root (network namespaces, BPF, bpffs, cgroups); run as root")
-	}
-	dir, err := os.MkdirTemp("", "cmbed") // short: unix socket paths live under it
-	if err != nil {
-		t.Fatal(err)
-	}
 	log := &testLog{t: t}
-	b, err := bed.New(t.Context(), bed.Options{Dir: dir, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := b.Close(); err != nil {
-			t.Errorf("bed teardown: %v", err)
-		}
-		if !t.Failed() {
-			_ = os.RemoveAll(dir)
-		} else {
-			t.Logf("the bed's files and logs are kept in %s", dir)
-		}
-	})
+	b := startBed(t, log)
 	w, err := starwars.New(t.Context(), b)
 	if err != nil {
 		t.Fatal(err)
@@ -58,8 +37,9 @@ func TestMesh(t *testing.T) {
 		{"AgentKilled", testAgentKilled},
 	}
 	for _, s := range steps {
-		log.t = t
-		if !t.Run(s.name, func(t *testing.T) { log.t = t; s.f(t, w) }) {
+		ok := t.Run(s.name, func(t *testing.T) { log.t = t; s.f(t, w) })
+		log.t = t // a finished subtest must not be logged to
+		if !ok {
 			return // later steps build on the state of earlier ones
 		}
 	}

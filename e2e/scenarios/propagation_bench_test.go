@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -29,19 +28,7 @@ import (
 // of the same status write to a client-go informer, plus an etcd put →
 // watch on cluster1's etcd made when the informer saw it.
 func BenchmarkPropagation(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Fatal("needs root (network namespaces, BPF, bpffs, cgroups)")
-	}
-	dir, err := os.MkdirTemp("", "cmbed")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	tb, err := bed.New(b.Context(), bed.Options{Dir: dir})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer tb.Close()
+	tb := startBed(b, nil)
 	ctx := b.Context()
 	c1, err := tb.AddCluster(ctx, bed.ClusterSpec{Name: "cluster1", ID: 1})
 	if err != nil {
