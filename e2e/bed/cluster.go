@@ -148,6 +148,12 @@ func (c *Cluster) startKube() error {
 		return fmt.Errorf("cluster %s: start kube-apiserver: %w", c.Name, err)
 	}
 	c.b.onClose(c.env.Stop)
+	// envtest's processes get no parent-death signal: the ledger names
+	// their directories, so that a later bed kills what a killed one left.
+	if cp := c.env.ControlPlane; cp.Etcd != nil && cp.APIServer != nil {
+		c.b.record("procs", cp.Etcd.DataDir)
+		c.b.record("procs", cp.APIServer.CertDir)
+	}
 	cfg.QPS, cfg.Burst = 500, 1000
 	c.Config = cfg
 	if c.Client, err = kubernetes.NewForConfig(cfg); err != nil {

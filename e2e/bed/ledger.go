@@ -20,7 +20,8 @@ import (
 // ledgerDir holds one file per running bed process listing the namespaces,
 // mounts and cgroups it made, so that the next bed removes what a bed
 // killed before its Close (a test timeout, SIGKILL) left behind. The
-// processes of a killed bed die with it (parent-death signal).
+// processes of a killed bed die with it (parent-death signal), but for
+// envtest's, which the ledger names by their directories.
 const ledgerDir = "/run/clustermesh-bed"
 
 func (b *Bed) ledgerPath() string {
@@ -28,7 +29,7 @@ func (b *Bed) ledgerPath() string {
 }
 
 // record notes a resource in the ledger ("netns NAME", "mount PATH",
-// "cgroup PATH").
+// "cgroup PATH", "procs DIR": processes whose command line names DIR).
 func (b *Bed) record(kind, what string) {
 	b.ledgerMu.Lock()
 	defer b.ledgerMu.Unlock()
@@ -60,6 +61,8 @@ func (b *Bed) sweep() {
 		for _, l := range lines {
 			kind, what, _ := strings.Cut(l, " ")
 			switch kind {
+			case "procs":
+				killByArg(what)
 			case "netns":
 				if err := netns.DeleteNamed(what); err != nil && !errors.Is(err, os.ErrNotExist) {
 					errs = append(errs, err)
@@ -78,6 +81,25 @@ func (b *Bed) sweep() {
 			_ = os.Remove(file)
 		}
 		b.logf("removed what the bed of process %d (gone) left: %d resources; %v", pid, len(lines), errors.Join(errs...))
+	}
+}
+
+// killByArg kills the processes whose command line names dir (envtest's
+// kube-apiserver and etcd of a bed that was killed).
+func killByArg(dir string) {
+	if dir == "" {
+		return
+	}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(cmd), dir) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
 	}
 }
 

@@ -1,0 +1,91 @@
+//go:build linux
+
+package bed
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+
+	"github.com/clustermesh/clustermesh/internal/netnsutil"
+)
+
+// What a bed killed before its Close left (a namespace, a cgroup, a
+// process naming its directory) is removed by the next bed's sweep, and
+// the ledger of a live process is left alone.
+func TestLedgerSweep(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("privileged test: needs root (network namespaces, cgroups); run as root")
+	}
+	// A dead process: a child that exited.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("cmbed-sweep-%d", os.Getpid())
+	if _, err := netnsutil.NewNamed(name, false); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = netns.DeleteNamed(name) })
+	root, err := cgroup2Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cg := filepath.Join(root, name)
+	if err := os.MkdirAll(filepath.Join(cg, "child"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = removeCgroup(cg) })
+	procDir := t.TempDir()
+	// A process whose command line names the directory, as envtest's do.
+	orphan := exec.Command("sh", "-c", "while :; do sleep 0.2; done", procDir) // $0 = procDir
+	if err := orphan.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = orphan.Wait(); close(exited) }()
+	t.Cleanup(func() { _ = orphan.Process.Kill() })
+
+	if err := os.MkdirAll(ledgerDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	deadLedger := filepath.Join(ledgerDir, fmt.Sprintf("%d.ledger", dead.Process.Pid))
+	liveLedger := filepath.Join(ledgerDir, fmt.Sprintf("%d.ledger", os.Getppid()))
+	body := fmt.Sprintf("cgroup %s\nnetns %s\nprocs %s\n", cg, name, procDir)
+	for _, f := range []string{deadLedger, liveLedger} {
+		if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = os.Remove(f) })
+	}
+	var out bytes.Buffer
+	b := &Bed{out: &out, started: time.Now()}
+	b.sweep()
+	if !strings.Contains(out.String(), fmt.Sprintf("process %d (gone) left: 3 resources", dead.Process.Pid)) {
+		t.Errorf("sweep said %q", out.String())
+	}
+	if _, err := os.Stat(filepath.Join("/var/run/netns", name)); !os.IsNotExist(err) {
+		t.Errorf("namespace %s still there: %v", name, err)
+	}
+	if _, err := os.Stat(cg); !os.IsNotExist(err) {
+		t.Errorf("cgroup %s still there: %v", cg, err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		t.Error("the process naming the dead bed's directory still runs")
+	}
+	if _, err := os.Stat(deadLedger); !os.IsNotExist(err) {
+		t.Errorf("the dead bed's ledger is kept: %v", err)
+	}
+	if _, err := os.Stat(liveLedger); err != nil {
+		t.Errorf("the ledger of a live process was touched: %v", err)
+	}
+}
