@@ -22,7 +22,7 @@ import (
 // killed before its Close (a test timeout, SIGKILL) left behind. The
 // processes of a killed bed die with it (parent-death signal), but for
 // envtest's, which the ledger names by their directories.
-const ledgerDir = "/run/clustermesh-bed"
+var ledgerDir = "/run/clustermesh-bed" // a variable for the test of the sweep
 
 func (b *Bed) ledgerPath() string {
 	return filepath.Join(ledgerDir, strconv.Itoa(os.Getpid())+".ledger")

@@ -53,9 +53,10 @@ func TestLedgerSweep(t *testing.T) {
 	go func() { _ = orphan.Wait(); close(exited) }()
 	t.Cleanup(func() { _ = orphan.Process.Kill() })
 
-	if err := os.MkdirAll(ledgerDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	// A ledger directory of the test's own: beds of other packages running
+	// now sweep the real one.
+	defer func(d string) { ledgerDir = d }(ledgerDir)
+	ledgerDir = t.TempDir()
 	deadLedger := filepath.Join(ledgerDir, fmt.Sprintf("%d.ledger", dead.Process.Pid))
 	liveLedger := filepath.Join(ledgerDir, fmt.Sprintf("%d.ledger", os.Getppid()))
 	body := fmt.Sprintf("cgroup %s\nnetns %s\nprocs %s\n", cg, name, procDir)
