@@ -13,7 +13,17 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
+	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
 )
+
+// reconnectParams bound how long the client waits between attempts to
+// reach an etcd that went away: gRPC's default grows to two minutes, so an
+// agent could stay cut off from a peer that was back long ago.
+var reconnectParams = grpc.ConnectParams{
+	Backoff:           grpcbackoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second},
+	MinConnectTimeout: 5 * time.Second,
+}
 
 // Client is a connection to one etcd cluster with the project's rate limit.
 // It is safe for concurrent use.
@@ -44,6 +54,7 @@ func Connect(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		DialKeepAliveTime:    time.Duration(cfg.KeepAliveTime),
 		DialKeepAliveTimeout: time.Duration(cfg.KeepAliveTimeout),
 		PermitWithoutStream:  true,
+		DialOptions:          []grpc.DialOption{grpc.WithConnectParams(reconnectParams)},
 		Logger:               zap.NewNop(),
 		Context:              context.WithoutCancel(ctx),
 	})
