@@ -35,6 +35,9 @@ type CaptureResult struct {
 	WithMarker map[string]int
 }
 
+// Seen reports whether a frame captured so far contains marker.
+func (c *Capture) Seen(marker string) bool { return c.c.Seen([]byte(marker)) }
+
 // Stop ends the capture and counts the frames with each marker.
 func (c *Capture) Stop(wireguardPort uint16, markers ...string) CaptureResult {
 	frames := c.c.Stop()

@@ -210,7 +210,20 @@ func BenchmarkPropagation(b *testing.B) {
 		case <-time.After(2 * time.Minute):
 			b.Fatal("pods did not all reach cluster2's kernel ipcache within 2 minutes")
 		}
-		time.Sleep(500 * time.Millisecond) // the last puts' watch events
+		// The last puts' watch events.
+		if err := tb.WaitUntil(ctx, 30*time.Second, "every raw put seen by the watch", func(context.Context) (bool, string) {
+			mu.Lock()
+			defer mu.Unlock()
+			missing := 0
+			for _, s := range samples {
+				if s.watched.IsZero() {
+					missing++
+				}
+			}
+			return missing == 0, fmt.Sprint(missing, " missing")
+		}); err != nil {
+			b.Fatal(err)
+		}
 		stopWatch()
 		wg.Wait()
 

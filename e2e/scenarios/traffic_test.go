@@ -14,6 +14,7 @@ import (
 	"github.com/clustermesh/clustermesh/e2e/bed"
 	"github.com/clustermesh/clustermesh/e2e/starwars"
 	"github.com/clustermesh/clustermesh/examples"
+	"github.com/clustermesh/clustermesh/internal/testutil"
 )
 
 const wireguardPort = 51871 // the agent's default --wireguard-port
@@ -51,7 +52,7 @@ func testPodToPodEncrypted(t *testing.T, w *starwars.World) {
 	if err := n1.SendUDP(n2.IP.String()+":9", []byte(control)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond) // let the capture read the control frame
+	testutil.Eventually(t, 5*time.Second, "the capture reads the plaintext control datagram", func() bool { return capture.Seen(control) })
 	res := capture.Stop(wireguardPort, marker, control)
 	t.Logf("underlay capture: %d frames, %d WireGuard, %d with the pods' marker, %d with the plaintext control's",
 		res.Frames, res.WireGuard, res.WithMarker[marker], res.WithMarker[control])

@@ -68,6 +68,18 @@ func StartCapture(path, ifname string) (*Capture, error) {
 	return c, nil
 }
 
+// Seen reports whether a frame captured so far contains b.
+func (c *Capture) Seen(b []byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range c.frames {
+		if bytes.Contains(f, b) {
+			return true
+		}
+	}
+	return false
+}
+
 // Stop ends the capture (once) and returns the frames.
 func (c *Capture) Stop() [][]byte {
 	c.once.Do(func() {
