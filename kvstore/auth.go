@@ -30,17 +30,22 @@ const (
 // PeerUser returns the read-only etcd user of the given peer cluster.
 func PeerUser(peer string) string { return PeerUserPrefix + peer }
 
-// RemoteReadRanges returns the key ranges the remote role may read: the
-// state prefix, its own cluster config, its own synced markers and the
-// heartbeat. Each entry is [key, rangeEnd); an empty rangeEnd is one key.
+// RemoteReadRanges returns the key ranges the remote role may read, the
+// same as Cilium's etcdinit grants its remote role: the state prefix, its
+// own cluster config, its own synced markers and the heartbeat as a prefix
+// (without a trailing slash). Cilium's etcd client lists the heartbeat with
+// a range read and reports itself connected only after that list, so a
+// grant of the single key would keep Cilium agents out. Each entry is
+// [key, rangeEnd); an empty rangeEnd is one key.
 func RemoteReadRanges(p schema.Paths, cluster string) [][2]string {
 	state := p.StatePrefix()
 	synced := p.SyncedPrefix(cluster)
+	hb := p.Heartbeat()
 	return [][2]string{
+		{hb, clientv3.GetPrefixRangeEnd(hb)},
 		{state, clientv3.GetPrefixRangeEnd(state)},
 		{p.ClusterConfig(cluster), ""},
 		{synced, clientv3.GetPrefixRangeEnd(synced)},
-		{p.Heartbeat(), ""},
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/clustermesh/clustermesh/kvstore"
 	"github.com/clustermesh/clustermesh/kvstore/kvtest"
@@ -33,6 +34,11 @@ func TestRemoteUsersAreReadOnly(t *testing.T) {
 				if _, err := cli.Get(t.Context(), k); err != nil {
 					t.Errorf("read %s: %v", k, err)
 				}
+			}
+			// Cilium's etcd client lists the heartbeat as a prefix before
+			// it reports itself connected.
+			if resp, err := cli.Get(t.Context(), p.Heartbeat(), clientv3.WithPrefix()); err != nil || len(resp.Kvs) != 1 {
+				t.Errorf("list the heartbeat prefix %s as Cilium does: %v", p.Heartbeat(), err)
 			}
 			for _, k := range []string{p.ClusterConfig("cluster2"), "cilium/secret"} {
 				if _, err := cli.Get(t.Context(), k); !errors.Is(err, rpctypes.ErrPermissionDenied) {

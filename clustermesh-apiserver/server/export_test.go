@@ -75,7 +75,7 @@ func TestExportsNodesIdentitiesIPsAndServices(t *testing.T) {
 	wantNode := `{"Name":"n1","Cluster":"cluster1","IPAddresses":[{"Type":"InternalIP","IP":"192.168.1.10"}],` +
 		`"IPv4AllocCIDR":{"IP":"10.1.1.0","Mask":"////AA=="},"IPv4SecondaryAllocCIDRs":null,"IPv6AllocCIDR":null,"IPv6SecondaryAllocCIDRs":null,` +
 		`"IPv4HealthIP":"","IPv6HealthIP":"","IPv4IngressIP":"","IPv6IngressIP":"","ClusterID":1,"Source":"custom-resource","EncryptionKey":0,` +
-		`"Labels":{"kubernetes.io/hostname":"n1"},"Annotations":null,"NodeIdentity":0,` +
+		`"Labels":{"kubernetes.io/hostname":"n1"},"Annotations":null,` +
 		`"WireguardPubKey":"dGhpcyBpcyBhIDMyIGJ5dGUga2V5IGZvciB0ZXN0cyE=","BootID":"boot-n1"}`
 	b.waitValue(t, p.Node("cluster1", "n1"), wantNode)
 

@@ -27,7 +27,6 @@ func goldenNode(t testing.TB) Node {
 		Source:                  "local",
 		EncryptionKey:           3,
 		Labels:                  map[string]string{"kubernetes.io/hostname": "n1", "kubernetes.io/os": "linux"},
-		NodeIdentity:            6,
 		WireguardPubKey:         "dGhpcyBpcyBhIDMyIGJ5dGUga2V5IGZvciB0ZXN0cyE=",
 		BootID:                  "6d1f8c2e-1b0a-4c8e-9d7a-1f2e3d4c5b6a",
 	}
@@ -42,7 +41,7 @@ const goldenNodeJSON = `{"Name":"n1","Cluster":"c1",` +
 	`"IPv4HealthIP":"10.1.1.104","IPv6HealthIP":"","IPv4IngressIP":"10.1.1.5","IPv6IngressIP":"",` +
 	`"ClusterID":1,"Source":"local","EncryptionKey":3,` +
 	`"Labels":{"kubernetes.io/hostname":"n1","kubernetes.io/os":"linux"},"Annotations":null,` +
-	`"NodeIdentity":6,"WireguardPubKey":"dGhpcyBpcyBhIDMyIGJ5dGUga2V5IGZvciB0ZXN0cyE=",` +
+	`"WireguardPubKey":"dGhpcyBpcyBhIDMyIGJ5dGUga2V5IGZvciB0ZXN0cyE=",` +
 	`"BootID":"6d1f8c2e-1b0a-4c8e-9d7a-1f2e3d4c5b6a"}`
 
 func goldenIPEntry() IPEntry {

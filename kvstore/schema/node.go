@@ -35,7 +35,6 @@ type Node struct {
 	EncryptionKey           uint8
 	Labels                  map[string]string
 	Annotations             map[string]string
-	NodeIdentity            uint32
 	WireguardPubKey         string
 	BootID                  string
 }
