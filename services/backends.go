@@ -11,8 +11,9 @@ import (
 	"github.com/clustermesh/clustermesh/kvstore/schema"
 )
 
-// backends merges the exported endpoints of svc's own EndpointSlices.
-func (b *builder) backends(svc *corev1.Service, epSlices []*discoveryv1.EndpointSlice) map[string]schema.PortConfiguration {
+// backends merges the exported endpoints of svc's own EndpointSlices into
+// the backends, hostnames and zones of cs.
+func (b *builder) backends(cs *schema.ClusterService, svc *corev1.Service, epSlices []*discoveryv1.EndpointSlice) {
 	own := make([]*discoveryv1.EndpointSlice, 0, len(epSlices))
 	for _, s := range epSlices {
 		if s != nil && s.Namespace == svc.Namespace && s.Labels[discoveryv1.LabelServiceName] == svc.Name {
@@ -24,11 +25,18 @@ func (b *builder) backends(svc *corev1.Service, epSlices []*discoveryv1.Endpoint
 	slices.SortStableFunc(own, func(x, y *discoveryv1.EndpointSlice) int {
 		return strings.Compare(x.Name, y.Name)
 	})
-	m := &merger{b: b, be: map[string]schema.PortConfiguration{}, origin: map[portKey]string{}}
+	m := &merger{b: b, be: map[string]schema.PortConfiguration{}, origin: map[portKey]string{},
+		hostnames: map[string]string{}, zones: map[string]schema.BackendZone{}}
 	for _, s := range own {
 		m.addSlice(s)
 	}
-	return m.be
+	cs.Backends = m.be
+	if len(m.hostnames) > 0 {
+		cs.Hostnames = m.hostnames
+	}
+	if len(m.zones) > 0 {
+		cs.Zones = m.zones
+	}
 }
 
 // portKey is a port name of a backend address.
@@ -39,6 +47,11 @@ type merger struct {
 	b      *builder
 	be     map[string]schema.PortConfiguration
 	origin map[portKey]string // the EndpointSlice a backend port came from
+	// The topology of a backend, as Cilium exports it: the endpoint's
+	// hostname, and its zone with the zones it is hinted for. The first
+	// EndpointSlice (by name) that names them for an address wins.
+	hostnames map[string]string
+	zones     map[string]schema.BackendZone
 }
 
 func (m *merger) addSlice(s *discoveryv1.EndpointSlice) {
@@ -60,8 +73,37 @@ func (m *merger) addSlice(s *discoveryv1.EndpointSlice) {
 				continue
 			}
 			m.add(where, ip, ports, names)
+			m.addTopology(ip, ep)
 		}
 	}
+}
+
+// addTopology records the hostname and the zone of an endpoint's address,
+// as Cilium's operator does: the zone from endpoint.zone (or the deprecated
+// topology label), with the zones of its hints (an empty list, never null,
+// without hints); nothing for an endpoint without a zone.
+func (m *merger) addTopology(ip string, ep discoveryv1.Endpoint) {
+	if h := ep.Hostname; h != nil && *h != "" {
+		if _, ok := m.hostnames[ip]; !ok {
+			m.hostnames[ip] = *h
+		}
+	}
+	zone := ""
+	if ep.Zone != nil {
+		zone = *ep.Zone
+	} else {
+		zone = ep.DeprecatedTopology[corev1.LabelTopologyZone]
+	}
+	if _, ok := m.zones[ip]; ok || zone == "" {
+		return
+	}
+	bz := schema.BackendZone{Zone: zone, ForZones: []schema.ForZone{}}
+	if ep.Hints != nil {
+		for _, fz := range ep.Hints.ForZones {
+			bz.ForZones = append(bz.ForZones, schema.ForZone{Name: fz.Name})
+		}
+	}
+	m.zones[ip] = bz
 }
 
 // add merges the ports of one address, keeping the first port of each name.

@@ -48,6 +48,12 @@ var ErrNotExportable = errors.New("not exported")
 //     addresses that are not IPs, carry a zone, or are not unicast
 //     addresses another cluster could reach (unspecified, loopback,
 //     link-local, multicast) are skipped.
+//   - Hostnames and Zones: the topology of each backend address, as
+//     Cilium's operator exports it: the endpoint's hostname, and its zone
+//     (endpoint.zone, else the deprecated topology label) with the zones of
+//     its hints, so that peers can route by topology. The first
+//     EndpointSlice by name that names them for an address wins. Both are
+//     nil when no backend has one.
 //   - Labels and Selector are copies of svc's (never nil), Shared is true,
 //     IncludeExternal true, as Cilium's clustermesh-apiserver writes it.
 //
@@ -70,13 +76,13 @@ func BuildClusterService(cluster string, clusterID uint32, svc *corev1.Service, 
 		Namespace:       svc.Namespace,
 		Name:            svc.Name,
 		Frontends:       b.frontends(svc),
-		Backends:        b.backends(svc, epSlices),
 		Labels:          copyMap(svc.Labels),
 		Selector:        copyMap(svc.Spec.Selector),
 		Shared:          true,
 		IncludeExternal: true,
 		ClusterID:       clusterID,
 	}
+	b.backends(&cs, svc, epSlices)
 	return cs, b.errs
 }
 

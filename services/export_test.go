@@ -90,6 +90,39 @@ func TestBuildClusterService(t *testing.T) {
 				portMap{"10.0.1.1": httpBE, "fd00:10::1": httpBE, "fd00:10::2": httpBE}),
 		},
 		{
+			name: "topology: hostnames and zones with hints, as Cilium exports them",
+			svc:  newService(oneIP, svcPort("http", tcp, 80)),
+			slices: []*discoveryv1.EndpointSlice{
+				newSlice("cart-a", http, func() []discoveryv1.Endpoint {
+					withZone := ready("10.0.1.1")
+					withZone.Hostname, withZone.Zone = new("cart-0"), new("zone-a")
+					withZone.Hints = &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: "zone-a"}, {Name: "zone-b"}}}
+					noHints := ready("10.0.1.2")
+					noHints.Zone = new("zone-b")
+					legacy := ready("10.0.1.3")
+					legacy.DeprecatedTopology = map[string]string{corev1.LabelTopologyZone: "zone-c"}
+					return []discoveryv1.Endpoint{withZone, noHints, legacy, ready("10.0.1.4")}
+				}()...),
+				// a later slice naming the same address does not override it
+				newSlice("cart-b", http, func() discoveryv1.Endpoint {
+					e := ready("10.0.1.1")
+					e.Hostname, e.Zone = new("other"), new("zone-z")
+					return e
+				}()),
+			},
+			want: func() schema.ClusterService {
+				cs := wantService(portMap{"10.96.0.10": httpFE},
+					portMap{"10.0.1.1": httpBE, "10.0.1.2": httpBE, "10.0.1.3": httpBE, "10.0.1.4": httpBE})
+				cs.Hostnames = map[string]string{"10.0.1.1": "cart-0"}
+				cs.Zones = map[string]schema.BackendZone{
+					"10.0.1.1": {Zone: "zone-a", ForZones: []schema.ForZone{{Name: "zone-a"}, {Name: "zone-b"}}},
+					"10.0.1.2": {Zone: "zone-b", ForZones: []schema.ForZone{}},
+					"10.0.1.3": {Zone: "zone-c", ForZones: []schema.ForZone{}},
+				}
+				return cs
+			}(),
+		},
+		{
 			name: "clusterIP used when clusterIPs is empty",
 			svc: func() *corev1.Service {
 				s := newService(nil, svcPort("http", tcp, 80))
