@@ -24,6 +24,28 @@ type ClusterConfigCapabilities struct {
 	// ServiceExportsEnabled: MCS-API ServiceExports enabled; nil means the
 	// cluster does not support them.
 	ServiceExportsEnabled *bool `json:"serviceExportsEnabled,omitempty"`
+	// EndpointSlicesExportMode says whether the cluster exports its global
+	// Services as ClusterServices (under ServicesPrefix), as Cilium's
+	// EndpointSlices, or both. Cilium v1.20 writes "services-and-endpointslices"
+	// by default; a cluster that writes "endpointslices-only" exports no
+	// ClusterService a reader of ServicesPrefix could use.
+	EndpointSlicesExportMode EndpointSlicesExportMode `json:"endpointSlicesExportMode,omitempty"`
+}
+
+// EndpointSlicesExportMode is Cilium's CiliumClusterConfig capability of the
+// same name.
+type EndpointSlicesExportMode string
+
+// The export modes Cilium v1.20 defines.
+const (
+	EndpointSlicesExportModeServicesOnly              EndpointSlicesExportMode = ""
+	EndpointSlicesExportModeServicesAndEndpointSlices EndpointSlicesExportMode = "services-and-endpointslices"
+	EndpointSlicesExportModeEndpointSlicesOnly        EndpointSlicesExportMode = "endpointslices-only"
+)
+
+// ExportsServices reports whether the cluster writes ClusterServices.
+func (m EndpointSlicesExportMode) ExportsServices() bool {
+	return m != EndpointSlicesExportModeEndpointSlicesOnly
 }
 
 // DefaultMaxConnectedClusters is assumed when MaxConnectedClusters is 0.
@@ -47,8 +69,9 @@ func DecodeClusterConfig(key string, data []byte) (ClusterConfig, error) {
 }
 
 // DecodeClusterConfig decodes and validates the cluster config stored at
-// key: maxConnectedClusters must be 0 (legacy, meaning 255), 255 or 511 and
-// id must be 1..maxConnectedClusters.
+// key: maxConnectedClusters must be 0 (legacy, meaning 255), 255 or 511, id
+// must be 1..maxConnectedClusters, and endpointSlicesExportMode one of the
+// modes Cilium defines (Cilium's ValidateRemoteConfig rejects others too).
 func (p Paths) DecodeClusterConfig(key string, data []byte) (ClusterConfig, error) {
 	if _, err := p.ParseClusterConfigKey(key); err != nil {
 		return ClusterConfig{}, err
@@ -64,6 +87,12 @@ func (p Paths) DecodeClusterConfig(key string, data []byte) (ClusterConfig, erro
 	}
 	if max := c.EffectiveMaxConnectedClusters(); c.ID == 0 || c.ID > max {
 		return ClusterConfig{}, valueErrorf(key, "cluster id %d is out of range 1..%d", c.ID, max)
+	}
+	switch m := c.Capabilities.EndpointSlicesExportMode; m {
+	case EndpointSlicesExportModeServicesOnly, EndpointSlicesExportModeServicesAndEndpointSlices, EndpointSlicesExportModeEndpointSlicesOnly:
+	default:
+		return ClusterConfig{}, valueErrorf(key, "endpointSlicesExportMode %s is not one of %q, %q, %q", abbreviate([]byte(m)),
+			EndpointSlicesExportModeServicesOnly, EndpointSlicesExportModeServicesAndEndpointSlices, EndpointSlicesExportModeEndpointSlicesOnly)
 	}
 	return c, nil
 }

@@ -156,6 +156,8 @@ func TestDecodeClusterConfigRejects(t *testing.T) {
 		{"negative id", key, `{"id":-1}`, []string{"id"}},
 		{"capabilities of wrong type", key, `{"id":1,"capabilities":[]}`, []string{"capabilities"}},
 		{"synced canaries of wrong type", key, `{"id":1,"capabilities":{"syncedCanaries":1}}`, []string{"syncedCanaries"}},
+		{"unknown export mode", key, `{"id":1,"capabilities":{"endpointSlicesExportMode":"everything"}}`,
+			[]string{`endpointSlicesExportMode "everything" is not one of "", "services-and-endpointslices", "endpointslices-only"`}},
 	}...)
 	runRejections(t, func(k string, d []byte) error { _, err := DecodeClusterConfig(k, d); return err }, cases)
 }

@@ -119,8 +119,9 @@ func TestGolden(t *testing.T) {
 			func(k string, d []byte) (any, error) { return DecodeClusterConfig(k, d) }},
 		{"cluster config all capabilities", p.ClusterConfig("c1"),
 			ClusterConfig{ID: 300, Capabilities: ClusterConfigCapabilities{
-				SyncedCanaries: true, Cached: true, MaxConnectedClusters: 511, ServiceExportsEnabled: &no}},
-			`{"id":300,"capabilities":{"syncedCanaries":true,"cached":true,"maxConnectedClusters":511,"serviceExportsEnabled":false}}`,
+				SyncedCanaries: true, Cached: true, MaxConnectedClusters: 511, ServiceExportsEnabled: &no,
+				EndpointSlicesExportMode: EndpointSlicesExportModeServicesAndEndpointSlices}},
+			`{"id":300,"capabilities":{"syncedCanaries":true,"cached":true,"maxConnectedClusters":511,"serviceExportsEnabled":false,"endpointSlicesExportMode":"services-and-endpointslices"}}`,
 			func(k string, d []byte) (any, error) { return DecodeClusterConfig(k, d) }},
 		{"legacy cluster config", p.ClusterConfig("c1"), ClusterConfig{ID: 3}, `{"id":3,"capabilities":{}}`,
 			func(k string, d []byte) (any, error) { return DecodeClusterConfig(k, d) }},

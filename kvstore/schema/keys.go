@@ -22,8 +22,52 @@ const maxSegmentLen = 253
 
 // Paths builds and parses etcd keys below Root. The zero value uses
 // DefaultRoot. Root must not start or end with '/'.
+//
+// Paths names a cluster's own state ("<root>/state/..."); Cache(cluster)
+// names instead a cache of that cluster's state kept in another etcd, the
+// layout of Cilium's KVStoreMesh (see Cache).
 type Paths struct {
 	Root string
+	// cache is the cluster whose cached state these paths name ("" for
+	// the state layout).
+	cache string
+}
+
+// Cache returns the paths of the cache of cluster's state, as Cilium's
+// KVStoreMesh writes it and as a cluster config with the "cached"
+// capability announces it: every state prefix moves from "<root>/state" to
+// "<root>/cache", and the kinds whose state keys do not name the cluster
+// gain it:
+//
+//	<root>/cache/nodes/v1/<cluster>/<node>
+//	<root>/cache/services/v1/<cluster>/<ns>/<name>
+//	<root>/cache/identities/v1/<cluster>/id/<id>
+//	<root>/cache/ip/v1/<cluster>/<ip>[/<len>]
+//
+// The synced canaries name the cached prefixes, e.g.
+// "<root>/synced/<cluster>/<root>/cache/nodes/v1".
+func (p Paths) Cache(cluster string) Paths {
+	p.cache = cluster
+	return p
+}
+
+// Cached returns the cluster whose cache p names, or "" for the state layout.
+func (p Paths) Cached() string { return p.cache }
+
+// data returns "<root>/state" or "<root>/cache".
+func (p Paths) data() string {
+	if p.cache != "" {
+		return p.root() + "/cache"
+	}
+	return p.root() + "/state"
+}
+
+// scope returns "/<cluster>" in the cache layout and "" in the state layout.
+func (p Paths) scope() string {
+	if p.cache != "" {
+		return "/" + p.cache
+	}
+	return ""
 }
 
 // DefaultPaths returns the paths Cilium uses (Root "cilium").
@@ -42,11 +86,12 @@ func (p Paths) ClusterConfigPrefix() string { return p.root() + "/cluster-config
 // ClusterConfig returns "<root>/cluster-config/<cluster>".
 func (p Paths) ClusterConfig(cluster string) string { return p.ClusterConfigPrefix() + cluster }
 
-// StatePrefix returns "<root>/state/", the parent of every state prefix.
-func (p Paths) StatePrefix() string { return p.root() + "/state/" }
+// StatePrefix returns "<root>/state/" ("<root>/cache/" for a cache), the
+// parent of every state prefix.
+func (p Paths) StatePrefix() string { return p.data() + "/" }
 
 // NodesPrefix returns "<root>/state/nodes/v1".
-func (p Paths) NodesPrefix() string { return p.root() + "/state/nodes/v1" }
+func (p Paths) NodesPrefix() string { return p.data() + "/nodes/v1" }
 
 // ClusterNodesPrefix returns "<root>/state/nodes/v1/<cluster>/".
 func (p Paths) ClusterNodesPrefix(cluster string) string {
@@ -57,10 +102,11 @@ func (p Paths) ClusterNodesPrefix(cluster string) string {
 func (p Paths) Node(cluster, node string) string { return p.ClusterNodesPrefix(cluster) + node }
 
 // IdentitiesPrefix returns "<root>/state/identities/v1".
-func (p Paths) IdentitiesPrefix() string { return p.root() + "/state/identities/v1" }
+func (p Paths) IdentitiesPrefix() string { return p.data() + "/identities/v1" }
 
-// IdentityIDPrefix returns "<root>/state/identities/v1/id/".
-func (p Paths) IdentityIDPrefix() string { return p.IdentitiesPrefix() + "/id/" }
+// IdentityIDPrefix returns "<root>/state/identities/v1/id/" (a cache:
+// "<root>/cache/identities/v1/<cluster>/id/").
+func (p Paths) IdentityIDPrefix() string { return p.IdentitiesPrefix() + p.scope() + "/id/" }
 
 // Identity returns "<root>/state/identities/v1/id/<id>".
 func (p Paths) Identity(id uint32) string {
@@ -68,10 +114,16 @@ func (p Paths) Identity(id uint32) string {
 }
 
 // IPPrefix returns "<root>/state/ip/v1".
-func (p Paths) IPPrefix() string { return p.root() + "/state/ip/v1" }
+func (p Paths) IPPrefix() string { return p.data() + "/ip/v1" }
 
-// IPDefaultPrefix returns "<root>/state/ip/v1/default/".
-func (p Paths) IPDefaultPrefix() string { return p.IPPrefix() + "/default/" }
+// IPDefaultPrefix returns "<root>/state/ip/v1/default/", the address space
+// of every ip entry (a cache: "<root>/cache/ip/v1/<cluster>/").
+func (p Paths) IPDefaultPrefix() string {
+	if p.cache != "" {
+		return p.IPPrefix() + p.scope() + "/"
+	}
+	return p.IPPrefix() + "/default/"
+}
 
 // IP returns "<root>/state/ip/v1/default/<ip>", the key of a host entry. The
 // address is unmapped and its zone dropped, as Cilium writes it.
@@ -90,7 +142,7 @@ func (p Paths) IPCIDR(prefix netip.Prefix) string {
 }
 
 // ServicesPrefix returns "<root>/state/services/v1".
-func (p Paths) ServicesPrefix() string { return p.root() + "/state/services/v1" }
+func (p Paths) ServicesPrefix() string { return p.data() + "/services/v1" }
 
 // ClusterServicesPrefix returns "<root>/state/services/v1/<cluster>/".
 func (p Paths) ClusterServicesPrefix(cluster string) string {

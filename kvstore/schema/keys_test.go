@@ -47,6 +47,49 @@ func TestKeyBuilders(t *testing.T) {
 	}
 }
 
+// TestCacheKeys checks the cache layout against the keys Cilium's
+// KVStoreMesh writes (kvstore.StateToCachePrefix plus the cluster name for
+// identities and ip entries), and that each parser reads what its builder
+// writes and refuses the state layout.
+func TestCacheKeys(t *testing.T) {
+	p := DefaultPaths().Cache("c1")
+	if p.Cached() != "c1" || DefaultPaths().Cached() != "" {
+		t.Fatalf("Cached() = %q", p.Cached())
+	}
+	for _, c := range []struct{ got, want string }{
+		{p.StatePrefix(), "cilium/cache/"},
+		{p.NodesPrefix(), "cilium/cache/nodes/v1"},
+		{p.Node("c1", "n1"), "cilium/cache/nodes/v1/c1/n1"},
+		{p.IdentitiesPrefix(), "cilium/cache/identities/v1"},
+		{p.Identity(65537), "cilium/cache/identities/v1/c1/id/65537"},
+		{p.IPPrefix(), "cilium/cache/ip/v1"},
+		{p.IP(mustAddr("fd00::1")), "cilium/cache/ip/v1/c1/fd00::1"},
+		{p.IPCIDR(netip.MustParsePrefix("10.0.0.0/24")), "cilium/cache/ip/v1/c1/10.0.0.0/24"},
+		{p.Service("c1", "ns", "svc"), "cilium/cache/services/v1/c1/ns/svc"},
+		{p.Synced("c1", p.IPPrefix()), "cilium/synced/c1/cilium/cache/ip/v1"},
+		{p.ClusterConfig("c1"), "cilium/cluster-config/c1"},
+		{p.Heartbeat(), "cilium/.heartbeat"},
+	} {
+		if c.got != c.want {
+			t.Errorf("got %q, want %q", c.got, c.want)
+		}
+	}
+	if id, err := p.ParseIdentityKey("cilium/cache/identities/v1/c1/id/65537"); err != nil || id != 65537 {
+		t.Errorf("ParseIdentityKey = %d, %v", id, err)
+	}
+	if a, err := p.ParseIPKey("cilium/cache/ip/v1/c1/fd00::1"); err != nil || a != mustAddr("fd00::1") {
+		t.Errorf("ParseIPKey = %v, %v", a, err)
+	}
+	for _, key := range []string{"cilium/state/ip/v1/default/10.0.0.1", "cilium/cache/ip/v1/c2/10.0.0.1"} {
+		if _, err := p.ParseIPKey(key); err == nil {
+			t.Errorf("the cache of c1 accepts %s", key)
+		}
+	}
+	if _, err := p.ParseIdentityKey("cilium/cache/identities/v1/c2/id/5"); err == nil {
+		t.Error("the cache of c1 accepts an identity of c2's cache")
+	}
+}
+
 func TestKeyParsersRoundTrip(t *testing.T) {
 	p := Paths{Root: "r"}
 	for _, c := range [][2]string{{"c1", "n1"}, {"cluster-a", "ip-10-0-0-1.ec2.internal"}, {"c", strings.Repeat("n", maxSegmentLen)}} {
