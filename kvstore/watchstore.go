@@ -109,6 +109,25 @@ func NewWatchStore(cli *Client, cfg WatchStoreConfig, h WatchHandler) (*WatchSto
 	return w, nil
 }
 
+// Adopt makes w the successor of prev, a stopped store of the same prefix
+// whose handler state w's handler keeps (for example the previous
+// connection to the same peer): w's first list reports every key it finds
+// and, as deleted, every key prev had reported that is gone. Without it, a
+// key deleted while no store was running would never be reported deleted.
+// Neither store may be running; prev must not be run again.
+func (w *WatchStore) Adopt(prev *WatchStore) error {
+	if prev.cfg.Prefix != w.cfg.Prefix {
+		return fmt.Errorf("%w: a watch store of %q cannot adopt the keys of %q", ErrInvalidConfig, w.cfg.Prefix, prev.cfg.Prefix)
+	}
+	for rel := range prev.known {
+		// An impossible revision: the key is reported again even when its
+		// revision looks unchanged (the server may have been replaced).
+		w.known[rel] = -1
+	}
+	prev.known = nil
+	return nil
+}
+
 // Status returns a snapshot of the store's health.
 func (w *WatchStore) Status() WatchStoreStatus {
 	w.mu.Lock()

@@ -1,6 +1,8 @@
 package kvstore_test
 
 import (
+	"context"
+	"errors"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -185,3 +187,53 @@ var errBad = errorString("bad value")
 type errorString string
 
 func (e errorString) Error() string { return string(e) }
+
+// A store that adopts a stopped store's keys reports the keys deleted while
+// neither ran; the keys still there are reported again (the handler's state
+// is the predecessor's).
+func TestWatchStoreAdopt(t *testing.T) {
+	env := kvtest.Start(t, kvtest.Options{})
+	admin := env.Connect(t, kvstore.AdminUser)
+	for i := range 3 {
+		put(t, admin.Etcd(), keyN(testPrefix, i), "v")
+	}
+	cli := env.Connect(t, kvstore.RemoteUser)
+	first, rec := newWatchStore(t, cli, "")
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- first.Run(ctx) }()
+	eventually(t, "first store synced", func() bool { _, _, s := rec.snapshot(); return s })
+	cancel()
+	<-done
+
+	del(t, admin.Etcd(), keyN(testPrefix, 1))
+	put(t, admin.Etcd(), keyN(testPrefix, 2), "changed")
+	second, err := kvstore.NewWatchStore(cli, kvstore.WatchStoreConfig{Prefix: testPrefix, PageSize: 2, Backoff: fastBackoff}, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Adopt(first); err != nil {
+		t.Fatal(err)
+	}
+	run(t, second.Run)
+	eventually(t, "second store synced", func() bool { _, ev, _ := rec.snapshot(); return len(ev) == 4+4 })
+	state, events, _ := rec.snapshot()
+	wantEvents := []string{
+		"upsert " + keyN(testPrefix, 0) + "=v", "upsert " + keyN(testPrefix, 1) + "=v", "upsert " + keyN(testPrefix, 2) + "=v", "synced",
+		"upsert " + keyN(testPrefix, 0) + "=v", "upsert " + keyN(testPrefix, 2) + "=changed", "delete " + keyN(testPrefix, 1), "synced",
+	}
+	if diff := cmp.Diff(wantEvents, events); diff != "" {
+		t.Fatalf("events (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]string{keyN(testPrefix, 0): "v", keyN(testPrefix, 2): "changed"}, state); diff != "" {
+		t.Fatalf("state (-want +got):\n%s", diff)
+	}
+
+	other, err := kvstore.NewWatchStore(cli, kvstore.WatchStoreConfig{Prefix: "cilium/state/ip/v1/default/", Backoff: fastBackoff}, newRecorder())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Adopt(second); !errors.Is(err, kvstore.ErrInvalidConfig) {
+		t.Fatalf("adopting a store of another prefix: %v", err)
+	}
+}

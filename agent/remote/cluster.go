@@ -65,7 +65,14 @@ type Status struct {
 	LastFailureTime time.Time         `json:"lastFailureTime,omitzero"`
 	// Waiting says why a revoked peer's state is not read again yet.
 	Waiting string `json:"waiting,omitempty"`
+	// Cached: the peer's state is read from a cache (its cluster config
+	// has the "cached" capability).
+	Cached bool `json:"cached,omitempty"`
+	// NoServices says why the peer's services are not read.
+	NoServices string `json:"noServices,omitempty"`
 }
+
+const noServicesMsg = `the peer exports no ClusterService (endpointSlicesExportMode "endpointslices-only")`
 
 // Cluster is the connection to one peer.
 type Cluster struct {
@@ -197,19 +204,40 @@ func (c *Cluster) connectAndServe(ctx context.Context) (up time.Time, err error)
 	if err != nil {
 		return time.Time{}, err
 	}
-	v := c.adopt(id)
+	// A cluster config with the "cached" capability announces the
+	// peer's state under the cache layout (a KVStoreMesh-style cache in
+	// the etcd we read); one that exports no ClusterService
+	// (endpointSlicesExportMode "endpointslices-only") gets its services
+	// drained and reported synced, as Cilium does.
+	p := c.cfg.Paths
+	if cc.Capabilities.Cached {
+		p = p.Cache(c.cfg.Name)
+	}
+	watchServices := cc.Capabilities.EndpointSlicesExportMode.ExportsServices()
+	v := c.adopt(id, p)
 	up = c.clock().Now()
 	c.mu.Lock()
 	c.status.Connected, c.status.Revoked = true, false
 	c.status.ClusterID = uint32(id)
+	c.status.Cached = cc.Capabilities.Cached
+	c.status.NoServices = ""
+	if !watchServices {
+		c.status.NoServices = noServicesMsg
+	}
 	c.mu.Unlock()
-	c.log.Info("connected to peer", "cluster-id", id, "synced-canaries", cc.Capabilities.SyncedCanaries)
+	c.log.Info("connected to peer", "cluster-id", id, "synced-canaries", cc.Capabilities.SyncedCanaries,
+		"cached", cc.Capabilities.Cached, "endpoint-slices-export-mode", string(cc.Capabilities.EndpointSlicesExportMode))
 
 	sctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	stop := func() { cancel(); wg.Wait() } // stop the stores, then wait for them
-	defer stop()
-	p := c.cfg.Paths
+	stores := map[Kind]*kvstore.WatchStore{}
+	defer func() {
+		stop()
+		// The next connection's stores adopt these keys, so that what
+		// the peer deleted meanwhile is reported deleted.
+		v.prev = stores
+	}()
 	nodesSynced, nodesOnce := make(chan struct{}), &sync.Once{}
 	for _, k := range []struct {
 		kind           Kind
@@ -217,11 +245,18 @@ func (c *Cluster) connectAndServe(ctx context.Context) (up time.Time, err error)
 		up             func(string, []byte)
 		del            func(string)
 	}{
-		{KindNodes, p.NodesPrefix() + "/", p.NodesPrefix(), v.upsertNode, v.deleteNode},
+		{KindNodes, p.ClusterNodesPrefix(c.cfg.Name), p.NodesPrefix(), v.upsertNode, v.deleteNode},
 		{KindIdentities, p.IdentityIDPrefix(), p.IdentitiesPrefix(), v.upsertIdentity, v.deleteIdentity},
 		{KindIPs, p.IPDefaultPrefix(), p.IPPrefix(), v.upsertIP, v.deleteIP},
-		{KindServices, p.ServicesPrefix() + "/", p.ServicesPrefix(), v.upsertService, v.deleteService},
+		{KindServices, p.ClusterServicesPrefix(c.cfg.Name), p.ServicesPrefix(), v.upsertService, v.deleteService},
 	} {
+		if k.kind == KindServices && !watchServices {
+			c.log.Warn("peer exports no ClusterService (endpointSlicesExportMode \"endpointslices-only\"): " +
+				"its global Services contribute no backends here; configure the peer to export services (Cilium: --clustermesh-service-v2=prefer-legacy or prefer-endpointslice)")
+			v.drainServices()
+			c.setSynced(KindServices)
+			continue
+		}
 		wcfg := kvstore.WatchStoreConfig{Prefix: k.prefix, Backoff: c.cfg.Backoff, Logger: c.log}
 		if cc.Capabilities.SyncedCanaries {
 			wcfg.SyncedKey = p.Synced(c.cfg.Name, k.synced)
@@ -241,6 +276,12 @@ func (c *Cluster) connectAndServe(ctx context.Context) (up time.Time, err error)
 		if err != nil {
 			return up, err
 		}
+		if prev := v.prev[kind]; prev != nil {
+			if err := ws.Adopt(prev); err != nil {
+				return up, err
+			}
+		}
+		stores[kind] = ws
 		wg.Go(func() {
 			// ip entries and service backends are checked against the
 			// nodes' pod CIDRs: read them once the nodes are known, so
@@ -314,17 +355,17 @@ func (c *Cluster) checkConfig(cc schema.ClusterConfig) (identity.ClusterID, *Hol
 	return id, hold, nil
 }
 
-// adopt returns the validator for id; a changed ID drains the peer first.
-// The sink is called without holding mu.
-func (c *Cluster) adopt(id identity.ClusterID) *validator {
+// adopt returns the validator for id and the key layout p; a changed ID or
+// layout drains the peer first. The sink is called without holding mu.
+func (c *Cluster) adopt(id identity.ClusterID, p schema.Paths) *validator {
 	c.mu.Lock()
-	if c.v != nil && c.id == id {
+	if c.v != nil && c.id == id && c.v.paths == p {
 		defer c.mu.Unlock()
 		return c.v
 	}
 	changed, old := c.v != nil, c.id
 	c.id = id
-	c.v = newValidator(c.cfg.Name, id, c.layout, c.cfg.Paths, c.cfg.Sink, c.rej)
+	c.v = newValidator(c.cfg.Name, id, c.layout, p, c.cfg.Sink, c.rej)
 	c.v.trust, c.v.claims = c.cfg.Trust, c.cfg.Claims
 	c.status.Synced = map[Kind]bool{}
 	wasReady := c.status.Ready
@@ -333,7 +374,7 @@ func (c *Cluster) adopt(id identity.ClusterID) *validator {
 	c.mu.Unlock()
 	c.readyChanged(wasReady, false)
 	if changed {
-		c.log.Warn("peer's cluster ID changed: draining everything it announced", "old", old, "new", id)
+		c.log.Warn("peer's cluster ID or key layout changed: draining everything it announced", "old", old, "new", id, "cached", p.Cached() != "")
 		c.cfg.Sink.Drain(c.cfg.Name)
 	}
 	c.cfg.Registry.Retain(c.cfg.Name, id) // free the old ID once nothing under it is left
@@ -365,12 +406,16 @@ func (c *Cluster) readyChanged(was, now bool) {
 }
 
 // watchConfig returns errConfigChanged when the peer's cluster config is
-// changed or deleted, including before the watch started.
+// deleted, or changed in a way that changes what is read (ID, max connected
+// clusters, synced canaries, cached layout, whether services are
+// exported), including before the watch started.
 func (c *Cluster) watchConfig(ctx context.Context, cli *kvstore.Client, was schema.ClusterConfig) error {
 	key := c.cfg.Paths.ClusterConfig(c.cfg.Name)
 	same := func(value []byte) bool {
 		now, err := c.cfg.Paths.DecodeClusterConfig(key, value)
-		return err == nil && now.ID == was.ID && now.EffectiveMaxConnectedClusters() == was.EffectiveMaxConnectedClusters()
+		return err == nil && now.ID == was.ID && now.EffectiveMaxConnectedClusters() == was.EffectiveMaxConnectedClusters() &&
+			now.Capabilities.SyncedCanaries == was.Capabilities.SyncedCanaries && now.Capabilities.Cached == was.Capabilities.Cached &&
+			now.Capabilities.EndpointSlicesExportMode.ExportsServices() == was.Capabilities.EndpointSlicesExportMode.ExportsServices()
 	}
 	resp, err := cli.Etcd().Get(ctx, key)
 	if err != nil {

@@ -76,6 +76,9 @@ func TestUntrustedPeerDataIsValidated(t *testing.T) {
 	p.Put(t, paths.IPDefaultPrefix()+"10.2.1.6", ipEntry("10.2.1.6", 65537))                             // foreign identity
 	p.Put(t, paths.Service("cluster3", "default", "rebel-base"), service("cluster3", 3))                 // another cluster's name
 	p.Synced()
+	// Nodes and services written under another cluster's name are not even
+	// read: the agent reads only <prefix>/cluster2/, as Cilium's does (the
+	// validator's own check is exercised in TestHostilePeer's direct calls).
 
 	sink := newMemSink()
 	c := connect(t, p, remote.NewRegistry("cluster1", 1), sink)
@@ -90,13 +93,11 @@ func TestUntrustedPeerDataIsValidated(t *testing.T) {
 		t.Fatalf("accepted state (-want +got):\n%s", diff)
 	}
 	wantRejected := map[string]uint64{
-		"nodes: " + remote.ReasonForeignCluster:      1,
 		"identities: " + remote.ReasonOutsideRange:   1,
 		"identities: " + remote.ReasonNoClusterLabel: 2,
 		"identities: " + remote.ReasonReserved:       1,
 		"ip: " + remote.ReasonOutsideNodeCIDR:        1,
 		"ip: " + remote.ReasonOutsideRange:           1,
-		"services: " + remote.ReasonForeignCluster:   1,
 	}
 	if diff := cmp.Diff(wantRejected, c.Status().Rejected); diff != "" {
 		t.Fatalf("rejections (-want +got):\n%s", diff)

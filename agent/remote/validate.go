@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/clustermesh/clustermesh/identity"
+	"github.com/clustermesh/clustermesh/kvstore"
 	"github.com/clustermesh/clustermesh/kvstore/schema"
 )
 
@@ -30,6 +31,10 @@ type validator struct {
 	id     identity.ClusterID
 	layout identity.Layout
 	paths  schema.Paths
+	// prev holds the stopped watch stores of the last connection, whose
+	// keys the next connection's stores adopt; owned by the Cluster's
+	// run goroutine.
+	prev   map[Kind]*kvstore.WatchStore
 	sink   Sink
 	rej    *rejections
 	trust  Trust

@@ -128,3 +128,14 @@ func (v *validator) deleteService(key string) {
 	delete(v.services, key)
 	v.sink.DeleteService(v.peer, rec.cs.Namespace, rec.cs.Name)
 }
+
+// drainServices removes every service of the peer from the sink (the peer
+// stopped exporting ClusterServices).
+func (v *validator) drainServices() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for key, rec := range v.services {
+		delete(v.services, key)
+		v.sink.DeleteService(v.peer, rec.cs.Namespace, rec.cs.Name)
+	}
+}

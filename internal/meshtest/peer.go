@@ -24,10 +24,21 @@ var Fast = backoff.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Milliseco
 
 // Peer is a simulated peer cluster.
 type Peer struct {
-	Env    *kvtest.Env
-	Name   string
-	ID     uint32
+	Env  *kvtest.Env
+	Name string
+	ID   uint32
+	// Paths is the layout the peer writes: Env.Paths, or its cache layout
+	// for a peer started with PeerOptions.Cached.
+	Paths  schema.Paths
+	cached bool
 	stores map[string]*kvstore.SyncStore
+}
+
+// PeerOptions configure StartPeerWith.
+type PeerOptions struct {
+	// Cached writes the state in the cache layout (schema.Paths.Cache) and
+	// announces the "cached" capability, as a KVStoreMesh-style cache does.
+	Cached bool
 }
 
 // StartPeer starts the etcd of peer name with cluster ID id and its four
@@ -35,10 +46,19 @@ type Peer struct {
 // before Synced.
 func StartPeer(t testing.TB, name string, id uint32) *Peer {
 	t.Helper()
+	return StartPeerWith(t, name, id, PeerOptions{})
+}
+
+// StartPeerWith is StartPeer with options.
+func StartPeerWith(t testing.TB, name string, id uint32, opts PeerOptions) *Peer {
+	t.Helper()
 	env := kvtest.Start(t, kvtest.Options{Cluster: name})
 	admin := env.Connect(t, kvstore.AdminUser)
-	p := &Peer{Env: env, Name: name, ID: id, stores: map[string]*kvstore.SyncStore{}}
-	paths := env.Paths
+	p := &Peer{Env: env, Name: name, ID: id, Paths: env.Paths, cached: opts.Cached, stores: map[string]*kvstore.SyncStore{}}
+	if opts.Cached {
+		p.Paths = env.Paths.Cache(name)
+	}
+	paths := p.Paths
 	for prefix, synced := range map[string]string{
 		paths.NodesPrefix() + "/":    paths.NodesPrefix(),
 		paths.IdentityIDPrefix():     paths.IdentitiesPrefix(),
@@ -59,7 +79,13 @@ func StartPeer(t testing.TB, name string, id uint32) *Peer {
 // SetClusterConfig writes the peer's cluster config with ID id.
 func (p *Peer) SetClusterConfig(t testing.TB, id uint32) {
 	t.Helper()
-	cc := schema.ClusterConfig{ID: id, Capabilities: schema.ClusterConfigCapabilities{SyncedCanaries: true, MaxConnectedClusters: 255}}
+	p.SetConfig(t, schema.ClusterConfig{ID: id, Capabilities: schema.ClusterConfigCapabilities{
+		SyncedCanaries: true, MaxConnectedClusters: 255, Cached: p.cached}})
+}
+
+// SetConfig writes the peer's cluster config.
+func (p *Peer) SetConfig(t testing.TB, cc schema.ClusterConfig) {
+	t.Helper()
 	b, _ := cc.Marshal()
 	admin := p.Env.Connect(t, kvstore.AdminUser)
 	if _, err := admin.Etcd().Put(t.Context(), p.Env.Paths.ClusterConfig(p.Name), string(b)); err != nil {
