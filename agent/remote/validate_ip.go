@@ -88,16 +88,18 @@ type acceptedIP struct {
 	key  uint8
 }
 
-// ipExtra is the part of an ip entry that most entries lack.
+// ipExtra is the part of an ip entry that most entries lack (Metadata is
+// written only by Cilium agents in kvstore identity mode).
 type ipExtra struct {
 	sa    string
+	meta  string
 	ports []schema.NamedPort
 }
 
 func (v *validator) recordOf(prefix netip.Prefix, e schema.IPEntry) acceptedIP {
 	h, _ := netip.AddrFromSlice(e.HostIP)
-	if e.K8sServiceAccount != "" || len(e.NamedPorts) > 0 {
-		v.ipExtra[prefix] = ipExtra{sa: e.K8sServiceAccount, ports: e.NamedPorts}
+	if e.K8sServiceAccount != "" || e.Metadata != "" || len(e.NamedPorts) > 0 {
+		v.ipExtra[prefix] = ipExtra{sa: e.K8sServiceAccount, meta: e.Metadata, ports: e.NamedPorts}
 	} else {
 		delete(v.ipExtra, prefix)
 	}
@@ -108,7 +110,7 @@ func (v *validator) recordOf(prefix netip.Prefix, e schema.IPEntry) acceptedIP {
 func (v *validator) entryLocked(prefix netip.Prefix, a acceptedIP) schema.IPEntry {
 	x := v.ipExtra[prefix]
 	e := schema.IPEntry{IP: net.IP(prefix.Addr().AsSlice()), ID: a.id, Key: a.key, K8sNamespace: a.ns.Value(), K8sPodName: a.pod,
-		K8sServiceAccount: x.sa, NamedPorts: x.ports}
+		K8sServiceAccount: x.sa, NamedPorts: x.ports, Metadata: x.meta}
 	if !prefix.IsSingleIP() {
 		e.Mask = net.CIDRMask(prefix.Bits(), prefix.Addr().BitLen())
 	}
