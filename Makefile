@@ -37,6 +37,7 @@ demo: envtest-bins bpf-deps ## Run the two-cluster demo on the bed with real tra
 test: envtest-bins bpf-deps ## Run all tests (unit, real etcd, real kube-apiserver, real kernel, race detector)
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+	cd interop && $(GO) vet ./... && $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: test-short
 test-short: ## Run the fast tests only
@@ -72,6 +73,9 @@ bpf-generate: bpf-deps ## Regenerate the BPF objects and their Go bindings (bpf2
 	$(GO) generate ./bpf
 
 .PHONY: lint
+# gofmt checks every tracked Go file, interop/ included; golangci-lint runs on
+# the root module only (interop/ and tools/ are modules of their own: interop
+# holds tests against Cilium's packages, vetted by make test).
 lint: $(GOLANGCI_LINT) bpf-deps ## Run gofmt, golangci-lint and the check that the committed BPF objects are fresh
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
@@ -79,6 +83,7 @@ lint: $(GOLANGCI_LINT) bpf-deps ## Run gofmt, golangci-lint and the check that t
 	bpf/check-generated.sh
 
 .PHONY: tidy
-tidy: ## go mod tidy for the module and the tools module
+tidy: ## go mod tidy for the module, the tools module and the interop module
 	$(GO) mod tidy
 	cd tools && $(GO) mod tidy
+	cd interop && $(GO) mod tidy
