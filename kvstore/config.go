@@ -67,8 +67,8 @@ const (
 	DefaultRateLimitBurst   = 400
 )
 
-// Duration is a time.Duration in YAML/JSON, written as "5s" or, as etcd's
-// own client config does, as an integer of nanoseconds.
+// Duration is a time.Duration in YAML/JSON, read as "5s" or, as etcd's own
+// client config (and so Cilium) writes it, as an integer of nanoseconds.
 type Duration time.Duration
 
 // UnmarshalJSON accepts "1m30s" or an integer of nanoseconds.
@@ -90,8 +90,10 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// MarshalJSON writes the duration as a string like "5s".
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+// MarshalJSON writes the duration as an integer of nanoseconds, the form
+// etcd's client config (clientv3/yaml), and so Cilium's kvstore client,
+// reads: a config file we write stays readable by a Cilium agent.
+func (d Duration) MarshalJSON() ([]byte, error) { return strconv.AppendInt(nil, int64(d), 10), nil }
 
 // LoadClientConfig reads and validates a client config file.
 func LoadClientConfig(path string) (ClientConfig, error) {

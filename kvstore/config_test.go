@@ -169,3 +169,25 @@ func TestTLSConfigErrorsNameTheFile(t *testing.T) {
 		t.Fatalf("err = %v, want it to name trusted-ca-file", err)
 	}
 }
+
+// Durations are written as integer nanoseconds, as etcd's client config
+// (which Cilium's kvstore client reads) expects, and read back either way.
+func TestDurationsWrittenAsEtcdReadsThem(t *testing.T) {
+	cfg := kvstore.ClientConfig{Endpoints: []string{"https://127.0.0.1:2379"}, DialTimeout: kvstore.Duration(5 * time.Second)}
+	b, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "dial-timeout: 5000000000\n") {
+		t.Fatalf("dial-timeout not written as integer nanoseconds:\n%s", b)
+	}
+	for _, text := range []string{string(b), strings.Replace(string(b), "5000000000", `"5s"`, 1)} {
+		var back kvstore.ClientConfig
+		if err := yaml.Unmarshal([]byte(text), &back); err != nil {
+			t.Fatal(err)
+		}
+		if back.DialTimeout != cfg.DialTimeout {
+			t.Fatalf("read back %v from:\n%s", time.Duration(back.DialTimeout), text)
+		}
+	}
+}

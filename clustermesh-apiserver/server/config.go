@@ -96,6 +96,13 @@ func (c *Config) Validate() error {
 	if c.LeaderElect && c.LeaderElectionNamespace == "" {
 		errs = append(errs, errors.New("--leader-election-namespace: required with --leader-elect"))
 	}
+	// Cilium's etcd client counts a quorum failure, and after a few
+	// reconnects, when no heartbeat arrived for 2 × its write interval
+	// (1m): a longer period would make Cilium agents of a mixed mesh
+	// cycle their connections.
+	if c.HeartbeatInterval < 0 || c.HeartbeatInterval >= 2*time.Minute {
+		errs = append(errs, fmt.Errorf("--heartbeat-interval %v: must be below 2m (Cilium agents reading this cluster treat 2m without a heartbeat as a lost quorum); the default is 1m", c.HeartbeatInterval))
+	}
 	if c.IdentityGCGrace <= 0 {
 		c.IdentityGCGrace = 15 * time.Minute
 	}

@@ -33,8 +33,8 @@ func TestRunReturnsComponentFailure(t *testing.T) {
 }
 
 func TestConfigErrorsNameTheFlags(t *testing.T) {
-	_, err := server.New(t.Context(), server.Config{ClusterName: "Cluster_1", ClusterID: 300}, nil)
-	for _, want := range []string{"--cluster-name", "--cluster-id", "--etcd-data-dir"} {
+	_, err := server.New(t.Context(), server.Config{ClusterName: "Cluster_1", ClusterID: 300, HeartbeatInterval: 2 * time.Minute}, nil)
+	for _, want := range []string{"--cluster-name", "--cluster-id", "--etcd-data-dir", "--heartbeat-interval 2m0s: must be below 2m"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not name %s", err, want)
 		}
