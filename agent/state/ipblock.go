@@ -91,18 +91,23 @@ func (b *ipBlock) find(last byte) (int, bool) {
 // row returns entry i as an ipcache row.
 func (b *ipBlock) row(i int) IPCacheEntry {
 	e := &b.entries[i]
+	return IPCacheEntry{Prefix: b.hostPrefix(e.last), Cluster: e.cluster.Value(), ID: e.id,
+		HostIP: e.hostIP, Namespace: e.namespace.Value(), Pod: e.pod}
+}
+
+// hostPrefix returns the host prefix of the block's address ending in last.
+func (b *ipBlock) hostPrefix(last byte) netip.Prefix {
 	var addr netip.Addr
 	if b.base.Is4() {
 		a := b.base.As4()
-		a[3] = e.last
+		a[3] = last
 		addr = netip.AddrFrom4(a)
 	} else {
 		a := b.base.As16()
-		a[15] = e.last
+		a[15] = last
 		addr = netip.AddrFrom16(a)
 	}
-	return IPCacheEntry{Prefix: netip.PrefixFrom(addr, addr.BitLen()), Cluster: e.cluster.Value(), ID: e.id,
-		HostIP: e.hostIP, Namespace: e.namespace.Value(), Pod: e.pod}
+	return netip.PrefixFrom(addr, addr.BitLen())
 }
 
 // writableBlock returns a block the transaction may modify in place: b

@@ -121,7 +121,7 @@ func dbSchema() *memdb.DBSchema {
 		// the write cost of the largest table for the one rare operation
 		// that needs it (Drain), which scans instead.
 		TableIPCache:       table(TableIPCache, prefixIndex{}),
-		TableNodes:         table(TableNodes, compound("Cluster", "Name"), byCluster),
+		TableNodes:         table(TableNodes, compound("Cluster", "Name"), byCluster, &memdb.IndexSchema{Name: IndexAddr, Indexer: addrIndex{}, AllowMissing: true}),
 		TableServices:      table(TableServices, compound("Cluster", "Namespace", "Name"), byCluster, &memdb.IndexSchema{Name: IndexName, Indexer: compound("Namespace", "Name")}),
 		TableInitialized:   table(TableInitialized, str("Source")),
 		tablePrefixLens:    table(tablePrefixLens, prefixLenIndex{}),
@@ -129,7 +129,7 @@ func dbSchema() *memdb.DBSchema {
 		TableLocalServices: table(TableLocalServices, compound("Namespace", "Name")),
 		TablePolicies:      table(TablePolicies, str("Key")),
 		TableNamedPorts:    table(TableNamedPorts, str("Name")),
-		TableAttachments:   table(TableAttachments, str("Key")),
+		TableAttachments:   table(TableAttachments, str("Key"), &memdb.IndexSchema{Name: IndexAddr, Indexer: addrIndex{}, AllowMissing: true}),
 	}}
 }
 
@@ -283,6 +283,9 @@ type State struct {
 
 	mu      sync.Mutex    // guards changed
 	changed chan struct{} // closed, then replaced, by every commit
+
+	commitMu sync.Mutex // orders commits and their changes in the log
+	changes  *changeLog
 }
 
 // New returns an empty State. Writes the remote sink cannot apply are
@@ -295,7 +298,7 @@ func New(log *slog.Logger) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create state tables: %w", err)
 	}
-	return &State{db: db, log: log, changed: make(chan struct{})}, nil
+	return &State{db: db, log: log, changed: make(chan struct{}), changes: newChangeLog(DefaultChangeLogLimit)}, nil
 }
 
 // Changed returns a channel closed by the next commit. Take it before the

@@ -29,6 +29,7 @@ type WriteTxn struct {
 func (s *State) Update(fn func(*WriteTxn) error) error {
 	txn := s.db.Txn(true)
 	defer txn.Abort() // no-op after Commit
+	txn.TrackChanges()
 	w := &WriteTxn{txn: txn}
 	if err := fn(w); err != nil {
 		return err
@@ -37,7 +38,13 @@ func (s *State) Update(fn func(*WriteTxn) error) error {
 		return nil
 	}
 	w.seal()
+	changes := txn.Changes()
+	// The change log is appended in commit order: no other commit may
+	// come between this one and its append.
+	s.commitMu.Lock()
 	txn.Commit()
+	s.changes.append(changes)
+	s.commitMu.Unlock()
 	s.notify()
 	return nil
 }
