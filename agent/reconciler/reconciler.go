@@ -34,6 +34,9 @@ type Config[K comparable, V any] struct {
 	Initialized func() bool
 	// Changed returns a channel closed when the sources change next.
 	Changed func() <-chan struct{}
+	// Incremental, when set, replaces Desired and Changed: see
+	// Incremental.
+	Incremental Incremental[K, V]
 	// Equal compares values (default reflect.DeepEqual).
 	Equal func(a, b V) bool
 	// Retry is the per-object backoff template (defaults of backoff).
@@ -63,6 +66,9 @@ type Reconciler[K comparable, V any] struct {
 	// Owned by Run.
 	applied map[K]V
 	retry   map[K]*retryState
+	// Incremental mode only: applied keys not desired (awaiting the prune
+	// or a retry), and desired keys not applied (failing).
+	unwanted, missing map[K]struct{}
 
 	mu     sync.Mutex // guards status
 	status Status
@@ -88,7 +94,8 @@ func New[K comparable, V any](cfg Config[K, V]) *Reconciler[K, V] {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	cfg.Retry.Clock = cfg.Clock
-	return &Reconciler[K, V]{cfg: cfg, retry: map[K]*retryState{}, status: Status{Name: cfg.Name}}
+	return &Reconciler[K, V]{cfg: cfg, retry: map[K]*retryState{}, unwanted: map[K]struct{}{}, missing: map[K]struct{}{},
+		status: Status{Name: cfg.Name}}
 }
 
 // Status returns the reconciler's health.
@@ -105,6 +112,9 @@ func (r *Reconciler[K, V]) Run(ctx context.Context) error {
 		return fmt.Errorf("%s: list what the datapath holds: %w", r.cfg.Name, err)
 	}
 	r.applied = held
+	if r.cfg.Incremental != nil {
+		return r.runIncremental(ctx)
+	}
 	for {
 		changed := r.cfg.Changed()
 		wait := r.pass(ctx)
@@ -123,9 +133,38 @@ func (r *Reconciler[K, V]) Run(ctx context.Context) error {
 // pass runs one full reconciliation and returns how long to wait at most
 // before the next one (the earliest retry, or the resync period).
 func (r *Reconciler[K, V]) pass(ctx context.Context) time.Duration {
+	return r.passWith(ctx, r.cfg.Desired(), r.cfg.Initialized())
+}
+
+// failed schedules the retry of k and returns its delay.
+func (r *Reconciler[K, V]) failed(k K, now time.Time) time.Duration {
+	rs, ok := r.retry[k]
+	if !ok {
+		rs = &retryState{bo: r.cfg.Retry}
+		r.retry[k] = rs
+	}
+	d := rs.bo.Next()
+	rs.next = now.Add(d)
+	return d
+}
+
+// noteError records the last error of a pass.
+func (r *Reconciler[K, V]) noteError(err error, now time.Time) {
+	if err == nil {
+		return
+	}
+	r.mu.Lock()
+	r.status.LastError, r.status.LastErrorTime = err.Error(), now
+	failing := len(r.retry)
+	r.mu.Unlock()
+	r.cfg.Log.Warn("datapath reconciliation failed, retrying", "reconciler", r.cfg.Name, "failing", failing, "error", err)
+}
+
+// passWith runs one full reconciliation towards desired; it prunes when
+// initialized.
+func (r *Reconciler[K, V]) passWith(ctx context.Context, desired map[K]V, initialized bool) time.Duration {
 	now := r.cfg.Clock.Now()
 	wait := r.cfg.Resync
-	desired := r.cfg.Desired()
 	var lastErr error
 	due := func(k K) bool {
 		rs, ok := r.retry[k]
@@ -136,14 +175,7 @@ func (r *Reconciler[K, V]) pass(ctx context.Context) time.Duration {
 		return true
 	}
 	fail := func(k K, err error) {
-		rs, ok := r.retry[k]
-		if !ok {
-			rs = &retryState{bo: r.cfg.Retry}
-			r.retry[k] = rs
-		}
-		d := rs.bo.Next()
-		rs.next = now.Add(d)
-		wait = min(wait, d)
+		wait = min(wait, r.failed(k, now))
 		lastErr = err
 	}
 	for k, v := range desired {
@@ -161,7 +193,7 @@ func (r *Reconciler[K, V]) pass(ctx context.Context) time.Duration {
 		r.applied[k] = v
 		delete(r.retry, k)
 	}
-	pruned := r.cfg.Initialized()
+	pruned := initialized
 	if pruned {
 		for k := range r.applied {
 			if _, ok := desired[k]; ok || !due(k) {
@@ -183,13 +215,10 @@ func (r *Reconciler[K, V]) pass(ctx context.Context) time.Duration {
 		}
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.status.Desired, r.status.Applied, r.status.Failing = len(desired), len(r.applied), len(r.retry)
 	r.status.Pruned = pruned
 	r.status.Passes++
-	if lastErr != nil {
-		r.status.LastError, r.status.LastErrorTime = lastErr.Error(), now
-		r.cfg.Log.Warn("datapath reconciliation failed, retrying", "reconciler", r.cfg.Name, "failing", len(r.retry), "error", lastErr)
-	}
+	r.mu.Unlock()
+	r.noteError(lastErr, now)
 	return wait
 }

@@ -9,13 +9,7 @@ import (
 
 	"github.com/clustermesh/clustermesh/agent/datapath"
 	"github.com/clustermesh/clustermesh/agent/datapath/dptest"
-	"github.com/clustermesh/clustermesh/agent/reconciler"
 )
-
-func start(t *testing.T, table *datapath.MemTable[string, int], src *dptest.Source[string, int]) *reconciler.Reconciler[string, int] {
-	t.Helper()
-	return dptest.Start(t, datapath.Table[string, int](table), src)
-}
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -31,20 +25,37 @@ func held(t *testing.T, table *datapath.MemTable[string, int]) map[string]int {
 // until the sources are initialized; then only what is not desired goes.
 // The same check runs against the eBPF tables (agent/datapath/bpfdp).
 func TestAdoptsAndPrunesOnlyWhenInitialized(t *testing.T) {
-	table := datapath.NewMemTable[string, int]()
-	dptest.Reconcile(t, dptest.ReconcileCase[string, int]{
-		Table: table, Live: "live", Stale: "stale", New: "new", V1: 1, V2: 2,
-	})
-	// live and stale by the test; new, then live changed, by the
-	// reconciler: an equal value was never written again.
-	if u, d := table.Ops(); u != 4 || d != 2 {
-		t.Fatalf("effective updates, deletes = %d, %d; want 4, 2", u, d)
+	for _, incremental := range []bool{false, true} {
+		t.Run(mode(incremental), func(t *testing.T) {
+			table := datapath.NewMemTable[string, int]()
+			dptest.Reconcile(t, dptest.ReconcileCase[string, int]{
+				Table: table, Live: "live", Stale: "stale", New: "new", V1: 1, V2: 2, Incremental: incremental,
+			})
+			// live and stale by the test; new, then live changed, by the
+			// reconciler: an equal value was never written again.
+			if u, d := table.Ops(); u != 4 || d != 2 {
+				t.Fatalf("effective updates, deletes = %d, %d; want 4, 2", u, d)
+			}
+		})
 	}
+}
+
+func mode(incremental bool) string {
+	if incremental {
+		return "incremental"
+	}
+	return "full"
 }
 
 // A failing object is retried with backoff until it succeeds; the others
 // are not held back.
 func TestPerObjectRetry(t *testing.T) {
+	for _, incremental := range []bool{false, true} {
+		t.Run(mode(incremental), func(t *testing.T) { testPerObjectRetry(t, incremental) })
+	}
+}
+
+func testPerObjectRetry(t *testing.T, incremental bool) {
 	table := datapath.NewMemTable[string, int]()
 	var mu sync.Mutex
 	broken := true
@@ -57,7 +68,7 @@ func TestPerObjectRetry(t *testing.T) {
 		return nil
 	})
 	src := dptest.NewSource[string, int]()
-	r := start(t, table, src)
+	r := dptest.StartMode(t, datapath.Table[string, int](table), src, incremental)
 	src.Set(func(m map[string]int) { m["good"] = 1; m["bad"] = 1 }, true)
 	eventually(t, "good applied, bad failing", func() bool {
 		st := r.Status()

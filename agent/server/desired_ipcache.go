@@ -4,6 +4,7 @@ import (
 	"net/netip"
 
 	"github.com/clustermesh/clustermesh/agent/datapath"
+	"github.com/clustermesh/clustermesh/agent/reconciler"
 	"github.com/clustermesh/clustermesh/agent/state"
 	"github.com/clustermesh/clustermesh/identity"
 )
@@ -94,4 +95,58 @@ func ipcacheKeys(sn *state.Snapshot, c state.Change, keys map[netip.Prefix]struc
 			}
 		}
 	}
+}
+
+// ipcacheSource feeds the ipcache reconciler incrementally: the keys of the
+// changes to the joined tables since its last call, read through
+// desiredIPCacheAt. It also wakes on the initialized table, whose changes
+// make the agent ready to prune.
+type ipcacheSource struct {
+	st            *state.State
+	cluster, node string
+	sub           *state.Subscription // from the first Next; owned by the reconciler
+	wake          chan struct{}       // Changed before the first Next
+}
+
+func newIPCacheSource(st *state.State, cluster, node string) *ipcacheSource {
+	s := &ipcacheSource{st: st, cluster: cluster, node: node, wake: make(chan struct{}, 1)}
+	s.wake <- struct{}{}
+	return s
+}
+
+func (s *ipcacheSource) Changed() <-chan struct{} {
+	if s.sub == nil {
+		return s.wake
+	}
+	return s.sub.Changed()
+}
+
+func (s *ipcacheSource) Next() (reconciler.View[netip.Prefix, datapath.IPCacheEntry], []netip.Prefix, bool) {
+	if s.sub == nil {
+		s.sub = s.st.Subscribe(append(ipcacheTables, state.TableInitialized)...)
+	}
+	changes, sn, lost := s.sub.Next()
+	set := map[netip.Prefix]struct{}{}
+	for _, c := range changes {
+		ipcacheKeys(sn, c, set)
+	}
+	keys := make([]netip.Prefix, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
+	}
+	return ipcacheView{sn: sn, cluster: s.cluster, node: s.node}, keys, lost
+}
+
+// ipcacheView is the desired ipcache of one snapshot.
+type ipcacheView struct {
+	sn            *state.Snapshot
+	cluster, node string
+}
+
+func (v ipcacheView) At(p netip.Prefix) (datapath.IPCacheEntry, bool) {
+	return desiredIPCacheAt(v.sn, v.cluster, v.node, p)
+}
+
+func (v ipcacheView) All() map[netip.Prefix]datapath.IPCacheEntry {
+	return desiredIPCache(v.sn, v.cluster, v.node)
 }

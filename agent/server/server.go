@@ -315,10 +315,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Agent, err error
 			Desired: func() map[string]datapath.Attachment { return desiredAttachments(st.Snapshot()) },
 		}),
 		reconciler.New(reconciler.Config[netip.Prefix, datapath.IPCacheEntry]{
-			Name: "ipcache", Table: a.Datapath.IPCache(), Initialized: a.ready, Changed: st.Changed, Log: log,
-			Desired: func() map[netip.Prefix]datapath.IPCacheEntry {
-				return desiredIPCache(st.Snapshot(), cfg.ClusterName, cfg.NodeName)
-			},
+			Name: "ipcache", Table: a.Datapath.IPCache(), Initialized: a.ready, Log: log,
+			Incremental: newIPCacheSource(st, cfg.ClusterName, cfg.NodeName),
 		}),
 		reconciler.New(reconciler.Config[string, datapath.Peer]{
 			Name: "peers", Table: a.Datapath.Peers(), Initialized: a.ready, Changed: st.Changed, Log: log,

@@ -24,9 +24,18 @@ func TestConformance(t *testing.T) {
 // sources are initialized, and converges: the test the reconciler runs
 // against the in-memory table, here against the kernel.
 func TestReconcileIPCache(t *testing.T) {
+	for _, incremental := range []bool{false, true} {
+		t.Run(map[bool]string{false: "full", true: "incremental"}[incremental], func(t *testing.T) {
+			testReconcileIPCache(t, incremental)
+		})
+	}
+}
+
+func testReconcileIPCache(t *testing.T, incremental bool) {
 	pinDir := newKernel(t)
 	d := open(t, pinDir)
 	dptest.Reconcile(t, dptest.ReconcileCase[netip.Prefix, datapath.IPCacheEntry]{
+		Incremental: incremental,
 		Table: d.IPCache(),
 		Restart: func(t *testing.T) datapath.Table[netip.Prefix, datapath.IPCacheEntry] {
 			return dptest.Restart(t, d, opener(pinDir)).IPCache()

@@ -14,17 +14,23 @@ import (
 	"github.com/clustermesh/clustermesh/internal/testutil"
 )
 
-// Source is desired state that a test changes, for a reconciler.
+// Source is desired state that a test changes, for a reconciler: a full
+// source (Desired, Changed) and an incremental one (Incremental).
 type Source[K comparable, V any] struct {
 	mu          sync.Mutex // guards everything below
 	want        map[K]V
 	initialized bool
 	ch          chan struct{}
+	// For Incremental: the keys Set changed since the last Next, and
+	// whether the first Next (a full pass) is still to come.
+	changed map[K]struct{}
+	wake    chan struct{}
+	started bool
 }
 
 // NewSource returns an empty, uninitialized source.
 func NewSource[K comparable, V any]() *Source[K, V] {
-	return &Source[K, V]{want: map[K]V{}, ch: make(chan struct{})}
+	return &Source[K, V]{want: map[K]V{}, ch: make(chan struct{}), changed: map[K]struct{}{}, wake: make(chan struct{}, 1)}
 }
 
 // Set changes the desired state with f and sets whether the source is
@@ -32,11 +38,52 @@ func NewSource[K comparable, V any]() *Source[K, V] {
 func (s *Source[K, V]) Set(f func(map[K]V), initialized bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	before := maps.Clone(s.want)
 	f(s.want)
+	for k, v := range s.want {
+		if old, ok := before[k]; !ok || !reflect.DeepEqual(old, v) {
+			s.changed[k] = struct{}{}
+		}
+	}
+	for k := range before {
+		if _, ok := s.want[k]; !ok {
+			s.changed[k] = struct{}{}
+		}
+	}
 	s.initialized = initialized
 	close(s.ch)
 	s.ch = make(chan struct{})
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
 }
+
+// Incremental returns the source as a reconciler.Incremental.
+func (s *Source[K, V]) Incremental() reconciler.Incremental[K, V] { return incremental[K, V]{s} }
+
+type incremental[K comparable, V any] struct{ s *Source[K, V] }
+
+func (i incremental[K, V]) Changed() <-chan struct{} { return i.s.wake }
+
+func (i incremental[K, V]) Next() (reconciler.View[K, V], []K, bool) {
+	s := i.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys := make([]K, 0, len(s.changed))
+	for k := range s.changed {
+		keys = append(keys, k)
+	}
+	clear(s.changed)
+	full := !s.started
+	s.started = true
+	return view[K, V](maps.Clone(s.want)), keys, full
+}
+
+type view[K comparable, V any] map[K]V
+
+func (v view[K, V]) At(k K) (V, bool) { x, ok := v[k]; return x, ok }
+func (v view[K, V]) All() map[K]V     { return maps.Clone(map[K]V(v)) }
 
 // Desired is reconciler.Config.Desired.
 func (s *Source[K, V]) Desired() map[K]V {
@@ -63,10 +110,20 @@ func (s *Source[K, V]) Changed() <-chan struct{} {
 // short retries.
 func Start[K comparable, V any](t *testing.T, table datapath.Table[K, V], src *Source[K, V]) *reconciler.Reconciler[K, V] {
 	t.Helper()
-	r := reconciler.New(reconciler.Config[K, V]{
+	return StartMode(t, table, src, false)
+}
+
+// StartMode is Start, with src read incrementally when incremental is set.
+func StartMode[K comparable, V any](t *testing.T, table datapath.Table[K, V], src *Source[K, V], incremental bool) *reconciler.Reconciler[K, V] {
+	t.Helper()
+	cfg := reconciler.Config[K, V]{
 		Name: "test", Table: table, Desired: src.Desired, Initialized: src.Initialized, Changed: src.Changed,
 		Retry: backoff.Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond},
-	})
+	}
+	if incremental {
+		cfg.Incremental = src.Incremental()
+	}
+	r := reconciler.New(cfg)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { _ = r.Run(ctx); close(done) }()
@@ -128,6 +185,8 @@ type ReconcileCase[K comparable, V any] struct {
 	Live, Stale, New K
 	// V1 and V2 are different values.
 	V1, V2 V
+	// Incremental drives the reconciler with Source.Incremental.
+	Incremental bool
 }
 
 // Reconcile checks a reconciler against a table: it adopts what the table
@@ -148,7 +207,7 @@ func Reconcile[K comparable, V any](t *testing.T, c ReconcileCase[K, V]) *reconc
 	}
 	ct := &counting[K, V]{Table: tbl}
 	src := NewSource[K, V]()
-	r := Start(t, ct, src)
+	r := StartMode(t, ct, src, c.Incremental)
 	is := func(want map[K]V) func() bool {
 		return func() bool { return reflect.DeepEqual(want, Held(t, tbl)) }
 	}
