@@ -36,7 +36,7 @@ func testReconcileIPCache(t *testing.T, incremental bool) {
 	d := open(t, pinDir)
 	dptest.Reconcile(t, dptest.ReconcileCase[netip.Prefix, datapath.IPCacheEntry]{
 		Incremental: incremental,
-		Table: d.IPCache(),
+		Table:       d.IPCache(),
 		Restart: func(t *testing.T) datapath.Table[netip.Prefix, datapath.IPCacheEntry] {
 			return dptest.Restart(t, d, opener(pinDir)).IPCache()
 		},
