@@ -95,6 +95,7 @@ func (d *Datapath) loadTC() error {
 	if n := d.opts.PolicyMaxEntries; n != 0 {
 		spec.Maps[tcMapPolicy].MaxEntries = n
 	}
+	spec.Maps[tcMapIpcache].MaxEntries = d.opts.IPCacheMaxEntries
 	sample := uint32(0)
 	if d.opts.TraceSample > 0 {
 		sample = uint32(d.opts.TraceSample)

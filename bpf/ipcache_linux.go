@@ -96,6 +96,9 @@ func (c *IPCache) Update(p netip.Prefix, e IPCacheEntry) error {
 	return nil
 }
 
+// Capacity returns how many entries the map can hold.
+func (c *IPCache) Capacity() int { return int(c.m.MaxEntries()) }
+
 // Delete removes prefix p; an absent prefix is not an error.
 func (c *IPCache) Delete(p netip.Prefix) error {
 	k, p, err := ipcacheKeyOf(p)

@@ -5,6 +5,10 @@ import "time"
 // DefaultPinDir is where Load pins maps and links unless told otherwise.
 const DefaultPinDir = "/sys/fs/bpf/clustermesh"
 
+// DefaultIPCacheMaxEntries is the default size of the ipcache: 512k entries,
+// room for a mesh of 100 clusters of 5,000 pods each.
+const DefaultIPCacheMaxEntries = 1 << 19
+
 // Options configure Load. The zero value is usable.
 type Options struct {
 	// PinDir is a directory on a bpffs mount; it is created if missing.
@@ -25,6 +29,13 @@ type Options struct {
 	// all endpoints; a replacement needs room for both rule sets of one
 	// endpoint). Default 262144. Changing it requires Unpin.
 	PolicyMaxEntries uint32
+
+	// IPCacheMaxEntries is the size of the ipcache (every pod IP of the
+	// mesh, the nodes' addresses and the CIDR identities). Its memory is
+	// allocated per entry (BPF_F_NO_PREALLOC), so a large bound costs
+	// nothing until used. Default DefaultIPCacheMaxEntries. Changing it
+	// requires Unpin.
+	IPCacheMaxEntries uint32
 
 	// TCAttach is how endpoints' programs are attached: TCAttachAuto (TCX,
 	// or clsact where the kernel has no TCX), TCAttachTCX or TCAttachClsact.
@@ -53,6 +64,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.TraceSample == 0 {
 		o.TraceSample = 1
+	}
+	if o.IPCacheMaxEntries == 0 {
+		o.IPCacheMaxEntries = DefaultIPCacheMaxEntries
 	}
 	return o
 }

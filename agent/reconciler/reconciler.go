@@ -41,6 +41,10 @@ type Config[K comparable, V any] struct {
 	Equal func(a, b V) bool
 	// Retry is the per-object backoff template (defaults of backoff).
 	Retry backoff.Backoff
+	// Capacity is how many objects the table can hold (0: unbounded),
+	// reported in Status so that pressure on a kernel map shows before it
+	// is full.
+	Capacity int
 	// Resync bounds the time between two full passes (default 1m).
 	Resync time.Duration
 	Clock  clock.Clock
@@ -49,10 +53,12 @@ type Config[K comparable, V any] struct {
 
 // Status is a reconciler's health.
 type Status struct {
-	Name          string    `json:"name"`
-	Desired       int       `json:"desired"`
-	Applied       int       `json:"applied"`
-	Failing       int       `json:"failing"`
+	Name    string `json:"name"`
+	Desired int    `json:"desired"`
+	Applied int    `json:"applied"`
+	Failing int    `json:"failing"`
+	// Capacity of the table (0: unbounded).
+	Capacity      int       `json:"capacity,omitempty"`
 	Pruned        bool      `json:"pruned"`
 	Passes        uint64    `json:"passes"`
 	LastError     string    `json:"lastError,omitempty"`
@@ -95,7 +101,7 @@ func New[K comparable, V any](cfg Config[K, V]) *Reconciler[K, V] {
 	}
 	cfg.Retry.Clock = cfg.Clock
 	return &Reconciler[K, V]{cfg: cfg, retry: map[K]*retryState{}, unwanted: map[K]struct{}{}, missing: map[K]struct{}{},
-		status: Status{Name: cfg.Name}}
+		status: Status{Name: cfg.Name, Capacity: cfg.Capacity}}
 }
 
 // Status returns the reconciler's health.

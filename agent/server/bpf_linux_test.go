@@ -2,16 +2,20 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/clustermesh/clustermesh/agent/datapath"
+	"github.com/clustermesh/clustermesh/agent/reconciler"
 	"github.com/clustermesh/clustermesh/agent/server"
+	"github.com/clustermesh/clustermesh/bpf"
 	"github.com/clustermesh/clustermesh/internal/k8stest"
 	"github.com/clustermesh/clustermesh/internal/testutil"
 )
@@ -88,4 +92,24 @@ func TestAgentBPFDatapath(t *testing.T) {
 		got, _ := second.agent.Datapath.IPCache().List(t.Context())
 		return len(st.Peers) == 1 && st.Peers[0].Ready && got[pod] == want
 	})
+
+	// The kernel ipcache's size is in the status and its fill ratio in the
+	// metrics.
+	var st server.StatusResponse
+	second.get(t, "/v1/status", &st)
+	var ipcache *reconciler.Status
+	for i := range st.Reconcilers {
+		if st.Reconcilers[i].Name == "ipcache" {
+			ipcache = &st.Reconcilers[i]
+		}
+	}
+	if ipcache == nil || ipcache.Capacity != bpf.DefaultIPCacheMaxEntries || ipcache.Applied == 0 {
+		t.Fatalf("ipcache reconciler status %+v, want capacity %d and entries", ipcache, bpf.DefaultIPCacheMaxEntries)
+	}
+	var metrics string
+	second.get(t, "/metrics", &metrics)
+	wantMetric := fmt.Sprintf(`clustermesh_agent_datapath_map_pressure{table="ipcache"} %g`, float64(ipcache.Applied)/bpf.DefaultIPCacheMaxEntries)
+	if !strings.Contains(metrics, wantMetric) {
+		t.Fatalf("/metrics lacks %s:\n%s", wantMetric, metrics)
+	}
 }

@@ -14,7 +14,7 @@ type statusCollector struct {
 	reconcilers func() []reconciler.Status
 
 	ready, connected, failures, lastFailure, entries *prometheus.Desc
-	desired, applied, failing                        *prometheus.Desc
+	desired, applied, failing, pressure              *prometheus.Desc
 }
 
 func newStatusCollector(peers func() []remote.Status, recs func() []reconciler.Status) *statusCollector {
@@ -31,11 +31,12 @@ func newStatusCollector(peers func() []remote.Status, recs func() []reconciler.S
 		desired:     d("reconciler_desired", "Objects the datapath table should hold.", "table"),
 		applied:     d("reconciler_applied", "Objects the datapath table holds.", "table"),
 		failing:     d("reconciler_failing", "Objects whose last datapath operation failed (retried with backoff).", "table"),
+		pressure:    d("datapath_map_pressure", "Fill ratio of a bounded datapath table: objects held / capacity (1 is full: further objects fail).", "table"),
 	}
 }
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.ready, c.connected, c.failures, c.lastFailure, c.entries, c.desired, c.applied, c.failing} {
+	for _, d := range []*prometheus.Desc{c.ready, c.connected, c.failures, c.lastFailure, c.entries, c.desired, c.applied, c.failing, c.pressure} {
 		ch <- d
 	}
 }
@@ -64,5 +65,8 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.desired, prometheus.GaugeValue, float64(r.Desired), r.Name)
 		ch <- prometheus.MustNewConstMetric(c.applied, prometheus.GaugeValue, float64(r.Applied), r.Name)
 		ch <- prometheus.MustNewConstMetric(c.failing, prometheus.GaugeValue, float64(r.Failing), r.Name)
+		if r.Capacity > 0 {
+			ch <- prometheus.MustNewConstMetric(c.pressure, prometheus.GaugeValue, float64(r.Applied)/float64(r.Capacity), r.Name)
+		}
 	}
 }

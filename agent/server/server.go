@@ -74,6 +74,11 @@ type Config struct {
 	WireGuardDevice  string
 	WireGuardPort    int
 	WireGuardNetNS   string
+	// BPFIPCacheMaxEntries and BPFPolicyMaxEntries size the ipcache and
+	// the policy map (--bpf-ipcache-max-entries, --bpf-policy-max-entries;
+	// 0: bpf.Options' defaults, 512k and 256k).
+	BPFIPCacheMaxEntries uint32
+	BPFPolicyMaxEntries  uint32
 	// TCAttach is how the tc programs are attached to pods' interfaces
 	// (--tc-attach): "" (TCX, clsact where the kernel has none), "tcx" or
 	// "clsact".
@@ -229,7 +234,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Agent, err error
 	})
 	claims.trusts = a.peers.Trusts
 	if cfg.Datapath == "bpf" {
-		dp, dpErr := bpfdp.New(ctx, bpf.Options{PinDir: cfg.BPFPinDir, TCAttach: cfg.TCAttach}, cfg.EndpointNetNS)
+		dp, dpErr := bpfdp.New(ctx, bpf.Options{PinDir: cfg.BPFPinDir, TCAttach: cfg.TCAttach,
+			IPCacheMaxEntries: cfg.BPFIPCacheMaxEntries, PolicyMaxEntries: cfg.BPFPolicyMaxEntries}, cfg.EndpointNetNS)
 		if dpErr != nil {
 			return nil, fmt.Errorf("--datapath=bpf: load the eBPF datapath (pinned under --bpf-pin-dir %s): %w", cfg.BPFPinDir, dpErr)
 		}
@@ -315,7 +321,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Agent, err error
 			Desired: func() map[string]datapath.Attachment { return desiredAttachments(st.Snapshot()) },
 		}),
 		reconciler.New(reconciler.Config[netip.Prefix, datapath.IPCacheEntry]{
-			Name: "ipcache", Table: a.Datapath.IPCache(), Initialized: a.ready, Log: log,
+			Name: "ipcache", Table: a.Datapath.IPCache(), Initialized: a.ready, Log: log, Capacity: a.ipcacheCapacity(),
 			Incremental: newIPCacheSource(st, cfg.ClusterName, cfg.NodeName),
 		}),
 		reconciler.New(reconciler.Config[string, datapath.Peer]{
@@ -331,6 +337,15 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Agent, err error
 	}
 	a.Registry.MustRegister(newStatusCollector(a.peers.Status, a.reconcilerStatus))
 	return a, nil
+}
+
+// ipcacheCapacity is the size of the kernel's ipcache (0: unbounded, the
+// in-memory datapath).
+func (a *Agent) ipcacheCapacity() int {
+	if a.bpf == nil {
+		return 0
+	}
+	return a.bpf.IPCache().Capacity()
 }
 
 // ready reports whether every source delivered its initial state: the local

@@ -55,6 +55,8 @@ func newCommand() *cobra.Command {
 	f.StringVar(&cfg.MeshConfigDir, "mesh-config-dir", "", "directory of peer etcd client configs, one file per peer named after it")
 	f.StringVar(&cfg.Datapath, "datapath", "bpf", `"bpf": program eBPF maps and programs; "none": keep the datapath in memory (tests, dry runs)`)
 	f.StringVar(&cfg.BPFPinDir, "bpf-pin-dir", "/sys/fs/bpf/clustermesh", "bpffs directory where the eBPF maps and links are pinned (kept across agent restarts)")
+	f.Uint32Var(&cfg.BPFIPCacheMaxEntries, "bpf-ipcache-max-entries", 0, "size of the eBPF ipcache: every pod IP of the mesh, node addresses and CIDR identities (default 524288; memory is used per entry; a change needs the pins removed)")
+	f.Uint32Var(&cfg.BPFPolicyMaxEntries, "bpf-policy-max-entries", 0, "size of the eBPF policy map: the expanded rules of every endpoint of the node (default 262144; a change needs the pins removed)")
 	f.StringVar(&cfg.TCAttach, "tc-attach", "", `how the tc programs are attached to pods' interfaces: "" (TCX, or clsact + cls_bpf where the kernel has no TCX), "tcx" or "clsact"`)
 	f.StringVar(&cfg.CgroupRoot, "cgroup-root", "auto", `cgroup v2 directory where the socket load-balancing programs for Services are attached ("auto": the cgroup2 mount; "": none)`)
 	f.StringVar(&cfg.StateDir, "state-dir", "/var/run/clustermesh/state", "directory of the pod interfaces the CNI plugin reported (kept across agent restarts, not across reboots)")

@@ -1,0 +1,69 @@
+package bpf
+
+import (
+	"net/netip"
+	"testing"
+)
+
+// The ipcache holds a mesh-sized set of entries (here 150k host entries
+// and 1k CIDRs, above the 65,536 it held before) with the default size,
+// reports its capacity, and its longest-prefix match stays right at that
+// size; a map sized below what is written refuses the excess with an
+// error.
+func TestIPCacheHoldsAMeshOfEntries(t *testing.T) {
+	requireRoot(t)
+	d := load(t, Options{PinDir: newBPFFS(t)})
+	c := d.IPCache()
+	if got := c.Capacity(); got != DefaultIPCacheMaxEntries {
+		t.Fatalf("capacity %d, want the default %d", got, DefaultIPCacheMaxEntries)
+	}
+	const hosts, cidrs = 150_000, 1_000
+	host := func(i int) netip.Prefix {
+		return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32)
+	}
+	for i := range hosts {
+		if err := c.Update(host(i), IPCacheEntry{Identity: uint32(100000 + i%1000)}); err != nil {
+			t.Fatalf("entry %d (%v): %v", i, host(i), err)
+		}
+	}
+	for i := range cidrs {
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{172, byte(i >> 8), byte(i), 0}), 24)
+		if err := c.Update(p, IPCacheEntry{Identity: uint32(16777216 + i)}); err != nil {
+			t.Fatalf("CIDR %d (%v): %v", i, p, err)
+		}
+	}
+	held, err := c.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(held) != hosts+cidrs {
+		t.Fatalf("the map lists %d entries, want %d", len(held), hosts+cidrs)
+	}
+	pinned, err := OpenPinnedIPCache(d.opts.PinDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = pinned.Close() }()
+	for _, tc := range []struct {
+		addr string
+		want uint32
+	}{
+		{"10.2.73.239", uint32(100000 + (2<<16 | 73<<8 | 239) % 1000)},
+		{"172.3.200.77", 16777216 + (3<<8 | 200)},
+	} {
+		e, ok, err := pinned.Lookup(netip.PrefixFrom(netip.MustParseAddr(tc.addr), 32))
+		if err != nil || !ok || e.Identity != tc.want {
+			t.Errorf("lookup %s = %+v, %v, %v; want identity %d", tc.addr, e, ok, err, tc.want)
+		}
+	}
+
+	small := load(t, Options{PinDir: newBPFFS(t), IPCacheMaxEntries: 100})
+	for i := range 100 {
+		if err := small.IPCache().Update(host(i), IPCacheEntry{Identity: 5}); err != nil {
+			t.Fatalf("entry %d of 100: %v", i, err)
+		}
+	}
+	if err := small.IPCache().Update(host(100), IPCacheEntry{Identity: 5}); err == nil {
+		t.Fatal("a map of 100 entries took a 101st")
+	}
+}
