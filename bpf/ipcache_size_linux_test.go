@@ -48,7 +48,7 @@ func TestIPCacheHoldsAMeshOfEntries(t *testing.T) {
 		addr string
 		want uint32
 	}{
-		{"10.2.73.239", uint32(100000 + (2<<16 | 73<<8 | 239) % 1000)},
+		{"10.2.73.239", uint32(100000 + (2<<16|73<<8|239)%1000)},
 		{"172.3.200.77", 16777216 + (3<<8 | 200)},
 	} {
 		e, ok, err := pinned.Lookup(netip.PrefixFrom(netip.MustParseAddr(tc.addr), 32))
