@@ -144,8 +144,12 @@ func (c *Controller) Run(ctx context.Context) error {
 		return fmt.Errorf("wait for the policy caches: %w", ctx.Err())
 	}
 	initialized := false
+	// The policy results depend on identities, endpoints and named ports
+	// (and on the readiness of their sources), not on the ipcache or the
+	// peers' nodes and services, whose churn must not wake the engine.
+	watch := c.cfg.State.WatchTables(state.TableIdentities, state.TableEndpoints, state.TableNamedPorts, state.TableInitialized)
 	for {
-		changed := c.cfg.State.Changed()
+		changed := watch.Changed()
 		if !initialized && c.cfg.State.Initialized(c.cfg.WaitFor...) {
 			initialized = true
 		}

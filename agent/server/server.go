@@ -313,11 +313,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Agent, err error
 	}
 	a.reconcilers = []statusRunner{
 		reconciler.New(reconciler.Config[uint16, datapath.EndpointPolicy]{
-			Name: "policies", Table: a.Datapath.Policies(), Initialized: a.ready, Changed: st.Changed, Log: log,
+			Name: "policies", Table: a.Datapath.Policies(), Initialized: a.ready, Log: log,
+			Changed: st.WatchTables(state.TablePolicies, state.TableInitialized).Changed,
 			Desired: func() map[uint16]datapath.EndpointPolicy { return desiredPolicies(st.Snapshot()) },
 		}),
 		reconciler.New(reconciler.Config[string, datapath.Attachment]{
-			Name: "attachments", Table: a.Datapath.Attachments(), Initialized: a.ready, Changed: st.Changed, Log: log,
+			Name: "attachments", Table: a.Datapath.Attachments(), Initialized: a.ready, Log: log,
+			Changed: st.WatchTables(state.TableAttachments, state.TablePolicies, state.TableInitialized).Changed,
 			Desired: func() map[string]datapath.Attachment { return desiredAttachments(st.Snapshot()) },
 		}),
 		reconciler.New(reconciler.Config[netip.Prefix, datapath.IPCacheEntry]{
@@ -325,11 +327,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Agent, err error
 			Incremental: newIPCacheSource(st, cfg.ClusterName, cfg.NodeName),
 		}),
 		reconciler.New(reconciler.Config[string, datapath.Peer]{
-			Name: "peers", Table: a.Datapath.Peers(), Initialized: a.ready, Changed: st.Changed, Log: log,
+			Name: "peers", Table: a.Datapath.Peers(), Initialized: a.ready, Log: log,
+			Changed: st.WatchTables(state.TableNodes, state.TableInitialized).Changed,
 			Desired: func() map[string]datapath.Peer { return desiredPeers(st.Snapshot(), cfg.ClusterName, cfg.NodeName) },
 		}),
 		reconciler.New(reconciler.Config[datapath.ServiceKey, datapath.Service]{
-			Name: "services", Table: a.Datapath.Services(), Initialized: a.ready, Changed: st.Changed, Log: log,
+			Name: "services", Table: a.Datapath.Services(), Initialized: a.ready, Log: log,
+			Changed: st.WatchTables(state.TableLocalServices, state.TableServices, state.TableNodes, state.TableInitialized).Changed,
 			Desired: func() map[datapath.ServiceKey]datapath.Service {
 				return desiredServices(st.Snapshot(), cfg.ClusterName)
 			},

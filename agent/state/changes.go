@@ -2,6 +2,7 @@ package state
 
 import (
 	"net/netip"
+	"reflect"
 	"sync"
 
 	"github.com/hashicorp/go-memdb"
@@ -219,5 +220,51 @@ func blockDiff(before, after *ipBlock) []netip.Prefix {
 			j++
 		}
 	}
+	return out
+}
+
+// TableWatcher wakes a consumer of some tables only when one of them
+// changes (go-memdb's watch channel of each table's primary index):
+// commits to other tables do not wake it, so a consumer of a few small
+// tables does not wake on the churn of the large ones. It is owned by one
+// goroutine.
+type TableWatcher struct {
+	s      *State
+	tables []string
+	last   chan struct{} // the merged channel of the last call, until closed
+}
+
+// WatchTables returns a watcher of tables.
+func (s *State) WatchTables(tables ...string) *TableWatcher {
+	return &TableWatcher{s: s, tables: tables}
+}
+
+// Changed returns a channel closed by the first commit after the call that
+// changes one of the tables.
+func (w *TableWatcher) Changed() <-chan struct{} {
+	if w.last != nil {
+		select {
+		case <-w.last:
+		default:
+			return w.last // no table changed since: still the current one
+		}
+	}
+	txn := w.s.db.Txn(false)
+	cases := make([]reflect.SelectCase, 0, len(w.tables))
+	for _, t := range w.tables {
+		it, err := txn.Get(t, IndexID)
+		if err != nil {
+			// A bad table name is a bug; wake on every commit rather
+			// than never.
+			return w.s.Changed()
+		}
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(it.WatchCh())})
+	}
+	out := make(chan struct{})
+	go func() { // one per watcher at a time; ends at the first change
+		defer close(out)
+		reflect.Select(cases)
+	}()
+	w.last = out
 	return out
 }
