@@ -98,8 +98,10 @@ func (r *Reconciler[K, V]) keysPass(ctx context.Context, view View[K, V], keys [
 	}
 	fail := func(k K, err error) {
 		wait = min(wait, r.failed(k, now))
+		r.setObject(k, *new(V), false, err)
 		lastErr = err
 	}
+	defer r.passEnded()
 	for _, k := range keys {
 		v, want := view.At(k)
 		a, held := r.applied[k]
@@ -122,11 +124,15 @@ func (r *Reconciler[K, V]) keysPass(ctx context.Context, view View[K, V], keys [
 				continue
 			}
 			r.applied[k] = v
+			r.setObject(k, v, true, nil)
 			delete(r.retry, k)
 			delete(r.missing, k)
 		case !held:
 			delete(r.missing, k)
-			delete(r.retry, k)
+			if _, failing := r.retry[k]; failing {
+				delete(r.retry, k)
+				r.setObject(k, *new(V), false, nil)
+			}
 		default:
 			r.unwanted[k] = struct{}{}
 			if !initialized || !due(k) {
@@ -137,6 +143,7 @@ func (r *Reconciler[K, V]) keysPass(ctx context.Context, view View[K, V], keys [
 				continue
 			}
 			delete(r.applied, k)
+			r.setObject(k, *new(V), false, nil)
 			delete(r.unwanted, k)
 			delete(r.retry, k)
 		}

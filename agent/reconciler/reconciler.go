@@ -41,6 +41,9 @@ type Config[K comparable, V any] struct {
 	Equal func(a, b V) bool
 	// Retry is the per-object backoff template (defaults of backoff).
 	Retry backoff.Backoff
+	// TrackObjects keeps each key's status for Object and Watch (for
+	// small tables whose consumers wait for one object).
+	TrackObjects bool
 	// Capacity is how many objects the table can hold (0: unbounded),
 	// reported in Status so that pressure on a kernel map shows before it
 	// is full.
@@ -75,6 +78,7 @@ type Reconciler[K comparable, V any] struct {
 	// Incremental mode only: applied keys not desired (awaiting the prune
 	// or a retry), and desired keys not applied (failing).
 	unwanted, missing map[K]struct{}
+	objs              *objects[K, V] // nil without TrackObjects
 
 	mu     sync.Mutex // guards status
 	status Status
@@ -100,8 +104,12 @@ func New[K comparable, V any](cfg Config[K, V]) *Reconciler[K, V] {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	cfg.Retry.Clock = cfg.Clock
-	return &Reconciler[K, V]{cfg: cfg, retry: map[K]*retryState{}, unwanted: map[K]struct{}{}, missing: map[K]struct{}{},
+	r := &Reconciler[K, V]{cfg: cfg, retry: map[K]*retryState{}, unwanted: map[K]struct{}{}, missing: map[K]struct{}{},
 		status: Status{Name: cfg.Name, Capacity: cfg.Capacity}}
+	if cfg.TrackObjects {
+		r.objs = newObjects[K, V]()
+	}
+	return r
 }
 
 // Status returns the reconciler's health.
@@ -118,6 +126,9 @@ func (r *Reconciler[K, V]) Run(ctx context.Context) error {
 		return fmt.Errorf("%s: list what the datapath holds: %w", r.cfg.Name, err)
 	}
 	r.applied = held
+	for k, v := range held {
+		r.setObject(k, v, true, nil)
+	}
 	if r.cfg.Incremental != nil {
 		return r.runIncremental(ctx)
 	}
@@ -182,8 +193,10 @@ func (r *Reconciler[K, V]) passWith(ctx context.Context, desired map[K]V, initia
 	}
 	fail := func(k K, err error) {
 		wait = min(wait, r.failed(k, now))
+		r.setObject(k, *new(V), false, err)
 		lastErr = err
 	}
+	defer r.passEnded()
 	for k, v := range desired {
 		if a, ok := r.applied[k]; ok && r.cfg.Equal(a, v) {
 			delete(r.retry, k)
@@ -197,6 +210,7 @@ func (r *Reconciler[K, V]) passWith(ctx context.Context, desired map[K]V, initia
 			continue
 		}
 		r.applied[k] = v
+		r.setObject(k, v, true, nil)
 		delete(r.retry, k)
 	}
 	pruned := initialized
@@ -210,6 +224,7 @@ func (r *Reconciler[K, V]) passWith(ctx context.Context, desired map[K]V, initia
 				continue
 			}
 			delete(r.applied, k)
+			r.setObject(k, *new(V), false, nil)
 			delete(r.retry, k)
 		}
 	}
@@ -217,6 +232,7 @@ func (r *Reconciler[K, V]) passWith(ctx context.Context, desired map[K]V, initia
 		if _, want := desired[k]; !want {
 			if _, held := r.applied[k]; !held {
 				delete(r.retry, k)
+				r.setObject(k, *new(V), false, nil)
 			}
 		}
 	}

@@ -2,8 +2,10 @@ package reconciler_test
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -82,4 +84,54 @@ func testPerObjectRetry(t *testing.T, incremental bool) {
 	// Changing a value and removing one reach the table.
 	src.Set(func(m map[string]int) { m["good"] = 2; delete(m, "bad") }, true)
 	eventually(t, "update and delete", func() bool { return cmp.Equal(map[string]int{"good": 2}, held(t, table)) })
+}
+
+// With TrackObjects, each key's status says what the table holds and why
+// it is not there yet, and Watch wakes a waiter after each pass: the CNI
+// ADD waits on it instead of polling the kernel.
+func TestObjectStatus(t *testing.T) {
+	for _, incremental := range []bool{false, true} {
+		t.Run(mode(incremental), func(t *testing.T) {
+			table := datapath.NewMemTable[string, int]()
+			var mu sync.Mutex
+			broken := true
+			table.FailWith(func(k string) error {
+				mu.Lock()
+				defer mu.Unlock()
+				if k == "bad" && broken {
+					return errors.New("map full")
+				}
+				return nil
+			})
+			src := dptest.NewSource[string, int]()
+			r := dptest.StartWith(t, datapath.Table[string, int](table), src, dptest.Options{Incremental: incremental, TrackObjects: true})
+			watch := r.Watch()
+			src.Set(func(m map[string]int) { m["good"] = 1; m["bad"] = 2 }, true)
+			<-watch // a pass ended
+			waitFor := func(what string, cond func() bool) {
+				t.Helper()
+				deadline := time.After(10 * time.Second)
+				for !cond() {
+					select {
+					case <-r.Watch():
+					case <-deadline:
+						t.Fatalf("timed out waiting for %s: good %+v, bad %+v", what, r.Object("good"), r.Object("bad"))
+					}
+				}
+			}
+			waitFor("good held, bad failing", func() bool {
+				g, b := r.Object("good"), r.Object("bad")
+				return g.Held && g.Applied == 1 && !b.Held && b.Err != ""
+			})
+			if b := r.Object("bad"); !strings.Contains(b.Err, "map full") {
+				t.Fatalf("bad's error %q does not say why", b.Err)
+			}
+			mu.Lock()
+			broken = false
+			mu.Unlock()
+			waitFor("bad held after a retry", func() bool { b := r.Object("bad"); return b.Held && b.Applied == 2 && b.Err == "" })
+			src.Set(func(m map[string]int) { delete(m, "good") }, true)
+			waitFor("good gone", func() bool { return !r.Object("good").Held })
+		})
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"reflect"
 	"slices"
 	"time"
 
@@ -132,7 +133,7 @@ func (a *Agent) getAttachment(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no attachment %s on this node", key))
 		return
 	}
-	st, _ := a.attachmentStatus(r.Context(), at)
+	st, _ := a.attachmentStatus(at)
 	writeJSON(w, st)
 }
 
@@ -155,66 +156,57 @@ func (a *Agent) deleteAttachment(w http.ResponseWriter, r *http.Request) {
 }
 
 // attachmentStatus reports whether the datapath holds at with the pod's
-// policy, and if not, what is missing.
-func (a *Agent) attachmentStatus(ctx context.Context, at state.Attachment) (cniapi.Status, error) {
+// policy, and if not, what is missing: from the state and the per-object
+// status of the policies and attachments reconcilers (no kernel read).
+func (a *Agent) attachmentStatus(at state.Attachment) (cniapi.Status, error) {
 	st := cniapi.Status{ContainerID: at.ContainerID, IfName: at.IfName, HostIfName: at.HostIfName, HostIfIndex: at.HostIfIndex}
 	pod := at.Namespace + "/" + at.Pod
 	sn := a.State.Snapshot()
-	var row *state.EndpointPolicyRow
-	for _, r := range sn.EndpointPolicies() {
-		if r.Key == pod {
-			row = &r
-			break
-		}
-	}
-	if row == nil {
+	row, ok := sn.EndpointPolicy(pod)
+	if !ok {
 		if _, ok := sn.Endpoint(at.Namespace, at.Pod); !ok {
 			return st, fmt.Errorf("pod %s is not known on node %s (no such Pod bound to this node in the Kubernetes API yet)", pod, a.cfg.NodeName)
 		}
 		return st, fmt.Errorf("the policy of pod %s is not computed yet", pod)
 	}
 	st.DatapathID, st.Identity = row.DatapathID, uint32(row.Policy.Identity)
-	policies, err := a.Datapath.Policies().List(ctx)
-	if err != nil {
-		return st, fmt.Errorf("read the datapath's policies: %w", err)
+	if p := a.policyRec.Object(row.DatapathID); !p.Held || !reflect.DeepEqual(p.Applied, row.Policy) {
+		return st, fmt.Errorf("the policy of pod %s is not in the datapath yet%s", pod, errSuffix(p.Err))
 	}
-	if _, ok := policies[row.DatapathID]; !ok {
-		return st, fmt.Errorf("the policy of pod %s is not in the datapath yet%s", pod, a.reconcilerError("policies"))
-	}
-	held, err := a.Datapath.Attachments().List(ctx)
-	if err != nil {
-		return st, fmt.Errorf("read the datapath's attachments: %w", err)
-	}
-	if h, ok := held[at.Key]; !ok || h.IfIndex != at.HostIfIndex || h.EndpointID != row.DatapathID {
-		return st, fmt.Errorf("interface %s of pod %s is not attached yet%s", at.HostIfName, pod, a.reconcilerError("attachments"))
+	h := a.attachRec.Object(at.Key)
+	if !h.Held || h.Applied.IfIndex != at.HostIfIndex || h.Applied.EndpointID != row.DatapathID {
+		return st, fmt.Errorf("interface %s of pod %s is not attached yet%s", at.HostIfName, pod, errSuffix(h.Err))
 	}
 	st.Attached = true
 	return st, nil
 }
 
-func (a *Agent) reconcilerError(name string) string {
-	for _, r := range a.reconcilers {
-		if s := r.Status(); s.Name == name && s.LastError != "" {
-			return ": " + s.LastError
-		}
+func errSuffix(err string) string {
+	if err == "" {
+		return ""
 	}
-	return ""
+	return ": " + err
 }
 
-// waitAttached polls attachmentStatus until the attachment is in place or
-// ctx ends (then the error says what is missing).
+// waitAttached waits until the attachment is in place or ctx ends (then
+// the error says what is missing). It wakes when the tables it reads
+// change or either reconciler ends a pass, not by polling.
 func (a *Agent) waitAttached(ctx context.Context, at state.Attachment) (cniapi.Status, error) {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
+	tables := a.State.WatchTables(state.TablePolicies, state.TableEndpoints, state.TableAttachments)
 	for {
-		st, err := a.attachmentStatus(ctx, at)
+		// Take the channels before reading the status, so that no change
+		// between the two is missed.
+		changed, policies, attachments := tables.Changed(), a.policyRec.Watch(), a.attachRec.Watch()
+		st, err := a.attachmentStatus(at)
 		if err == nil {
 			return st, nil
 		}
 		select {
 		case <-ctx.Done():
 			return st, fmt.Errorf("attach %s: %w", at.Key, err)
-		case <-tick.C:
+		case <-changed:
+		case <-policies:
+		case <-attachments:
 		}
 	}
 }

@@ -177,7 +177,11 @@ type Agent struct {
 	kube        kubernetes.Interface
 	stopEvents  func()
 	reconcilers []statusRunner
-	Registry    *prometheus.Registry
+	// The policies and attachments reconcilers, which keep each object's
+	// status: the CNI ADD waits on them.
+	policyRec *reconciler.Reconciler[uint16, datapath.EndpointPolicy]
+	attachRec *reconciler.Reconciler[string, datapath.Attachment]
+	Registry  *prometheus.Registry
 
 	// bpf is the eBPF datapath (nil unless --datapath=bpf); drops records
 	// its drops (nil when bpf is).
@@ -311,17 +315,19 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Agent, err error
 	if err != nil {
 		return nil, err
 	}
+	a.policyRec = reconciler.New(reconciler.Config[uint16, datapath.EndpointPolicy]{
+		Name: "policies", Table: a.Datapath.Policies(), Initialized: a.ready, Log: log, TrackObjects: true,
+		Changed: st.WatchTables(state.TablePolicies, state.TableInitialized).Changed,
+		Desired: func() map[uint16]datapath.EndpointPolicy { return desiredPolicies(st.Snapshot()) },
+	})
+	a.attachRec = reconciler.New(reconciler.Config[string, datapath.Attachment]{
+		Name: "attachments", Table: a.Datapath.Attachments(), Initialized: a.ready, Log: log, TrackObjects: true,
+		Changed: st.WatchTables(state.TableAttachments, state.TablePolicies, state.TableInitialized).Changed,
+		Desired: func() map[string]datapath.Attachment { return desiredAttachments(st.Snapshot()) },
+	})
 	a.reconcilers = []statusRunner{
-		reconciler.New(reconciler.Config[uint16, datapath.EndpointPolicy]{
-			Name: "policies", Table: a.Datapath.Policies(), Initialized: a.ready, Log: log,
-			Changed: st.WatchTables(state.TablePolicies, state.TableInitialized).Changed,
-			Desired: func() map[uint16]datapath.EndpointPolicy { return desiredPolicies(st.Snapshot()) },
-		}),
-		reconciler.New(reconciler.Config[string, datapath.Attachment]{
-			Name: "attachments", Table: a.Datapath.Attachments(), Initialized: a.ready, Log: log,
-			Changed: st.WatchTables(state.TableAttachments, state.TablePolicies, state.TableInitialized).Changed,
-			Desired: func() map[string]datapath.Attachment { return desiredAttachments(st.Snapshot()) },
-		}),
+		a.policyRec,
+		a.attachRec,
 		reconciler.New(reconciler.Config[netip.Prefix, datapath.IPCacheEntry]{
 			Name: "ipcache", Table: a.Datapath.IPCache(), Initialized: a.ready, Log: log, Capacity: a.ipcacheCapacity(),
 			Incremental: newIPCacheSource(st, cfg.ClusterName, cfg.NodeName),

@@ -44,6 +44,15 @@ func (sn *Snapshot) EndpointPolicies() []EndpointPolicyRow {
 	return collect[EndpointPolicyRow](sn.txn, TablePolicies, IndexID)
 }
 
+// EndpointPolicy returns the policy row of endpoint key ("namespace/name").
+func (sn *Snapshot) EndpointPolicy(key string) (EndpointPolicyRow, bool) {
+	r, err := first[EndpointPolicyRow](sn.txn, TablePolicies, IndexID, key)
+	if err != nil || r == nil {
+		return EndpointPolicyRow{}, false
+	}
+	return *r, true
+}
+
 // IdentityRows calls fn with each identity row; rows are immutable, so an
 // unchanged identity is the same pointer in every snapshot (a cheap way to
 // find what changed).

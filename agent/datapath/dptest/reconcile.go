@@ -116,11 +116,24 @@ func Start[K comparable, V any](t *testing.T, table datapath.Table[K, V], src *S
 // StartMode is Start, with src read incrementally when incremental is set.
 func StartMode[K comparable, V any](t *testing.T, table datapath.Table[K, V], src *Source[K, V], incremental bool) *reconciler.Reconciler[K, V] {
 	t.Helper()
+	return StartWith(t, table, src, Options{Incremental: incremental})
+}
+
+// Options of StartWith.
+type Options struct {
+	Incremental  bool // read src incrementally
+	TrackObjects bool // reconciler.Config.TrackObjects
+}
+
+// StartWith is Start with options.
+func StartWith[K comparable, V any](t *testing.T, table datapath.Table[K, V], src *Source[K, V], opts Options) *reconciler.Reconciler[K, V] {
+	t.Helper()
 	cfg := reconciler.Config[K, V]{
 		Name: "test", Table: table, Desired: src.Desired, Initialized: src.Initialized, Changed: src.Changed,
-		Retry: backoff.Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond},
+		Retry:        backoff.Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond},
+		TrackObjects: opts.TrackObjects,
 	}
-	if incremental {
+	if opts.Incremental {
 		cfg.Incremental = src.Incremental()
 	}
 	r := reconciler.New(cfg)
