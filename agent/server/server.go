@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -214,6 +215,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Agent, err error
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, log: log, State: st, Datapath: datapath.NewMemory(), closeDP: func() {}, Registry: prometheus.NewRegistry()}
+	// The agent's own cost: CPU, memory, allocations, goroutines.
+	a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	defer func() { // a failing New leaks nothing it started or loaded
 		if err != nil {
 			if a.stopEvents != nil {
