@@ -17,6 +17,7 @@ import (
 
 	"github.com/clustermesh/clustermesh/internal/pki"
 	"github.com/clustermesh/clustermesh/kvstore"
+	"github.com/clustermesh/clustermesh/kvstore/etcdserver"
 )
 
 // tlsEtcd is a real embedded etcd serving TLS with client-certificate
@@ -29,7 +30,7 @@ type tlsEtcd struct {
 	CA     *pki.CA
 	CAFile string
 	Dir    string
-	Server *kvstore.Server
+	Server *etcdserver.Server
 }
 
 // startTLSEtcd starts a fresh etcd in t.TempDir, stopped at cleanup.
@@ -55,7 +56,7 @@ func startTLSEtcd(t testing.TB) *tlsEtcd {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), time.Minute)
 	defer cancel()
-	s, err := kvstore.StartServer(ctx, kvstore.ServerConfig{
+	s, err := etcdserver.StartServer(ctx, etcdserver.ServerConfig{
 		DataDir:                 filepath.Join(e.Dir, "data"),
 		ListenClientURLs:        []string{"https://127.0.0.1:0"},
 		CertFile:                certFile,

@@ -5,9 +5,11 @@
 //   - Client: one connection (mTLS, keepalives, a rate limiter), made from
 //     the per-cluster YAML config file users already have (ClientConfig).
 //     Connect fails fast with ErrTLS or ErrUnreachable and a hint.
-//   - Server: an embedded etcd with TLS and client-certificate auth; the
-//     certificate's common name is the etcd user. BootstrapAuth creates the
-//     admin, root and read-only remote users and roles (RBAC).
+//   - BootstrapAuth creates the admin, root and read-only remote users and
+//     roles (RBAC); with client-certificate auth the certificate's common
+//     name is the etcd user. The embedded etcd server itself is package
+//     kvstore/etcdserver: this package uses the etcd client only, so that
+//     the agent does not link the etcd server.
 //   - SyncStore (writer): keeps a prefix equal to a desired set, in batched
 //     transactions, keys on shared leases of at most ~1000 keys that are
 //     re-created when lost, and a synced marker written only after the whole

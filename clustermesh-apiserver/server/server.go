@@ -25,6 +25,7 @@ import (
 	"github.com/clustermesh/clustermesh/clustermesh-apiserver/export"
 	"github.com/clustermesh/clustermesh/identity"
 	"github.com/clustermesh/clustermesh/kvstore"
+	"github.com/clustermesh/clustermesh/kvstore/etcdserver"
 	"github.com/clustermesh/clustermesh/kvstore/schema"
 )
 
@@ -36,7 +37,7 @@ type Server struct {
 	paths    schema.Paths
 	registry *prometheus.Registry
 
-	etcdServer *kvstore.Server
+	etcdServer *etcdserver.Server
 	etcd       *kvstore.Client
 	kube       kubernetes.Interface
 	rc         rest.Interface
@@ -99,7 +100,7 @@ func (s *Server) connectEtcd(ctx context.Context) error {
 		s.log.Info("connected to external etcd", "endpoints", cc.Endpoints)
 		return nil
 	}
-	srv, err := kvstore.StartServer(ctx, kvstore.ServerConfig{
+	srv, err := etcdserver.StartServer(ctx, etcdserver.ServerConfig{
 		DataDir: cfg.EtcdDataDir, ListenClientURLs: cfg.EtcdListenClientURLs,
 		CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile, TrustedCAFile: cfg.TLSCAFile, Logger: s.log,
 	})

@@ -1,4 +1,14 @@
-package kvstore
+// Package etcdserver runs an embedded etcd member: the etcd of a
+// clustermesh-apiserver (TLS, client-certificate authentication where the
+// certificate's common name is the etcd user) and the real servers of
+// kvstore/kvtest.
+//
+// It is the only package of the project that imports the etcd server
+// (go.etcd.io/etcd/server/v3), kept apart from package kvstore so that the
+// clients of etcd do not link it. The clustermesh-agent, the CNI plugin and
+// the CLI must not import this package, directly or not; a test in
+// cmd/clustermesh-agent fails if one of them does.
+package etcdserver
 
 import (
 	"context"
@@ -9,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/clustermesh/clustermesh/kvstore"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -52,7 +63,7 @@ type Server struct {
 // StartServer starts an embedded etcd and waits until it serves clients.
 func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	if cfg.DataDir == "" {
-		return nil, fmt.Errorf("%w: embedded etcd: empty data dir", ErrInvalidConfig)
+		return nil, fmt.Errorf("%w: embedded etcd: empty data dir", kvstore.ErrInvalidConfig)
 	}
 	if cfg.Name == "" {
 		cfg.Name = "clustermesh"
@@ -64,7 +75,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		cfg.ListenPeerURL = "http://127.0.0.1:0"
 	}
 	if (cfg.CertFile == "") != (cfg.KeyFile == "") {
-		return nil, fmt.Errorf("%w: embedded etcd: cert and key files must be set together", ErrInvalidConfig)
+		return nil, fmt.Errorf("%w: embedded etcd: cert and key files must be set together", kvstore.ErrInvalidConfig)
 	}
 	ec := embed.NewConfig()
 	ec.Name = cfg.Name
@@ -74,17 +85,17 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	for _, raw := range cfg.ListenClientURLs {
 		u, err := url.Parse(raw)
 		if err != nil {
-			return nil, fmt.Errorf("%w: embedded etcd: client URL %q: %w", ErrInvalidConfig, raw, err)
+			return nil, fmt.Errorf("%w: embedded etcd: client URL %q: %w", kvstore.ErrInvalidConfig, raw, err)
 		}
 		if u.Scheme == "https" && cfg.CertFile == "" {
-			return nil, fmt.Errorf("%w: embedded etcd: client URL %q is https but no certificate is configured", ErrInvalidConfig, raw)
+			return nil, fmt.Errorf("%w: embedded etcd: client URL %q is https but no certificate is configured", kvstore.ErrInvalidConfig, raw)
 		}
 		ec.ListenClientUrls = append(ec.ListenClientUrls, *u)
 	}
 	ec.AdvertiseClientUrls = ec.ListenClientUrls
 	pu, err := url.Parse(cfg.ListenPeerURL)
 	if err != nil {
-		return nil, fmt.Errorf("%w: embedded etcd: peer URL %q: %w", ErrInvalidConfig, cfg.ListenPeerURL, err)
+		return nil, fmt.Errorf("%w: embedded etcd: peer URL %q: %w", kvstore.ErrInvalidConfig, cfg.ListenPeerURL, err)
 	}
 	ec.ListenPeerUrls = []url.URL{*pu}
 	ec.AdvertisePeerUrls = []url.URL{*pu}

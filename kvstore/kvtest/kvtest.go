@@ -16,6 +16,7 @@ import (
 
 	"github.com/clustermesh/clustermesh/internal/pki"
 	"github.com/clustermesh/clustermesh/kvstore"
+	"github.com/clustermesh/clustermesh/kvstore/etcdserver"
 	"github.com/clustermesh/clustermesh/kvstore/schema"
 )
 
@@ -25,8 +26,8 @@ type Env struct {
 	Paths   schema.Paths
 	CA      *pki.CA
 	Dir     string
-	cfg     kvstore.ServerConfig
-	Server  *kvstore.Server
+	cfg     etcdserver.ServerConfig
+	Server  *etcdserver.Server
 	URL     string
 }
 
@@ -64,7 +65,7 @@ func Start(t testing.TB, opts Options) *Env {
 		scheme = "http"
 	}
 	e.URL = scheme + "://127.0.0.1:" + strconv.Itoa(port)
-	e.cfg = kvstore.ServerConfig{
+	e.cfg = etcdserver.ServerConfig{
 		DataDir:                 filepath.Join(e.Dir, "data"),
 		ListenClientURLs:        []string{e.URL},
 		AutoCompactionRetention: -1,
@@ -106,7 +107,7 @@ func (e *Env) start(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), time.Minute)
 	defer cancel()
-	s, err := kvstore.StartServer(ctx, e.cfg)
+	s, err := etcdserver.StartServer(ctx, e.cfg)
 	if err != nil {
 		t.Fatalf("start etcd: %v", err)
 	}
@@ -174,8 +175,8 @@ func FreePort(t testing.TB) int {
 // StartCluster.
 type Member struct {
 	URL    string
-	cfg    kvstore.ServerConfig
-	Server *kvstore.Server
+	cfg    etcdserver.ServerConfig
+	Server *etcdserver.Server
 }
 
 // Stop stops the member, keeping its data.
@@ -191,7 +192,7 @@ func StartCluster(t testing.TB, n int) []*Member {
 		name := "m" + strconv.Itoa(i)
 		peer := "http://127.0.0.1:" + strconv.Itoa(FreePort(t))
 		url := "http://127.0.0.1:" + strconv.Itoa(FreePort(t))
-		members[i] = &Member{URL: url, cfg: kvstore.ServerConfig{
+		members[i] = &Member{URL: url, cfg: etcdserver.ServerConfig{
 			Name: name, DataDir: filepath.Join(t.TempDir(), name), ListenClientURLs: []string{url},
 			ListenPeerURL: peer, AutoCompactionRetention: -1,
 		}}
@@ -201,7 +202,7 @@ func StartCluster(t testing.TB, n int) []*Member {
 	for _, m := range members {
 		m.cfg.InitialCluster = strings.Join(initial, ",")
 		go func() { // each member waits for a quorum: start them together
-			s, err := kvstore.StartServer(context.WithoutCancel(t.Context()), m.cfg)
+			s, err := etcdserver.StartServer(context.WithoutCancel(t.Context()), m.cfg)
 			m.Server = s
 			errs <- err
 		}()
