@@ -147,14 +147,17 @@ func (c *Controller) Run(ctx context.Context) error {
 	// The policy results depend on identities, endpoints and named ports
 	// (and on the readiness of their sources), not on the ipcache or the
 	// peers' nodes and services, whose churn must not wake the engine.
-	watch := c.cfg.State.WatchTables(state.TableIdentities, state.TableEndpoints, state.TableNamedPorts, state.TableInitialized)
+	// Identities and endpoints are read change by change.
+	sub := c.cfg.State.Subscribe(state.TableIdentities, state.TableEndpoints)
+	defer sub.Close()
+	watch := c.cfg.State.WatchTables(state.TableNamedPorts, state.TableInitialized)
 	for {
 		changed := watch.Changed()
 		if !initialized && c.cfg.State.Initialized(c.cfg.WaitFor...) {
 			initialized = true
 		}
 		if initialized {
-			if err := c.pass(); err != nil {
+			if err := c.pass(sub); err != nil {
 				c.log.Warn("writing policy results failed, retrying", "error", err)
 			} else if !c.cfg.State.Initialized(Source) {
 				c.cfg.State.MarkInitialized(Source)
@@ -164,6 +167,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-changed:
+		case <-sub.Changed():
 		case <-c.wake:
 		}
 		select { // coalesce bursts of changes
@@ -192,17 +196,76 @@ func (c *Controller) handler(prefix string) cache.ResourceEventHandlerFuncs {
 	return cache.ResourceEventHandlerFuncs{AddFunc: mark, UpdateFunc: func(_, o any) { mark(o) }, DeleteFunc: mark}
 }
 
-// pass brings the engine up to date and writes its results.
-func (c *Controller) pass() error {
-	sn := c.cfg.State.Snapshot()
-	c.syncIdentities(sn)
-	c.syncEndpoints(sn)
+// pass brings the engine up to date and writes its results. Identities
+// and endpoints are read change by change; all of them only when the
+// subscription lost changes (the first pass, or the controller fell
+// behind).
+func (c *Controller) pass(sub *state.Subscription) error {
+	changes, sn, lost := sub.Next()
+	if lost {
+		c.syncIdentities(sn)
+		c.syncEndpoints(sn)
+	} else {
+		c.applyChanges(sn, changes)
+	}
 	if np := sn.NamedPorts(); !reflect.DeepEqual(np, c.namedPorts) {
 		c.namedPorts = np
 		c.engine.SetNamedPorts(np)
 	}
 	c.syncPolicies()
 	return c.write(sn)
+}
+
+// applyChanges gives the engine the identities and endpoints that changed:
+// a change names the row, the snapshot gives its current value (rows are
+// immutable, so an unchanged row is the same pointer).
+func (c *Controller) applyChanges(sn *state.Snapshot, changes []state.Change) {
+	for _, ch := range changes {
+		switch ch.Table {
+		case state.TableIdentities:
+			r, _ := ch.After.(*state.Identity)
+			if r == nil {
+				r, _ = ch.Before.(*state.Identity)
+			}
+			if r != nil {
+				c.syncIdentity(r.ID, sn.IdentityRow(r.ID))
+			}
+		case state.TableEndpoints:
+			r, _ := ch.After.(*state.Endpoint)
+			if r == nil {
+				r, _ = ch.Before.(*state.Endpoint)
+			}
+			if r != nil {
+				c.syncEndpoint(r.Namespace+"/"+r.Name, sn.EndpointRow(r.Namespace, r.Name))
+			}
+		}
+	}
+}
+
+// syncIdentity gives the engine identity id's current row (nil: gone).
+func (c *Controller) syncIdentity(id identity.NumericIdentity, r *state.Identity) {
+	old, had := c.identities[id]
+	switch {
+	case r == nil && had:
+		delete(c.identities, id)
+		c.engine.DeleteIdentity(id)
+	case r != nil && old != r:
+		c.identities[id] = r
+		c.engine.UpsertIdentity(policy.Identity{ID: r.ID, Labels: r.Labels})
+	}
+}
+
+// syncEndpoint gives the engine endpoint key's current row (nil: gone).
+func (c *Controller) syncEndpoint(key string, r *state.Endpoint) {
+	old, had := c.endpoints[key]
+	switch {
+	case r == nil && had:
+		delete(c.endpoints, key)
+		c.engine.DeleteEndpoint(key)
+	case r != nil && old != r:
+		c.endpoints[key] = r
+		c.engine.UpsertEndpoint(policy.Endpoint{Key: key, Namespace: r.Namespace, ID: r.ID, Labels: r.Labels, NamedPorts: r.NamedPorts})
+	}
 }
 
 func (c *Controller) syncIdentities(sn *state.Snapshot) {

@@ -6,6 +6,8 @@ import (
 	"sync"
 
 	"github.com/hashicorp/go-memdb"
+
+	"github.com/clustermesh/clustermesh/identity"
 )
 
 // Change is one row's net change in a commit, as go-memdb's change tracking
@@ -267,4 +269,20 @@ func (w *TableWatcher) Changed() <-chan struct{} {
 	}()
 	w.last = out
 	return out
+}
+
+// IdentityRow returns the row of identity id (nil if none). Rows are
+// immutable: an unchanged identity is the same pointer in every snapshot.
+func (sn *Snapshot) IdentityRow(id identity.NumericIdentity) *Identity {
+	r, _ := first[Identity](sn.txn, TableIdentities, IndexID, id)
+	return r
+}
+
+// EndpointRow returns the row of endpoint namespace/name (nil if none).
+func (sn *Snapshot) EndpointRow(namespace, name string) *Endpoint {
+	if namespace == "" || name == "" {
+		return nil
+	}
+	r, _ := first[Endpoint](sn.txn, TableEndpoints, IndexID, namespace, name)
+	return r
 }
