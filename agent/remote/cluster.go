@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -235,8 +236,12 @@ func (c *Cluster) connectAndServe(ctx context.Context) (up time.Time, err error)
 	defer func() {
 		stop()
 		// The next connection's stores adopt these keys, so that what
-		// the peer deleted meanwhile is reported deleted.
-		v.prev = stores
+		// the peer deleted meanwhile is reported deleted. A kind whose
+		// store did not start keeps its previous store's keys.
+		if v.prev == nil {
+			v.prev = map[Kind]*kvstore.WatchStore{}
+		}
+		maps.Copy(v.prev, stores)
 	}()
 	nodesSynced, nodesOnce := make(chan struct{}), &sync.Once{}
 	for _, k := range []struct {
@@ -254,6 +259,7 @@ func (c *Cluster) connectAndServe(ctx context.Context) (up time.Time, err error)
 			c.log.Warn("peer exports no ClusterService (endpointSlicesExportMode \"endpointslices-only\"): " +
 				"its global Services contribute no backends here; configure the peer to export services (Cilium: --clustermesh-service-v2=prefer-legacy or prefer-endpointslice)")
 			v.drainServices()
+			delete(v.prev, KindServices) // drained: nothing to adopt
 			c.setSynced(KindServices)
 			continue
 		}

@@ -33,10 +33,12 @@ type changeLog struct {
 	log   []Change
 	limit int
 	subs  map[*Subscription]struct{}
+	// wanted counts the subscriptions of each table.
+	wanted map[string]int
 }
 
 func newChangeLog(limit int) *changeLog {
-	return &changeLog{limit: limit, subs: map[*Subscription]struct{}{}}
+	return &changeLog{limit: limit, subs: map[*Subscription]struct{}{}, wanted: map[string]int{}}
 }
 
 // append records the changes of one commit and wakes the subscribers of
@@ -48,12 +50,14 @@ func (l *changeLog) append(cs memdb.Changes) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.subs) == 0 {
-		l.first += uint64(len(l.log) + len(cs))
+		l.first += uint64(len(l.log))
 		l.log = l.log[:0]
 		return
 	}
 	for _, c := range cs {
-		l.log = append(l.log, Change{Table: c.Table, Before: c.Before, After: c.After})
+		if l.wanted[c.Table] > 0 { // kept only for the tables someone reads
+			l.log = append(l.log, Change{Table: c.Table, Before: c.Before, After: c.After})
+		}
 	}
 	for sub := range l.subs {
 		if sub.touches(cs) {
@@ -64,17 +68,21 @@ func (l *changeLog) append(cs memdb.Changes) {
 		}
 	}
 	if over := len(l.log) - l.limit; over > 0 {
-		l.trim(l.first + uint64(over))
+		l.trim(l.first+uint64(over), true)
 	}
 }
 
 // trim drops the changes before seq; subscribers that had not read them
-// lose them.
-func (l *changeLog) trim(seq uint64) {
+// lose them. Unless forced, it waits until they are half the log, so that
+// the copy it makes is paid once per as many changes as it keeps.
+func (l *changeLog) trim(seq uint64, force bool) {
 	if seq <= l.first {
 		return
 	}
 	n := int(seq - l.first)
+	if !force && n < len(l.log)/2 {
+		return
+	}
 	l.log = append(l.log[:0:0], l.log[n:]...)
 	l.first = seq
 	for sub := range l.subs {
@@ -107,6 +115,9 @@ func (s *State) Subscribe(tables ...string) *Subscription {
 	s.changes.mu.Lock()
 	sub.next = s.changes.first + uint64(len(s.changes.log))
 	s.changes.subs[sub] = struct{}{}
+	for t := range sub.tables {
+		s.changes.wanted[t]++
+	}
 	s.changes.mu.Unlock()
 	sub.wake <- struct{}{}
 	return sub
@@ -147,7 +158,7 @@ func (sub *Subscription) Next() (changes []Change, sn *Snapshot, lost bool) {
 	for other := range l.subs {
 		min = minSeq(min, other.next)
 	}
-	l.trim(min)
+	l.trim(min, false)
 	l.mu.Unlock()
 	return changes, sub.s.Snapshot(), lost
 }
@@ -156,7 +167,13 @@ func (sub *Subscription) Next() (changes []Change, sn *Snapshot, lost bool) {
 func (sub *Subscription) Close() {
 	sub.l.mu.Lock()
 	defer sub.l.mu.Unlock()
+	if _, ok := sub.l.subs[sub]; !ok {
+		return
+	}
 	delete(sub.l.subs, sub)
+	for t := range sub.tables {
+		sub.l.wanted[t]--
+	}
 }
 
 func minSeq(a, b uint64) uint64 {
