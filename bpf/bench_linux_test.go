@@ -55,7 +55,7 @@ func BenchmarkPolicyProgram(b *testing.B) {
 	// BPF_PROG_TEST_RUN runs the packet on lo (ifindex 1).
 	must(b, d.tc.Endpoints.Update(uint32(1), uint16(ep), 0))
 	must(b, d.EndpointConfigs().Update(ep, EndpointConfig{Identity: 1, EnforceIngress: true}))
-	must(b, d.IPCache().Update(netip.PrefixFrom(src.Addr(), 32), IPCacheEntry{Identity: peer}))
+	must(b, d.IPCache().Update(netip.PrefixFrom(src.Addr(), 32), IPCacheValue{Identity: peer}))
 	pkt := synPacket(src, dst)
 
 	rules := func(n int) []PolicyRule {

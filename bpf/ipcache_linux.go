@@ -8,8 +8,10 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-// IPCacheEntry is what the datapath knows about the endpoints in a prefix.
-type IPCacheEntry struct {
+// IPCacheValue is the value of the ipcache map for a prefix: what the
+// datapath knows about the endpoints in it. In the map it is laid out as
+// rawIPCacheValue.
+type IPCacheValue struct {
 	// Identity is the security identity of the prefix.
 	Identity uint32
 	// HostIP is the IPv4 address of the node the endpoints run on (the
@@ -28,8 +30,9 @@ type ipcacheKey struct {
 	Addr      [16]byte
 }
 
-// ipcacheValue mirrors struct ipcache_value.
-type ipcacheValue struct {
+// rawIPCacheValue mirrors struct ipcache_value: an IPCacheValue as the map
+// stores it.
+type rawIPCacheValue struct {
 	Identity uint32
 	HostIP   [4]byte
 	Flags    uint8
@@ -78,12 +81,12 @@ func (k ipcacheKey) prefix() netip.Prefix {
 }
 
 // Update sets the entry of prefix p (normalized with Masked).
-func (c *IPCache) Update(p netip.Prefix, e IPCacheEntry) error {
+func (c *IPCache) Update(p netip.Prefix, e IPCacheValue) error {
 	k, p, err := ipcacheKeyOf(p)
 	if err != nil {
 		return fmt.Errorf("ipcache update: %w", err)
 	}
-	v := ipcacheValue{Identity: e.Identity, Flags: e.Flags}
+	v := rawIPCacheValue{Identity: e.Identity, Flags: e.Flags}
 	if e.HostIP.IsValid() {
 		if !e.HostIP.Unmap().Is4() {
 			return fmt.Errorf("ipcache update %v: host IP %v is not IPv4: %w", p, e.HostIP, ErrInvalidAddress)
@@ -112,15 +115,15 @@ func (c *IPCache) Delete(p netip.Prefix) error {
 }
 
 // List returns every entry in the kernel.
-func (c *IPCache) List() (map[netip.Prefix]IPCacheEntry, error) {
-	out := map[netip.Prefix]IPCacheEntry{}
+func (c *IPCache) List() (map[netip.Prefix]IPCacheValue, error) {
+	out := map[netip.Prefix]IPCacheValue{}
 	var (
 		k ipcacheKey
-		v ipcacheValue
+		v rawIPCacheValue
 	)
 	it := c.m.Iterate()
 	for it.Next(&k, &v) {
-		e := IPCacheEntry{Identity: v.Identity, Flags: v.Flags}
+		e := IPCacheValue{Identity: v.Identity, Flags: v.Flags}
 		if v.HostIP != [4]byte{} {
 			e.HostIP = netip.AddrFrom4(v.HostIP)
 		}

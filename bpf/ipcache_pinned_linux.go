@@ -28,19 +28,19 @@ func OpenPinnedIPCache(pinDir string) (*PinnedIPCache, error) {
 
 // Lookup returns the entry the datapath would find for p: the longest
 // prefix of the map that contains it (an LPM trie lookup).
-func (c *PinnedIPCache) Lookup(p netip.Prefix) (IPCacheEntry, bool, error) {
+func (c *PinnedIPCache) Lookup(p netip.Prefix) (IPCacheValue, bool, error) {
 	k, p, err := ipcacheKeyOf(p)
 	if err != nil {
-		return IPCacheEntry{}, false, fmt.Errorf("ipcache lookup: %w", err)
+		return IPCacheValue{}, false, fmt.Errorf("ipcache lookup: %w", err)
 	}
-	var v ipcacheValue
+	var v rawIPCacheValue
 	if err := c.m.Lookup(&k, &v); err != nil {
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return IPCacheEntry{}, false, nil
+			return IPCacheValue{}, false, nil
 		}
-		return IPCacheEntry{}, false, fmt.Errorf("ipcache lookup %v: %w", p, err)
+		return IPCacheValue{}, false, fmt.Errorf("ipcache lookup %v: %w", p, err)
 	}
-	e := IPCacheEntry{Identity: v.Identity, Flags: v.Flags}
+	e := IPCacheValue{Identity: v.Identity, Flags: v.Flags}
 	if v.HostIP != [4]byte{} {
 		e.HostIP = netip.AddrFrom4(v.HostIP)
 	}

@@ -22,13 +22,13 @@ func TestIPCacheHoldsAMeshOfEntries(t *testing.T) {
 		return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32)
 	}
 	for i := range hosts {
-		if err := c.Update(host(i), IPCacheEntry{Identity: uint32(100000 + i%1000)}); err != nil {
+		if err := c.Update(host(i), IPCacheValue{Identity: uint32(100000 + i%1000)}); err != nil {
 			t.Fatalf("entry %d (%v): %v", i, host(i), err)
 		}
 	}
 	for i := range cidrs {
 		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{172, byte(i >> 8), byte(i), 0}), 24)
-		if err := c.Update(p, IPCacheEntry{Identity: uint32(16777216 + i)}); err != nil {
+		if err := c.Update(p, IPCacheValue{Identity: uint32(16777216 + i)}); err != nil {
 			t.Fatalf("CIDR %d (%v): %v", i, p, err)
 		}
 	}
@@ -59,11 +59,11 @@ func TestIPCacheHoldsAMeshOfEntries(t *testing.T) {
 
 	small := load(t, Options{PinDir: newBPFFS(t), IPCacheMaxEntries: 100})
 	for i := range 100 {
-		if err := small.IPCache().Update(host(i), IPCacheEntry{Identity: 5}); err != nil {
+		if err := small.IPCache().Update(host(i), IPCacheValue{Identity: 5}); err != nil {
 			t.Fatalf("entry %d of 100: %v", i, err)
 		}
 	}
-	if err := small.IPCache().Update(host(100), IPCacheEntry{Identity: 5}); err == nil {
+	if err := small.IPCache().Update(host(100), IPCacheValue{Identity: 5}); err == nil {
 		t.Fatal("a map of 100 entries took a 101st")
 	}
 }

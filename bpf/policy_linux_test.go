@@ -38,7 +38,7 @@ func newPolicyEnv(t testing.TB, opts Options) *policyEnv {
 		ep  uint16
 		id  uint32
 	}{{e.a, epA, idA}, {e.b, epB, idB}} {
-		must(t, d.IPCache().Update(netip.PrefixFrom(p.pod.ip, 32), IPCacheEntry{Identity: p.id}))
+		must(t, d.IPCache().Update(netip.PrefixFrom(p.pod.ip, 32), IPCacheValue{Identity: p.id}))
 		must(t, d.EndpointConfigs().Update(p.ep, EndpointConfig{Identity: p.id, EnforceIngress: true, EnforceEgress: true}))
 		topo.attach(t, d, p.pod, p.ep)
 	}
@@ -137,7 +137,7 @@ func testPolicyByIdentityAndPort(t *testing.T, opts Options) {
 
 	// A map update flips the verdict without reloading: A's address gets
 	// another identity, which has no rule.
-	must(t, e.d.IPCache().Update(netip.PrefixFrom(e.a.ip, 32), IPCacheEntry{Identity: 3000}))
+	must(t, e.d.IPCache().Update(netip.PrefixFrom(e.a.ip, 32), IPCacheValue{Identity: 3000}))
 	e.expectTCP(t, 8080, false, ReasonPolicyDenied)
 	// ... and a wildcard-identity rule for the port lets it in again.
 	must(t, e.d.SetPolicy(epB, []PolicyRule{{Identity: 0, Ingress: true, Proto: ProtoTCP, Port: 8080}}))
@@ -240,7 +240,7 @@ func TestPolicyReplaceRace(t *testing.T) {
 	dst := netip.MustParseAddrPort("10.2.0.1:8080")
 	must(t, d.tc.Endpoints.Update(uint32(1), uint16(ep), 0)) // BPF_PROG_TEST_RUN uses lo
 	must(t, d.EndpointConfigs().Update(ep, EndpointConfig{Identity: 1, EnforceIngress: true}))
-	must(t, d.IPCache().Update(netip.PrefixFrom(src.Addr(), 32), IPCacheEntry{Identity: peer}))
+	must(t, d.IPCache().Update(netip.PrefixFrom(src.Addr(), 32), IPCacheValue{Identity: peer}))
 	allow := PolicyRule{Identity: peer, Ingress: true, Proto: ProtoTCP, Port: 8080}
 	must(t, d.SetPolicy(ep, []PolicyRule{allow}))
 

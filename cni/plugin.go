@@ -112,7 +112,7 @@ func Add(ctx context.Context, args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	req := cniapi.Attachment{
+	req := cniapi.AttachmentRequest{
 		NetNS: args.Netns, HostIfName: host, IPs: containerIPs(res, args.IfName, args.Netns),
 		PodNamespace: string(pa.K8S_POD_NAMESPACE), PodName: string(pa.K8S_POD_NAME),
 	}

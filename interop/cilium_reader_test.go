@@ -691,7 +691,7 @@ func ciliumIPView(p ciliumidentity.IPIdentityPair) ipView {
 	return v
 }
 
-func ourIdentityView(i schema.Identity) identityView {
+func ourIdentityView(i schema.IdentityValue) identityView {
 	v := identityView{Raw: i.Labels}
 	ls, err := identity.ParseKVStoreLabels(i.Labels)
 	if err != nil {

@@ -354,7 +354,7 @@ type storesFixture struct {
 	nodes              map[string]schema.Node
 	services           map[string]schema.ClusterService
 	ips                map[string]schema.IPEntry
-	ids                map[string]schema.Identity
+	ids                map[string]schema.IdentityValue
 	// written is what the stores were last given, to delete what is gone.
 	written map[*kvstore.SyncStore]map[string]bool
 }
@@ -385,10 +385,10 @@ func newStoresFixture(t *testing.T, b *meshBed) *storesFixture {
 	t.Helper()
 	p, cid := b.paths, b.l.clusterID
 	d := &storesFixture{b: b, nodes: map[string]schema.Node{}, services: map[string]schema.ClusterService{},
-		ips: map[string]schema.IPEntry{}, ids: map[string]schema.Identity{}, written: map[*kvstore.SyncStore]map[string]bool{}}
+		ips: map[string]schema.IPEntry{}, ids: map[string]schema.IdentityValue{}, written: map[*kvstore.SyncStore]map[string]bool{}}
 	d.webID, d.dbID, d.cache = b.identityID(t, 1), b.identityID(t, 2), b.identityID(t, b.layout.MaxLocal())
 	addID := func(id uint32, ls identity.Labels) {
-		d.ids[p.Identity(id)] = schema.Identity{ID: id, Labels: ls.SortedKVStoreString()}
+		d.ids[p.Identity(id)] = schema.IdentityValue{ID: id, Labels: ls.SortedKVStoreString()}
 	}
 	addID(d.webID, identity.PodLabels(ourCluster, "shop", "web", map[string]string{"app": "web"}, map[string]string{"team": "a"}))
 	// An empty label value is written "k8s:canary=;".
@@ -484,7 +484,7 @@ func (d *storesFixture) update(t *testing.T) {
 	n1.BootID = "1d6f1d74-4c51-4c7f-8e70-1e502d3cab22"
 	d.nodes[p.Node(ourCluster, "node-1")] = n1
 
-	d.ids[p.Identity(d.cache)] = schema.Identity{ID: d.cache,
+	d.ids[p.Identity(d.cache)] = schema.IdentityValue{ID: d.cache,
 		Labels: identity.PodLabels(ourCluster, "shop", "default", map[string]string{"app": "cache"}, nil).SortedKVStoreString()}
 
 	web0 := d.ips[p.IP(netip.MustParseAddr("10.244.1.10"))]

@@ -21,9 +21,10 @@ import (
 // DefaultSocket is where the agent serves its local API by default.
 const DefaultSocket = "/var/run/clustermesh/agent.sock"
 
-// Attachment is the body of PUT /v1/cni/attachments/{containerID}/{ifName}:
-// what the CNI chain created for a pod.
-type Attachment struct {
+// AttachmentRequest is the body of PUT
+// /v1/cni/attachments/{containerID}/{ifName}: what the CNI chain created
+// for a pod. The agent stores it as a state.AttachmentRow.
+type AttachmentRequest struct {
 	// NetNS is the pod's network namespace path.
 	NetNS string `json:"netns"`
 	// HostIfName is the host side of the pod's interface (the veth peer
@@ -110,7 +111,7 @@ const WaitParam = "wait"
 // Put reports an attachment and waits until the datapath enforces the
 // endpoint's policy on it. The agent gives up shortly before ctx's
 // deadline, so that its answer says what is missing.
-func (c *Client) Put(ctx context.Context, containerID, ifName string, a Attachment) (Status, error) {
+func (c *Client) Put(ctx context.Context, containerID, ifName string, a AttachmentRequest) (Status, error) {
 	path := Path(containerID, ifName)
 	if dl, ok := ctx.Deadline(); ok {
 		wait := time.Until(dl)

@@ -40,7 +40,7 @@ func (s *Store) path(key string) string {
 }
 
 // Put writes a durably (a temporary file, fsync, rename).
-func (s *Store) Put(a state.Attachment) error {
+func (s *Store) Put(a state.AttachmentRow) error {
 	if err := a.Validate(); err != nil {
 		return err
 	}
@@ -78,7 +78,7 @@ func (s *Store) Delete(key string) error {
 // Load returns every stored attachment, sorted by key. A file that does not
 // hold a valid attachment is left in place (nothing is lost) and reported
 // in errs; temporary files of an interrupted Put are removed.
-func (s *Store) Load() (out []state.Attachment, errs []error, err error) {
+func (s *Store) Load() (out []state.AttachmentRow, errs []error, err error) {
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read attachment store %s: %w", s.dir, err)
@@ -98,7 +98,7 @@ func (s *Store) Load() (out []state.Attachment, errs []error, err error) {
 			errs = append(errs, fmt.Errorf("attachment file %s: %w", path, err))
 			continue
 		}
-		var a state.Attachment
+		var a state.AttachmentRow
 		if err := json.Unmarshal(data, &a); err != nil {
 			errs = append(errs, fmt.Errorf("attachment file %s: not an attachment (remove it if its pod is gone): %w", path, err))
 			continue

@@ -12,8 +12,8 @@ import (
 	"github.com/clustermesh/clustermesh/agent/state"
 )
 
-func att(cid string) state.Attachment {
-	return state.Attachment{
+func att(cid string) state.AttachmentRow {
+	return state.AttachmentRow{
 		Key: datapath.AttachmentKey(cid, "eth0"), ContainerID: cid, IfName: "eth0", NetNS: "/var/run/netns/" + cid,
 		HostIfName: "veth" + cid, HostIfIndex: 7, IPs: []netip.Addr{netip.MustParseAddr("10.1.0.5")}, Namespace: "ns", Pod: "p-" + cid,
 	}
@@ -26,7 +26,7 @@ func TestStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := att("a1"), att("b2")
-	for _, x := range []state.Attachment{b, a} {
+	for _, x := range []state.AttachmentRow{b, a} {
 		if err := s.Put(x); err != nil {
 			t.Fatal(err)
 		}
@@ -55,7 +55,7 @@ func TestStore(t *testing.T) {
 
 	got, errs, err := s.Load()
 	must(err)
-	if want := []state.Attachment{a, b}; !reflect.DeepEqual(got, want) {
+	if want := []state.AttachmentRow{a, b}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("Load = %+v, want %+v", got, want)
 	}
 	if len(errs) != 2 || !strings.Contains(errs[0].Error()+errs[1].Error(), "bad.json") || !strings.Contains(errs[0].Error()+errs[1].Error(), "other.json") {

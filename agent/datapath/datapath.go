@@ -16,7 +16,10 @@ import (
 	"github.com/clustermesh/clustermesh/identity"
 )
 
-// IPCacheEntry maps a prefix to the identity of the endpoints in it.
+// IPCacheEntry is what the datapath holds for a prefix of its ipcache: the
+// identity of the endpoints in it, their node and cluster. The agent
+// computes it from state.IPCacheRow (and nodes and CIDR identities); the
+// eBPF datapath stores it as a bpf.IPCacheValue.
 type IPCacheEntry struct {
 	Identity identity.NumericIdentity
 	// HostIP is the node the endpoint runs on (the tunnel/WireGuard peer).
@@ -106,7 +109,7 @@ type Datapath interface {
 }
 
 // Attachment is where an endpoint's traffic passes: the host side of its
-// interface, as the CNI chain created it.
+// interface, as the CNI chain created it (from a state.AttachmentRow).
 type Attachment struct {
 	IfName     string
 	IfIndex    int

@@ -37,7 +37,7 @@ func (w *Watcher) reconcilePod(_ context.Context, key string) error {
 		pod = nil
 	}
 	var ep *state.Endpoint
-	var entries []state.IPCacheEntry
+	var entries []state.IPCacheRow
 	if pod != nil {
 		nsObj, _ := w.factory.Core().V1().Namespaces().Lister().Get(pod.Namespace)
 		ls := podlabels.ForPod(w.cfg.Cluster, pod, nsObj)
@@ -110,7 +110,7 @@ func (w *Watcher) reconcilePod(_ context.Context, key string) error {
 
 // podState returns the endpoint a pod is (whichever node it runs on; the
 // caller keeps only this node's) and its ip entries.
-func (w *Watcher) podState(pod *corev1.Pod, ls identity.Labels) (*state.Endpoint, []state.IPCacheEntry) {
+func (w *Watcher) podState(pod *corev1.Pod, ls identity.Labels) (*state.Endpoint, []state.IPCacheRow) {
 	ep := &state.Endpoint{
 		Namespace: pod.Namespace, Name: pod.Name, Labels: ls,
 		ID: w.lookupIdentity(ls.SortedKVStoreString()), NamedPorts: k8sconv.NamedPorts(pod),
@@ -133,9 +133,9 @@ func (w *Watcher) podState(pod *corev1.Pod, ls identity.Labels) (*state.Endpoint
 	}
 	slices.SortFunc(ep.IPs, netip.Addr.Compare)
 	hostIP, _ := netip.ParseAddr(pod.Status.HostIP)
-	entries := make([]state.IPCacheEntry, 0, len(ep.IPs))
+	entries := make([]state.IPCacheRow, 0, len(ep.IPs))
 	for _, ip := range ep.IPs {
-		entries = append(entries, state.IPCacheEntry{
+		entries = append(entries, state.IPCacheRow{
 			Prefix: netip.PrefixFrom(ip, ip.BitLen()), Cluster: w.cfg.Cluster, ID: ep.ID,
 			HostIP: hostIP.Unmap(), Namespace: pod.Namespace, Pod: pod.Name,
 		})

@@ -28,8 +28,9 @@ type StatusResponse struct {
 	Reconcilers []reconciler.Status `json:"reconcilers"`
 }
 
-// IPCacheEntry is one element of GET /v1/ipcache.
-type IPCacheEntry struct {
+// PrefixEntry is one element of GET /v1/ipcache: a row of the agent's
+// ipcache table (state.IPCacheRow) in the API's JSON form.
+type PrefixEntry struct {
 	Prefix   string `json:"prefix"`
 	Identity uint32 `json:"identity"`
 	HostIP   string `json:"hostIP,omitempty"`
@@ -104,11 +105,11 @@ func (a *Agent) Status() StatusResponse {
 }
 
 // IPCache is what GET /v1/ipcache answers, sorted by prefix.
-func (a *Agent) IPCache() []IPCacheEntry {
+func (a *Agent) IPCache() []PrefixEntry {
 	rows := a.State.Snapshot().IPCache()
-	out := make([]IPCacheEntry, 0, len(rows))
+	out := make([]PrefixEntry, 0, len(rows))
 	for _, r := range rows {
-		e := IPCacheEntry{Prefix: r.Prefix.String(), Identity: uint32(r.ID), Cluster: r.Cluster}
+		e := PrefixEntry{Prefix: r.Prefix.String(), Identity: uint32(r.ID), Cluster: r.Cluster}
 		if r.HostIP.IsValid() {
 			e.HostIP = r.HostIP.String()
 		}

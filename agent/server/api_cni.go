@@ -38,7 +38,7 @@ func writeError(w http.ResponseWriter, code int, err error) {
 }
 
 // attachmentOf validates an ADD and resolves the host-side interface.
-func (a *Agent) attachmentOf(cid, ifName string, req cniapi.Attachment) (state.Attachment, error) {
+func (a *Agent) attachmentOf(cid, ifName string, req cniapi.AttachmentRequest) (state.AttachmentRow, error) {
 	var errs []error
 	if err := cniapi.ValidateContainerID(cid); err != nil {
 		errs = append(errs, err)
@@ -52,7 +52,7 @@ func (a *Agent) attachmentOf(cid, ifName string, req cniapi.Attachment) (state.A
 	if req.PodNamespace == "" || req.PodName == "" {
 		errs = append(errs, errors.New("podNamespace and podName are required (K8S_POD_NAMESPACE and K8S_POD_NAME in CNI_ARGS, set by the container runtime)"))
 	}
-	at := state.Attachment{
+	at := state.AttachmentRow{
 		Key: datapath.AttachmentKey(cid, ifName), ContainerID: cid, IfName: ifName, NetNS: req.NetNS,
 		HostIfName: req.HostIfName, Namespace: req.PodNamespace, Pod: req.PodName,
 	}
@@ -81,10 +81,10 @@ func (a *Agent) attachmentOf(cid, ifName string, req cniapi.Attachment) (state.A
 // putAttachment is the CNI ADD: store the attachment, put it in the state
 // and wait until the datapath enforces the pod's policy on it.
 func (a *Agent) putAttachment(w http.ResponseWriter, r *http.Request) {
-	var req cniapi.Attachment
+	var req cniapi.AttachmentRequest
 	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
 	if err := dec.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("request body: not an attachment (JSON of cniapi.Attachment): %w", err))
+		writeError(w, http.StatusBadRequest, fmt.Errorf("request body: not an attachment (JSON of cniapi.AttachmentRequest): %w", err))
 		return
 	}
 	at, err := a.attachmentOf(r.PathValue("containerID"), r.PathValue("ifName"), req)
@@ -115,7 +115,7 @@ func (a *Agent) putAttachment(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, st)
 }
 
-func (a *Agent) storeAttachment(at state.Attachment) error {
+func (a *Agent) storeAttachment(at state.AttachmentRow) error {
 	a.cniMu.Lock()
 	defer a.cniMu.Unlock()
 	if a.cniStore != nil {
@@ -158,7 +158,7 @@ func (a *Agent) deleteAttachment(w http.ResponseWriter, r *http.Request) {
 // attachmentStatus reports whether the datapath holds at with the pod's
 // policy, and if not, what is missing: from the state and the per-object
 // status of the policies and attachments reconcilers (no kernel read).
-func (a *Agent) attachmentStatus(at state.Attachment) (cniapi.Status, error) {
+func (a *Agent) attachmentStatus(at state.AttachmentRow) (cniapi.Status, error) {
 	st := cniapi.Status{ContainerID: at.ContainerID, IfName: at.IfName, HostIfName: at.HostIfName, HostIfIndex: at.HostIfIndex}
 	pod := at.Namespace + "/" + at.Pod
 	sn := a.State.Snapshot()
@@ -191,7 +191,7 @@ func errSuffix(err string) string {
 // waitAttached waits until the attachment is in place or ctx ends (then
 // the error says what is missing). It wakes when the tables it reads
 // change or either reconciler ends a pass, not by polling.
-func (a *Agent) waitAttached(ctx context.Context, at state.Attachment) (cniapi.Status, error) {
+func (a *Agent) waitAttached(ctx context.Context, at state.AttachmentRow) (cniapi.Status, error) {
 	tables := a.State.WatchTables(state.TablePolicies, state.TableEndpoints, state.TableAttachments)
 	for {
 		// Take the channels before reading the status, so that no change
@@ -226,7 +226,7 @@ func (a *Agent) loadAttachments() error {
 	for _, e := range bad {
 		a.log.Warn("ignoring a stored attachment", "error", e)
 	}
-	var live []state.Attachment
+	var live []state.AttachmentRow
 	for _, at := range ats {
 		idx, err := hostIfIndex(a.cfg.EndpointNetNS, at.HostIfName)
 		if err != nil || idx != at.HostIfIndex {

@@ -170,7 +170,7 @@ func appliedOf(st server.StatusResponse, name string) int {
 // every changed entry.
 func keptUp(b *testing.B, api unixClient, final map[int]uint32) bool {
 	b.Helper()
-	var entries []server.IPCacheEntry
+	var entries []server.PrefixEntry
 	if err := api.getJSON("/v1/ipcache", &entries); err != nil {
 		b.Fatal(err)
 	}

@@ -64,7 +64,7 @@ func ipcacheKeys(sn *state.Snapshot, c state.Change, keys map[netip.Prefix]struc
 		}
 	case state.TableAttachments:
 		for _, raw := range []any{c.Before, c.After} {
-			if a, ok := raw.(*state.Attachment); ok {
+			if a, ok := raw.(*state.AttachmentRow); ok {
 				for _, ip := range a.IPs {
 					host(ip)
 				}

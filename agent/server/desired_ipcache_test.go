@@ -91,7 +91,7 @@ func randomWrite(w *state.WriteTxn, rng *rand.Rand, local string) error {
 			bits -= 8
 		}
 		p, _ := a.Prefix(bits)
-		return w.UpsertIP(state.IPCacheEntry{Prefix: p, Cluster: clusters[rng.IntN(2)], ID: identity.NumericIdentity(1000 + rng.IntN(5)),
+		return w.UpsertIP(state.IPCacheRow{Prefix: p, Cluster: clusters[rng.IntN(2)], ID: identity.NumericIdentity(1000 + rng.IntN(5)),
 			HostIP: netip.AddrFrom4([4]byte{192, 168, 0, byte(rng.IntN(3))})})
 	case 2:
 		a := addr()
@@ -108,7 +108,7 @@ func randomWrite(w *state.WriteTxn, rng *rand.Rand, local string) error {
 			ips = append(ips, addr())
 		}
 		key := datapath.AttachmentKey("c-"+pod, "eth0")
-		return w.UpsertAttachment(state.Attachment{Key: key, ContainerID: "c-" + pod, IfName: "eth0", HostIfName: "lxc" + pod, HostIfIndex: 5,
+		return w.UpsertAttachment(state.AttachmentRow{Key: key, ContainerID: "c-" + pod, IfName: "eth0", HostIfName: "lxc" + pod, HostIfIndex: 5,
 			IPs: ips, Namespace: "default", Pod: pod})
 	case 4:
 		return w.DeleteAttachment(datapath.AttachmentKey("c-"+pods[rng.IntN(3)], "eth0"))

@@ -91,7 +91,7 @@ func ipcacheChangeLatencies(b *testing.B, n, changes int, incremental bool) []ti
 	for lo := 0; lo < n; lo += 5000 {
 		if err := st.Update(func(w *state.WriteTxn) error {
 			for i := lo; i < min(lo+5000, n); i++ {
-				if err := w.UpsertIP(state.IPCacheEntry{Prefix: prefix(i), Cluster: "cluster2", ID: 131073, HostIP: host}); err != nil {
+				if err := w.UpsertIP(state.IPCacheRow{Prefix: prefix(i), Cluster: "cluster2", ID: 131073, HostIP: host}); err != nil {
 					return err
 				}
 			}
@@ -127,7 +127,7 @@ func ipcacheChangeLatencies(b *testing.B, n, changes int, incremental bool) []ti
 		table.mu.Unlock()
 		start := time.Now()
 		if err := st.Update(func(w *state.WriteTxn) error {
-			return w.UpsertIP(state.IPCacheEntry{Prefix: p, Cluster: "cluster2", ID: id, HostIP: host})
+			return w.UpsertIP(state.IPCacheRow{Prefix: p, Cluster: "cluster2", ID: id, HostIP: host})
 		}); err != nil {
 			b.Fatal(err)
 		}

@@ -56,9 +56,9 @@ func testPeerState(t *testing.T, kube *k8stest.Cluster) {
 		b.get(t, "/v1/status", &st)
 		return len(st.Peers) == 1 && st.Peers[0].Ready
 	})
-	var ipc []server.IPCacheEntry
+	var ipc []server.PrefixEntry
 	b.get(t, "/v1/ipcache", &ipc)
-	want := server.IPCacheEntry{Prefix: "10.2.1.5/32", Identity: 131073, HostIP: "192.168.2.1", Cluster: "cluster2"}
+	want := server.PrefixEntry{Prefix: "10.2.1.5/32", Identity: 131073, HostIP: "192.168.2.1", Cluster: "cluster2"}
 	if !containsEntry(ipc, want) {
 		t.Fatalf("/v1/ipcache = %+v, want it to hold %+v", ipc, want)
 	}
@@ -94,7 +94,7 @@ func testPeerState(t *testing.T, kube *k8stest.Cluster) {
 	})
 	removeMeshFile(t, b, p)
 	eventually(t, "peer drained from the API and the datapath", func() bool {
-		var ipc []server.IPCacheEntry
+		var ipc []server.PrefixEntry
 		b.get(t, "/v1/ipcache", &ipc)
 		got, _ := b.agent.Datapath.IPCache().List(t.Context())
 		peersLeft, _ := b.agent.Datapath.Peers().List(t.Context())
@@ -141,7 +141,7 @@ func testNoPruneBeforeReady(t *testing.T, kube *k8stest.Cluster) {
 	})
 }
 
-func containsEntry(ipc []server.IPCacheEntry, e server.IPCacheEntry) bool {
+func containsEntry(ipc []server.PrefixEntry, e server.PrefixEntry) bool {
 	for _, x := range ipc {
 		if x == e {
 			return true

@@ -33,7 +33,7 @@ func (addrIndex) FromObject(raw any) (bool, [][]byte, error) {
 		for _, a := range nodeAddrs(r.Node) {
 			keys = append(keys, addrKey(a))
 		}
-	case *Attachment:
+	case *AttachmentRow:
 		for _, a := range r.IPs {
 			if a.IsValid() {
 				keys = append(keys, addrKey(a))
@@ -86,18 +86,18 @@ func (sn *Snapshot) NodesWithAddr(addr netip.Addr) []NodeRow {
 
 // AttachmentsWithIP returns the attachments that have ip among their IPs,
 // sorted by key (as Attachments).
-func (sn *Snapshot) AttachmentsWithIP(ip netip.Addr) []Attachment {
+func (sn *Snapshot) AttachmentsWithIP(ip netip.Addr) []AttachmentRow {
 	if !ip.IsValid() {
 		return nil
 	}
-	return collect[Attachment](sn.txn, TableAttachments, IndexAddr, ip)
+	return collect[AttachmentRow](sn.txn, TableAttachments, IndexAddr, ip)
 }
 
-// IPCacheEntry returns the ipcache entry of exactly prefix (masked,
+// IPCacheEntry returns the ipcache row of exactly prefix (masked,
 // unmapped), not a longest-prefix match (see LookupIP).
-func (sn *Snapshot) IPCacheEntry(prefix netip.Prefix) (IPCacheEntry, bool) {
+func (sn *Snapshot) IPCacheEntry(prefix netip.Prefix) (IPCacheRow, bool) {
 	if !prefix.IsValid() {
-		return IPCacheEntry{}, false
+		return IPCacheRow{}, false
 	}
 	return sn.lookupPrefix(prefix)
 }

@@ -12,8 +12,10 @@ import (
 // attachments reconciler reads it.
 const TableAttachments = "attachments"
 
-// Attachment is a pod's interface as the CNI chain created it.
-type Attachment struct {
+// AttachmentRow is a row of the attachments table: a pod's interface as
+// the CNI chain created it. agent/cnistore keeps it on disk as JSON with
+// these field names: renaming a field changes the stored format.
+type AttachmentRow struct {
 	Key         string // datapath.AttachmentKey(ContainerID, IfName)
 	ContainerID string
 	IfName      string // inside the pod
@@ -27,7 +29,7 @@ type Attachment struct {
 }
 
 // Validate reports what is missing from a.
-func (a *Attachment) Validate() error {
+func (a *AttachmentRow) Validate() error {
 	switch {
 	case a.ContainerID == "" || a.IfName == "":
 		return fmt.Errorf("attachment %q: container ID and interface name are required", a.Key)
@@ -42,7 +44,7 @@ func (a *Attachment) Validate() error {
 }
 
 // UpsertAttachment sets the attachment a.Key.
-func (w *WriteTxn) UpsertAttachment(a Attachment) error {
+func (w *WriteTxn) UpsertAttachment(a AttachmentRow) error {
 	if err := a.Validate(); err != nil {
 		return err
 	}
@@ -55,15 +57,15 @@ func (w *WriteTxn) DeleteAttachment(key string) error {
 }
 
 // Attachments returns every attachment, sorted by key.
-func (sn *Snapshot) Attachments() []Attachment {
-	return collect[Attachment](sn.txn, TableAttachments, IndexID)
+func (sn *Snapshot) Attachments() []AttachmentRow {
+	return collect[AttachmentRow](sn.txn, TableAttachments, IndexID)
 }
 
 // Attachment returns the attachment key.
-func (sn *Snapshot) Attachment(key string) (Attachment, bool) {
-	r, err := first[Attachment](sn.txn, TableAttachments, IndexID, key)
+func (sn *Snapshot) Attachment(key string) (AttachmentRow, bool) {
+	r, err := first[AttachmentRow](sn.txn, TableAttachments, IndexID, key)
 	if err != nil || r == nil {
-		return Attachment{}, false
+		return AttachmentRow{}, false
 	}
 	return *r, true
 }

@@ -70,7 +70,7 @@ func BenchmarkLookupIP(b *testing.B) {
 			}
 		}
 		for _, p := range []string{"10.200.0.0/16", "10.201.0.0/16", "10.200.1.0/24", "10.3.0.0/24", "fd00::/64", "fd00::1/128"} {
-			if err := w.UpsertIP(IPCacheEntry{Prefix: pfx(p), Cluster: "c3", ID: 7}); err != nil {
+			if err := w.UpsertIP(IPCacheRow{Prefix: pfx(p), Cluster: "c3", ID: 7}); err != nil {
 				return err
 			}
 		}

@@ -33,7 +33,7 @@ type ipBlock struct {
 	owner *WriteTxn
 }
 
-// hostEntry is one host entry of a block: an IPCacheEntry without its
+// hostEntry is one host entry of a block: an IPCacheRow without its
 // prefix, and with its repeated strings interned.
 type hostEntry struct {
 	hostIP    netip.Addr
@@ -78,7 +78,7 @@ func blockKey(base netip.Addr) []byte {
 	return key
 }
 
-func newHostEntry(e *IPCacheEntry, last byte) hostEntry {
+func newHostEntry(e *IPCacheRow, last byte) hostEntry {
 	return hostEntry{hostIP: e.HostIP, pod: e.Pod, cluster: unique.Make(e.Cluster),
 		namespace: unique.Make(e.Namespace), id: e.ID, last: last}
 }
@@ -89,9 +89,9 @@ func (b *ipBlock) find(last byte) (int, bool) {
 }
 
 // row returns entry i as an ipcache row.
-func (b *ipBlock) row(i int) IPCacheEntry {
+func (b *ipBlock) row(i int) IPCacheRow {
 	e := &b.entries[i]
-	return IPCacheEntry{Prefix: b.hostPrefix(e.last), Cluster: e.cluster.Value(), ID: e.id,
+	return IPCacheRow{Prefix: b.hostPrefix(e.last), Cluster: e.cluster.Value(), ID: e.id,
 		HostIP: e.hostIP, Namespace: e.namespace.Value(), Pod: e.pod}
 }
 
@@ -130,7 +130,7 @@ func (w *WriteTxn) writableBlock(b *ipBlock, base netip.Addr) (*ipBlock, error) 
 }
 
 // upsertHost is UpsertIP for a host prefix (masked, unmapped).
-func (w *WriteTxn) upsertHost(e *IPCacheEntry) error {
+func (w *WriteTxn) upsertHost(e *IPCacheRow) error {
 	base, last := splitHost(e.Prefix.Addr())
 	b, err := first[ipBlock](w.txn, TableIPCache, IndexID, e.Prefix)
 	if err != nil {

@@ -56,13 +56,13 @@ func (sn *Snapshot) EndpointPolicy(key string) (EndpointPolicyRow, bool) {
 // IdentityRows calls fn with each identity row; rows are immutable, so an
 // unchanged identity is the same pointer in every snapshot (a cheap way to
 // find what changed).
-func (sn *Snapshot) IdentityRows(fn func(*Identity)) {
+func (sn *Snapshot) IdentityRows(fn func(*IdentityRow)) {
 	it, err := sn.txn.Get(TableIdentities, IndexID)
 	if err != nil {
 		return
 	}
 	for raw := it.Next(); raw != nil; raw = it.Next() {
-		if r, ok := raw.(*Identity); ok {
+		if r, ok := raw.(*IdentityRow); ok {
 			fn(r)
 		}
 	}

@@ -30,14 +30,14 @@ func (sn *Snapshot) Changed() <-chan struct{} { return sn.changed }
 // Txn returns the snapshot's read transaction, for queries the helpers do
 // not cover. Use the table and index constants; never write through it.
 // The ipcache table's host entries are not rows of their own (see
-// IPCacheEntry): read that table with IPCache and LookupIP.
+// IPCacheRow): read that table with IPCache and LookupIP.
 func (sn *Snapshot) Txn() *memdb.Txn { return sn.txn }
 
 // Identity returns the identity id.
-func (sn *Snapshot) Identity(id identity.NumericIdentity) (Identity, bool) {
-	row, _ := first[Identity](sn.txn, TableIdentities, IndexID, id)
+func (sn *Snapshot) Identity(id identity.NumericIdentity) (IdentityRow, bool) {
+	row, _ := first[IdentityRow](sn.txn, TableIdentities, IndexID, id)
 	if row == nil {
-		return Identity{}, false
+		return IdentityRow{}, false
 	}
 	return *row, true
 }
@@ -47,9 +47,9 @@ func (sn *Snapshot) Identity(id identity.NumericIdentity) (Identity, bool) {
 // looked up first; then each prefix length present in the table, longest
 // first, by the primary index: at most 33 (IPv4) or 129 (IPv6) lookups, in
 // practice the few lengths in use, whatever the number of rows.
-func (sn *Snapshot) LookupIP(addr netip.Addr) (IPCacheEntry, bool) {
+func (sn *Snapshot) LookupIP(addr netip.Addr) (IPCacheRow, bool) {
 	if !addr.IsValid() {
-		return IPCacheEntry{}, false
+		return IPCacheRow{}, false
 	}
 	addr = addr.Unmap().WithZone("")
 	if e, ok := sn.lookupPrefix(netip.PrefixFrom(addr, addr.BitLen())); ok {
@@ -57,7 +57,7 @@ func (sn *Snapshot) LookupIP(addr netip.Addr) (IPCacheEntry, bool) {
 	}
 	it, err := sn.txn.Get(tablePrefixLens, IndexID+"_prefix", addr.Is6())
 	if err != nil {
-		return IPCacheEntry{}, false
+		return IPCacheRow{}, false
 	}
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		pl, ok := raw.(*prefixLen)
@@ -68,17 +68,17 @@ func (sn *Snapshot) LookupIP(addr netip.Addr) (IPCacheEntry, bool) {
 			return e, true
 		}
 	}
-	return IPCacheEntry{}, false
+	return IPCacheRow{}, false
 }
 
 // lookupPrefix returns the row of exactly p.Masked().
-func (sn *Snapshot) lookupPrefix(p netip.Prefix) (IPCacheEntry, bool) {
+func (sn *Snapshot) lookupPrefix(p netip.Prefix) (IPCacheRow, bool) {
 	raw, err := sn.txn.First(TableIPCache, IndexID, p)
 	if err != nil {
-		return IPCacheEntry{}, false
+		return IPCacheRow{}, false
 	}
 	switch r := raw.(type) {
-	case *IPCacheEntry:
+	case *IPCacheRow:
 		return *r, true
 	case *ipBlock:
 		_, last := splitHost(p.Masked().Addr())
@@ -86,7 +86,7 @@ func (sn *Snapshot) lookupPrefix(p netip.Prefix) (IPCacheEntry, bool) {
 			return r.row(i), true
 		}
 	}
-	return IPCacheEntry{}, false
+	return IPCacheRow{}, false
 }
 
 // ServiceCopies returns every cluster's copy of the Service
@@ -162,15 +162,15 @@ func collect[T any](txn *memdb.Txn, table, index string, args ...any) []T {
 }
 
 // IPCache returns every ipcache entry, in the primary index's order.
-func (sn *Snapshot) IPCache() []IPCacheEntry {
+func (sn *Snapshot) IPCache() []IPCacheRow {
 	it, err := sn.txn.Get(TableIPCache, IndexID)
 	if err != nil {
 		return nil
 	}
-	var out []IPCacheEntry
+	var out []IPCacheRow
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		switch r := raw.(type) {
-		case *IPCacheEntry:
+		case *IPCacheRow:
 			out = append(out, *r)
 		case *ipBlock:
 			for i := range r.entries {
@@ -182,6 +182,6 @@ func (sn *Snapshot) IPCache() []IPCacheEntry {
 }
 
 // Identities returns every identity row.
-func (sn *Snapshot) Identities() []Identity {
-	return collect[Identity](sn.txn, TableIdentities, IndexID)
+func (sn *Snapshot) Identities() []IdentityRow {
+	return collect[IdentityRow](sn.txn, TableIdentities, IndexID)
 }

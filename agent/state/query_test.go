@@ -68,7 +68,7 @@ func TestLookupIP(t *testing.T) {
 	if got, ok := sn.LookupIP(netip.MustParseAddr("10.2.3.4")); !ok || got.ID != 16 {
 		t.Errorf("LookupIP after deletes = %d, %v; want 16", got.ID, ok)
 	}
-	want := IPCacheEntry{Prefix: pfx("10.2.0.0/16"), Cluster: "c2", ID: 16, Namespace: "ns", Pod: "pod"}
+	want := IPCacheRow{Prefix: pfx("10.2.0.0/16"), Cluster: "c2", ID: 16, Namespace: "ns", Pod: "pod"}
 	got, _ := sn.LookupIP(netip.MustParseAddr("10.2.3.4"))
 	if d := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Prefix{}, netip.Addr{})); d != "" {
 		t.Errorf("entry (-want +got):\n%s", d)

@@ -64,8 +64,8 @@ func (r remoteSink) Drain(cluster string) {
 
 // IPCacheFromSchema returns the ipcache row of a kvstore ip entry of
 // cluster at prefix. An invalid HostIP becomes the zero Addr.
-func IPCacheFromSchema(cluster string, prefix netip.Prefix, e schema.IPEntry) IPCacheEntry {
-	return IPCacheEntry{
+func IPCacheFromSchema(cluster string, prefix netip.Prefix, e schema.IPEntry) IPCacheRow {
+	return IPCacheRow{
 		Prefix:    prefix,
 		Cluster:   cluster,
 		ID:        identity.NumericIdentity(e.ID),

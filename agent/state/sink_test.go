@@ -145,7 +145,7 @@ func TestUpdateRollsBack(t *testing.T) {
 	if closed(ch) {
 		t.Error("a failed update fired Changed")
 	}
-	err = s.Update(func(w *WriteTxn) error { return w.UpsertIP(IPCacheEntry{Cluster: "c2"}) })
+	err = s.Update(func(w *WriteTxn) error { return w.UpsertIP(IPCacheRow{Cluster: "c2"}) })
 	if err == nil {
 		t.Error("UpsertIP of the zero prefix succeeded")
 	}
@@ -157,7 +157,7 @@ func TestIdentityAndCount(t *testing.T) {
 	ls := labels(t, "k8s:app=a", "k8s:io.cilium.k8s.policy.cluster=c2")
 	sink.UpsertIdentity("c2", 65537, ls)
 	got, ok := s.Snapshot().Identity(65537)
-	want := Identity{Cluster: "c2", ID: 65537, Labels: ls, LabelsKey: ls.SortedKVStoreString()}
+	want := IdentityRow{Cluster: "c2", ID: 65537, Labels: ls, LabelsKey: ls.SortedKVStoreString()}
 	if d := cmp.Diff(want, got); !ok || d != "" {
 		t.Errorf("Identity(65537) = _, %v (-want +got):\n%s", ok, d)
 	}

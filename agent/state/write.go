@@ -80,19 +80,19 @@ func (w *WriteTxn) UpsertIdentity(cluster string, id identity.NumericIdentity, l
 	if cluster == "" {
 		return errEmptyCluster
 	}
-	old, err := first[Identity](w.txn, TableIdentities, IndexID, id)
+	old, err := first[IdentityRow](w.txn, TableIdentities, IndexID, id)
 	if err != nil {
 		return err
 	}
 	if old != nil && old.Cluster == cluster && old.Labels.Equal(labels) {
 		return nil
 	}
-	return w.insert(TableIdentities, &Identity{Cluster: cluster, ID: id, Labels: labels, LabelsKey: labels.SortedKVStoreString()})
+	return w.insert(TableIdentities, &IdentityRow{Cluster: cluster, ID: id, Labels: labels, LabelsKey: labels.SortedKVStoreString()})
 }
 
 // DeleteIdentity removes id if cluster owns it.
 func (w *WriteTxn) DeleteIdentity(cluster string, id identity.NumericIdentity) error {
-	old, err := first[Identity](w.txn, TableIdentities, IndexID, id)
+	old, err := first[IdentityRow](w.txn, TableIdentities, IndexID, id)
 	if err != nil || old == nil || old.Cluster != cluster {
 		return err
 	}
@@ -116,7 +116,7 @@ func normalizePrefix(p netip.Prefix) (netip.Prefix, error) {
 // UpsertIP sets the ipcache entry of e.Prefix (masked first), replacing
 // whatever row the prefix had, whichever cluster it came from (the last
 // writer wins, as in Cilium's ipcache for entries of one source).
-func (w *WriteTxn) UpsertIP(e IPCacheEntry) error {
+func (w *WriteTxn) UpsertIP(e IPCacheRow) error {
 	if e.Cluster == "" {
 		return errEmptyCluster
 	}
@@ -128,7 +128,7 @@ func (w *WriteTxn) UpsertIP(e IPCacheEntry) error {
 	if isHostPrefix(p) {
 		return w.upsertHost(&e)
 	}
-	old, err := first[IPCacheEntry](w.txn, TableIPCache, IndexID, p)
+	old, err := first[IPCacheRow](w.txn, TableIPCache, IndexID, p)
 	if err != nil {
 		return err
 	}
@@ -153,7 +153,7 @@ func (w *WriteTxn) DeleteIP(cluster string, prefix netip.Prefix) error {
 	if isHostPrefix(p) {
 		return w.deleteHost(cluster, p)
 	}
-	old, err := first[IPCacheEntry](w.txn, TableIPCache, IndexID, p)
+	old, err := first[IPCacheRow](w.txn, TableIPCache, IndexID, p)
 	if err != nil || old == nil || old.Cluster != cluster {
 		return err
 	}
@@ -266,7 +266,7 @@ func (w *WriteTxn) Drain(cluster string) error {
 			return fmt.Errorf("list %s of cluster %s: %w", table, cluster, err)
 		}
 		for raw := it.Next(); raw != nil; raw = it.Next() {
-			if e, ok := raw.(*IPCacheEntry); ok && e.Cluster != cluster {
+			if e, ok := raw.(*IPCacheRow); ok && e.Cluster != cluster {
 				continue
 			}
 			rows = append(rows, raw) // collect, then delete
@@ -285,7 +285,7 @@ func (w *WriteTxn) Drain(cluster string) error {
 			if err := w.delete(table, raw); err != nil {
 				return err
 			}
-			if e, ok := raw.(*IPCacheEntry); ok {
+			if e, ok := raw.(*IPCacheRow); ok {
 				lens[prefixLen{Is6: e.Prefix.Addr().Is6(), Bits: uint8(e.Prefix.Bits())}] = true
 			}
 		}

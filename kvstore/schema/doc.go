@@ -11,7 +11,7 @@
 //	key                                          value
 //	cilium/cluster-config/<cluster>              ClusterConfig JSON
 //	cilium/state/nodes/v1/<cluster>/<node>       Node JSON
-//	cilium/state/identities/v1/id/<id>           Identity: sorted label string, e.g.
+//	cilium/state/identities/v1/id/<id>           IdentityValue: sorted label string, e.g.
 //	                                             "k8s:app=baz;k8s:io.kubernetes.pod.namespace=bar;"
 //	cilium/state/ip/v1/default/<ip>              IPEntry JSON (host entry, Mask null)
 //	cilium/state/ip/v1/default/<ip>/<len>        IPEntry JSON (prefix entry, Mask set)

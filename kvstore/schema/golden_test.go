@@ -126,7 +126,7 @@ func TestGolden(t *testing.T) {
 		{"legacy cluster config", p.ClusterConfig("c1"), ClusterConfig{ID: 3}, `{"id":3,"capabilities":{}}`,
 			func(k string, d []byte) (any, error) { return DecodeClusterConfig(k, d) }},
 		{"identity", p.Identity(65537),
-			Identity{ID: 65537, Labels: "k8s:app=baz;k8s:io.cilium.k8s.policy.cluster=c3;k8s:io.kubernetes.pod.namespace=bar;"},
+			IdentityValue{ID: 65537, Labels: "k8s:app=baz;k8s:io.cilium.k8s.policy.cluster=c3;k8s:io.kubernetes.pod.namespace=bar;"},
 			"k8s:app=baz;k8s:io.cilium.k8s.policy.cluster=c3;k8s:io.kubernetes.pod.namespace=bar;",
 			func(k string, d []byte) (any, error) { return DecodeIdentity(k, d) }},
 	}

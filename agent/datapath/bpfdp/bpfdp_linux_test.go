@@ -116,7 +116,7 @@ func TestKernelWinsOverRecords(t *testing.T) {
 	}
 
 	// An ipcache entry with a cluster index this package never allocated.
-	must(t, d.BPF().IPCache().Update(netip.MustParsePrefix("10.9.0.0/16"), bpf.IPCacheEntry{Identity: 7, Flags: 77}))
+	must(t, d.BPF().IPCache().Update(netip.MustParsePrefix("10.9.0.0/16"), bpf.IPCacheValue{Identity: 7, Flags: 77}))
 	got := dptest.Held(t, d.IPCache())[netip.MustParsePrefix("10.9.0.0/16")]
 	if got.Cluster != "<unknown cluster index 77>" {
 		t.Fatalf("cluster of a foreign entry: %q", got.Cluster)

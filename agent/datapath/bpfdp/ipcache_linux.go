@@ -43,7 +43,7 @@ func (t *ipcacheTable) Update(_ context.Context, p netip.Prefix, e datapath.IPCa
 	if err != nil {
 		return fmt.Errorf("ipcache update %v: %w", p, err)
 	}
-	if err := t.c.Update(p, bpf.IPCacheEntry{Identity: uint32(e.Identity), HostIP: e.HostIP, Flags: idx}); err != nil {
+	if err := t.c.Update(p, bpf.IPCacheValue{Identity: uint32(e.Identity), HostIP: e.HostIP, Flags: idx}); err != nil {
 		return fmt.Errorf("ipcache update: %w", err)
 	}
 	return nil
