@@ -75,7 +75,7 @@ type Controller struct {
 	ccmnp   cache.SharedIndexInformer
 
 	// Owned by Run.
-	identities map[identity.NumericIdentity]*state.Identity
+	identities map[identity.NumericIdentity]*state.IdentityRow
 	endpoints  map[string]*state.Endpoint
 	ids        *idAllocator
 	cidrs      map[netip.Prefix]identity.NumericIdentity // ipcache rows written
@@ -108,7 +108,7 @@ func New(cfg Config) (*Controller, error) {
 		factory:    informers.NewSharedInformerFactory(cfg.Kube, 0),
 		cmnp:       cache.NewSharedIndexInformer(lw(cmv1.NetworkPolicyResource.Resource), &cmv1.ClusterMeshNetworkPolicy{}, 0, cache.Indexers{}),
 		ccmnp:      cache.NewSharedIndexInformer(lw(cmv1.ClusterwideNetworkPolicyResource.Resource), &cmv1.ClusterMeshClusterwideNetworkPolicy{}, 0, cache.Indexers{}),
-		identities: map[identity.NumericIdentity]*state.Identity{}, endpoints: map[string]*state.Endpoint{},
+		identities: map[identity.NumericIdentity]*state.IdentityRow{}, endpoints: map[string]*state.Endpoint{},
 		ids: newIDAllocator(), written: map[string]uint64{},
 		dirty: map[policy.PolicyKey]struct{}{}, problems: map[policy.PolicyKey][]policy.Problem{},
 		wake: make(chan struct{}, 1),
@@ -223,9 +223,9 @@ func (c *Controller) applyChanges(sn *state.Snapshot, changes []state.Change) {
 	for _, ch := range changes {
 		switch ch.Table {
 		case state.TableIdentities:
-			r, _ := ch.After.(*state.Identity)
+			r, _ := ch.After.(*state.IdentityRow)
 			if r == nil {
-				r, _ = ch.Before.(*state.Identity)
+				r, _ = ch.Before.(*state.IdentityRow)
 			}
 			if r != nil {
 				c.syncIdentity(r.ID, sn.IdentityRow(r.ID))
@@ -243,7 +243,7 @@ func (c *Controller) applyChanges(sn *state.Snapshot, changes []state.Change) {
 }
 
 // syncIdentity gives the engine identity id's current row (nil: gone).
-func (c *Controller) syncIdentity(id identity.NumericIdentity, r *state.Identity) {
+func (c *Controller) syncIdentity(id identity.NumericIdentity, r *state.IdentityRow) {
 	old, had := c.identities[id]
 	switch {
 	case r == nil && had:
@@ -270,7 +270,7 @@ func (c *Controller) syncEndpoint(key string, r *state.Endpoint) {
 
 func (c *Controller) syncIdentities(sn *state.Snapshot) {
 	seen := make(map[identity.NumericIdentity]bool, len(c.identities))
-	sn.IdentityRows(func(r *state.Identity) {
+	sn.IdentityRows(func(r *state.IdentityRow) {
 		seen[r.ID] = true
 		if c.identities[r.ID] != r {
 			c.identities[r.ID] = r
@@ -342,7 +342,7 @@ func (c *Controller) write(sn *state.Snapshot) error {
 			if old, ok := c.cidrs[p]; ok && old == id {
 				continue
 			}
-			if err := t.UpsertIP(state.IPCacheEntry{Prefix: p, Cluster: state.PolicyCluster, ID: id}); err != nil {
+			if err := t.UpsertIP(state.IPCacheRow{Prefix: p, Cluster: state.PolicyCluster, ID: id}); err != nil {
 				return err
 			}
 		}

@@ -65,8 +65,8 @@ func TestIncrementalIdentitiesAndEndpoints(t *testing.T) {
 			t.Fatalf("round %d: %v", round, err)
 		}
 		sn := st.Snapshot()
-		want := map[identity.NumericIdentity]*state.Identity{}
-		sn.IdentityRows(func(r *state.Identity) { want[r.ID] = r })
+		want := map[identity.NumericIdentity]*state.IdentityRow{}
+		sn.IdentityRows(func(r *state.IdentityRow) { want[r.ID] = r })
 		if len(want) != len(c.identities) {
 			t.Fatalf("round %d: the controller holds %d identities, the state %d", round, len(c.identities), len(want))
 		}

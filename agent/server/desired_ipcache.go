@@ -23,7 +23,7 @@ var ipcacheTables = []string{state.TableIPCache, state.TableAttachments, state.T
 // ipcache row of p, else (a single address) this node's pod that the CNI
 // plugin attached with that IP, else a node with that address.
 func desiredIPCacheAt(sn *state.Snapshot, cluster, node string, p netip.Prefix) (datapath.IPCacheEntry, bool) {
-	if r, ok := sn.IPCacheEntry(p); ok {
+	if r, ok := sn.IPCacheRow(p); ok {
 		return datapath.IPCacheEntry{Identity: r.ID, HostIP: r.HostIP, Cluster: r.Cluster}, true
 	}
 	if !p.IsSingleIP() {

@@ -95,7 +95,7 @@ func (sn *Snapshot) AttachmentsWithIP(ip netip.Addr) []AttachmentRow {
 
 // IPCacheEntry returns the ipcache row of exactly prefix (masked,
 // unmapped), not a longest-prefix match (see LookupIP).
-func (sn *Snapshot) IPCacheEntry(prefix netip.Prefix) (IPCacheRow, bool) {
+func (sn *Snapshot) IPCacheRow(prefix netip.Prefix) (IPCacheRow, bool) {
 	if !prefix.IsValid() {
 		return IPCacheRow{}, false
 	}

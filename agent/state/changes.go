@@ -201,8 +201,8 @@ func IPCachePrefixes(c Change) []netip.Prefix {
 	return blockDiff(before, after)
 }
 
-func ipRow(raw any) *IPCacheEntry {
-	e, _ := raw.(*IPCacheEntry)
+func ipRow(raw any) *IPCacheRow {
+	e, _ := raw.(*IPCacheRow)
 	return e
 }
 
@@ -290,8 +290,8 @@ func (w *TableWatcher) Changed() <-chan struct{} {
 
 // IdentityRow returns the row of identity id (nil if none). Rows are
 // immutable: an unchanged identity is the same pointer in every snapshot.
-func (sn *Snapshot) IdentityRow(id identity.NumericIdentity) *Identity {
-	r, _ := first[Identity](sn.txn, TableIdentities, IndexID, id)
+func (sn *Snapshot) IdentityRow(id identity.NumericIdentity) *IdentityRow {
+	r, _ := first[IdentityRow](sn.txn, TableIdentities, IndexID, id)
 	return r
 }
 

@@ -17,8 +17,8 @@ func isClosed(ch <-chan struct{}) bool {
 	}
 }
 
-func hostEntry4(last byte, id identity.NumericIdentity) IPCacheEntry {
-	return IPCacheEntry{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 2, 1, last}), 32), Cluster: "cluster2", ID: id}
+func hostEntry4(last byte, id identity.NumericIdentity) IPCacheRow {
+	return IPCacheRow{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 2, 1, last}), 32), Cluster: "cluster2", ID: id}
 }
 
 // A subscription starts lost, then returns the changes of its tables only,
@@ -79,7 +79,7 @@ func TestSubscription(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("changed prefixes %v, want %v", got, want)
 	}
-	if e, ok := sn.IPCacheEntry(hostEntry4(2, 0).Prefix); !ok || e.ID != 1001 {
+	if e, ok := sn.IPCacheRow(hostEntry4(2, 0).Prefix); !ok || e.ID != 1001 {
 		t.Fatalf("the snapshot does not include the changes: %+v %v", e, ok)
 	}
 	if changes, _, _ := sub.Next(); len(changes) != 0 {

@@ -67,15 +67,6 @@ type IPCacheRow struct {
 	Pod       string
 }
 
-// Identity and IPCacheEntry are the former names of IdentityRow and
-// IPCacheRow, kept only while agent/policywatch and agent/state/changes.go
-// (being changed elsewhere) still use them: do not use them in new code;
-// remove them once those files say IdentityRow and IPCacheRow.
-type (
-	Identity     = IdentityRow
-	IPCacheEntry = IPCacheRow
-)
-
 // NodeRow is a row of the nodes table.
 type NodeRow struct {
 	Cluster string
