@@ -18,9 +18,11 @@
 //     changed in place by that same transaction until it commits, since
 //     no reader can see it before.
 //   - Readers take snapshots (Txn(false), wrapped by State.Snapshot): a
-//     snapshot never changes, however long it is kept. State.Changed (or
-//     Snapshot.Changed) is closed by the next commit, so a reconciler loops
-//     "snapshot, reconcile, wait for Changed".
+//     snapshot never changes, however long it is kept. A consumer waits
+//     for the tables it reads (State.WatchTables), or reads their changes
+//     commit after commit (State.Subscribe: the keys that changed and a
+//     snapshot with their values), rather than for every commit
+//     (State.Changed); see docs/architecture.md, "The agent's core".
 //   - Rows of remote and local sources are told apart by their Cluster
 //     field (the local cluster writes its own name); the package gives the
 //     local cluster no special treatment. A cluster removes only its own
