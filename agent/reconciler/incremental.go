@@ -32,19 +32,22 @@ type View[K comparable, V any] interface {
 func (r *Reconciler[K, V]) runIncremental(ctx context.Context) error {
 	src := r.cfg.Incremental
 	nextFull := r.cfg.Clock.Now() // the first pass is full
-	pruned := false
+	wasInitialized := false
 	for {
 		view, keys, full := src.Next()
 		now := r.cfg.Clock.Now()
 		initialized := r.cfg.Initialized()
 		var wait time.Duration
-		if full || !now.Before(nextFull) || (initialized && !pruned) {
+		// A full pass when the sources become initialized (again: a new
+		// source may have been added meanwhile) prunes what was kept
+		// while they were not.
+		if full || !now.Before(nextFull) || (initialized && !wasInitialized) {
 			wait = r.fullPass(ctx, view.All(), initialized)
-			pruned = initialized
 			nextFull = now.Add(r.cfg.Resync)
 		} else {
 			wait = r.keysPass(ctx, view, keys, initialized)
 		}
+		wasInitialized = initialized
 		wait = min(wait, nextFull.Sub(now))
 		t := r.cfg.Clock.NewTimer(max(wait, 0))
 		select {

@@ -135,3 +135,28 @@ func TestObjectStatus(t *testing.T) {
 		})
 	}
 }
+
+// Sources that stop being initialized (a peer added and not yet synced)
+// keep what is no longer desired; once they are initialized again it is
+// pruned at once, not at the next resync.
+func TestPrunesWhenInitializedAgain(t *testing.T) {
+	for _, incremental := range []bool{false, true} {
+		t.Run(mode(incremental), func(t *testing.T) {
+			table := datapath.NewMemTable[string, int]()
+			src := dptest.NewSource[string, int]()
+			dptest.StartMode(t, datapath.Table[string, int](table), src, incremental)
+			src.Set(func(m map[string]int) { m["a"] = 1; m["b"] = 1 }, true)
+			eventually(t, "applied", func() bool { return cmp.Equal(map[string]int{"a": 1, "b": 1}, held(t, table)) })
+			src.Set(func(m map[string]int) { delete(m, "a") }, false)
+			src.Set(func(m map[string]int) { m["c"] = 1 }, false)
+			eventually(t, "c applied", func() bool { return held(t, table)["c"] == 1 })
+			if _, ok := held(t, table)["a"]; !ok {
+				t.Fatal("pruned while the sources were not initialized")
+			}
+			src.Set(func(map[string]int) {}, true)
+			eventually(t, "a pruned once initialized again", func() bool {
+				return cmp.Equal(map[string]int{"b": 1, "c": 1}, held(t, table))
+			})
+		})
+	}
+}
