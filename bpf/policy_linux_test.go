@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clustermesh/clustermesh/internal/testutil"
+	"github.com/clustermesh/clustermesh/internal/testing/testutil"
 )
 
 const (

@@ -28,8 +28,8 @@ import (
 	"github.com/clustermesh/clustermesh/cli/internal/testbed"
 	"github.com/clustermesh/clustermesh/cli/mesh"
 	"github.com/clustermesh/clustermesh/cli/status"
-	"github.com/clustermesh/clustermesh/internal/meshtest"
-	"github.com/clustermesh/clustermesh/internal/testutil"
+	"github.com/clustermesh/clustermesh/internal/testing/meshtest"
+	"github.com/clustermesh/clustermesh/internal/testing/testutil"
 	"github.com/clustermesh/clustermesh/kvstore"
 )
 

@@ -16,8 +16,8 @@ import (
 	"github.com/clustermesh/clustermesh/cli/mesh"
 	"github.com/clustermesh/clustermesh/cli/status"
 	apiserver "github.com/clustermesh/clustermesh/clustermesh-apiserver/server"
-	"github.com/clustermesh/clustermesh/internal/k8stest"
-	"github.com/clustermesh/clustermesh/internal/meshtest"
+	"github.com/clustermesh/clustermesh/internal/testing/k8stest"
+	"github.com/clustermesh/clustermesh/internal/testing/meshtest"
 	"github.com/clustermesh/clustermesh/kvstore/kvtest"
 )
 

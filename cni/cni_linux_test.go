@@ -21,8 +21,8 @@ import (
 	"github.com/clustermesh/clustermesh/agent/server"
 	"github.com/clustermesh/clustermesh/bpf"
 	"github.com/clustermesh/clustermesh/identity"
-	"github.com/clustermesh/clustermesh/internal/k8stest"
-	"github.com/clustermesh/clustermesh/internal/testutil"
+	"github.com/clustermesh/clustermesh/internal/testing/k8stest"
+	"github.com/clustermesh/clustermesh/internal/testing/testutil"
 )
 
 type agentRun struct {

@@ -26,9 +26,9 @@ import (
 	"github.com/clustermesh/clustermesh/agent/server"
 	cmv1 "github.com/clustermesh/clustermesh/apis/clustermesh/v1alpha1"
 	"github.com/clustermesh/clustermesh/identity/podlabels"
-	"github.com/clustermesh/clustermesh/internal/k8stest"
 	"github.com/clustermesh/clustermesh/internal/netnsutil"
-	"github.com/clustermesh/clustermesh/internal/testutil"
+	"github.com/clustermesh/clustermesh/internal/testing/k8stest"
+	"github.com/clustermesh/clustermesh/internal/testing/testutil"
 )
 
 var (

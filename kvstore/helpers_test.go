@@ -10,7 +10,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/clustermesh/clustermesh/internal/testutil"
+	"github.com/clustermesh/clustermesh/internal/testing/testutil"
 )
 
 // run starts f in a goroutine owned by the test: cancelled and waited for at

@@ -15,7 +15,7 @@ import (
 	"github.com/clustermesh/clustermesh/agent/peers"
 	"github.com/clustermesh/clustermesh/identity"
 	"github.com/clustermesh/clustermesh/internal/backoff"
-	"github.com/clustermesh/clustermesh/internal/testutil"
+	"github.com/clustermesh/clustermesh/internal/testing/testutil"
 	"github.com/clustermesh/clustermesh/kvstore"
 	"github.com/clustermesh/clustermesh/kvstore/kvtest"
 	"github.com/clustermesh/clustermesh/kvstore/schema"

@@ -11,7 +11,7 @@ import (
 	"github.com/clustermesh/clustermesh/agent/remote"
 	"github.com/clustermesh/clustermesh/agent/state"
 	"github.com/clustermesh/clustermesh/identity"
-	"github.com/clustermesh/clustermesh/internal/meshtest"
+	"github.com/clustermesh/clustermesh/internal/testing/meshtest"
 	"github.com/clustermesh/clustermesh/kvstore"
 	"github.com/clustermesh/clustermesh/kvstore/schema"
 )

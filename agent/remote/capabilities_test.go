@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/clustermesh/clustermesh/agent/remote"
-	"github.com/clustermesh/clustermesh/internal/meshtest"
+	"github.com/clustermesh/clustermesh/internal/testing/meshtest"
 	"github.com/clustermesh/clustermesh/kvstore"
 	"github.com/clustermesh/clustermesh/kvstore/schema"
 )

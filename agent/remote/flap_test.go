@@ -12,7 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/clustermesh/clustermesh/agent/remote"
-	"github.com/clustermesh/clustermesh/internal/meshtest"
+	"github.com/clustermesh/clustermesh/internal/testing/meshtest"
 	"github.com/clustermesh/clustermesh/kvstore"
 )
 

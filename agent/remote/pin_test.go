@@ -9,8 +9,8 @@ import (
 
 	"github.com/clustermesh/clustermesh/agent/remote"
 	"github.com/clustermesh/clustermesh/identity"
-	"github.com/clustermesh/clustermesh/internal/meshtest"
-	"github.com/clustermesh/clustermesh/internal/testutil"
+	"github.com/clustermesh/clustermesh/internal/testing/meshtest"
+	"github.com/clustermesh/clustermesh/internal/testing/testutil"
 	"github.com/clustermesh/clustermesh/kvstore"
 )
 

@@ -9,8 +9,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/clustermesh/clustermesh/agent/remote"
-	"github.com/clustermesh/clustermesh/internal/meshtest"
-	"github.com/clustermesh/clustermesh/internal/testutil"
+	"github.com/clustermesh/clustermesh/internal/testing/meshtest"
+	"github.com/clustermesh/clustermesh/internal/testing/testutil"
 	"github.com/clustermesh/clustermesh/kvstore"
 	"github.com/clustermesh/clustermesh/kvstore/kvtest"
 )

@@ -17,9 +17,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/clustermesh/clustermesh/agent/server"
-	"github.com/clustermesh/clustermesh/internal/k8stest"
-	"github.com/clustermesh/clustermesh/internal/meshtest"
-	"github.com/clustermesh/clustermesh/internal/testutil"
+	"github.com/clustermesh/clustermesh/internal/testing/k8stest"
+	"github.com/clustermesh/clustermesh/internal/testing/meshtest"
+	"github.com/clustermesh/clustermesh/internal/testing/testutil"
 )
 
 func eventually(t *testing.T, what string, cond func() bool) {

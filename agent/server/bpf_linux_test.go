@@ -16,8 +16,8 @@ import (
 	"github.com/clustermesh/clustermesh/agent/reconciler"
 	"github.com/clustermesh/clustermesh/agent/server"
 	"github.com/clustermesh/clustermesh/bpf"
-	"github.com/clustermesh/clustermesh/internal/k8stest"
-	"github.com/clustermesh/clustermesh/internal/testutil"
+	"github.com/clustermesh/clustermesh/internal/testing/k8stest"
+	"github.com/clustermesh/clustermesh/internal/testing/testutil"
 )
 
 // With --datapath=bpf the agent programs the kernel's maps; a restarted

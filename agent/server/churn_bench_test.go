@@ -20,8 +20,8 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/clustermesh/clustermesh/agent/server"
-	"github.com/clustermesh/clustermesh/internal/k8stest"
-	"github.com/clustermesh/clustermesh/internal/meshtest"
+	"github.com/clustermesh/clustermesh/internal/testing/k8stest"
+	"github.com/clustermesh/clustermesh/internal/testing/meshtest"
 	"github.com/clustermesh/clustermesh/kvstore"
 )
 

@@ -12,7 +12,7 @@ import (
 	cmv1 "github.com/clustermesh/clustermesh/apis/clustermesh/v1alpha1"
 	"github.com/clustermesh/clustermesh/identity"
 	"github.com/clustermesh/clustermesh/identity/podlabels"
-	"github.com/clustermesh/clustermesh/internal/k8stest"
+	"github.com/clustermesh/clustermesh/internal/testing/k8stest"
 )
 
 // The local cluster: every pod IP with its identity (init until the

@@ -13,7 +13,7 @@ import (
 	"github.com/clustermesh/clustermesh/agent/server"
 	cmv1 "github.com/clustermesh/clustermesh/apis/clustermesh/v1alpha1"
 	"github.com/clustermesh/clustermesh/identity"
-	"github.com/clustermesh/clustermesh/internal/k8stest"
+	"github.com/clustermesh/clustermesh/internal/testing/k8stest"
 )
 
 // Policies written to the kube-apiserver reach the datapath: a

@@ -12,9 +12,9 @@ import (
 
 	"github.com/clustermesh/clustermesh/agent/datapath"
 	"github.com/clustermesh/clustermesh/agent/server"
-	"github.com/clustermesh/clustermesh/internal/k8stest"
-	"github.com/clustermesh/clustermesh/internal/meshtest"
-	"github.com/clustermesh/clustermesh/internal/testutil"
+	"github.com/clustermesh/clustermesh/internal/testing/k8stest"
+	"github.com/clustermesh/clustermesh/internal/testing/meshtest"
+	"github.com/clustermesh/clustermesh/internal/testing/testutil"
 )
 
 // TestAgent runs the agent against one real kube-apiserver (shared by the

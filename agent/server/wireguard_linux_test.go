@@ -12,7 +12,7 @@ import (
 
 	"github.com/clustermesh/clustermesh/agent/server"
 	"github.com/clustermesh/clustermesh/internal/k8sconv"
-	"github.com/clustermesh/clustermesh/internal/k8stest"
+	"github.com/clustermesh/clustermesh/internal/testing/k8stest"
 )
 
 // With --enable-wireguard the agent publishes its public key on its Node

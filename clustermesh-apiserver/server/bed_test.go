@@ -15,9 +15,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/clustermesh/clustermesh/clustermesh-apiserver/server"
-	"github.com/clustermesh/clustermesh/internal/k8stest"
 	"github.com/clustermesh/clustermesh/internal/pki"
-	"github.com/clustermesh/clustermesh/internal/testutil"
+	"github.com/clustermesh/clustermesh/internal/testing/k8stest"
+	"github.com/clustermesh/clustermesh/internal/testing/testutil"
 	"github.com/clustermesh/clustermesh/kvstore"
 	"github.com/clustermesh/clustermesh/kvstore/kvtest"
 	"github.com/clustermesh/clustermesh/kvstore/schema"

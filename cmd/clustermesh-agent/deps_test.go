@@ -98,3 +98,26 @@ func importChain(imports map[string][]string, root string, target func(string) b
 	}
 	return nil
 }
+
+// harnessPrefix holds the test harnesses (internal/testing).
+const harnessPrefix = "github.com/clustermesh/clustermesh/internal/testing"
+
+// TestBinariesDoNotLinkTestHarnesses guards that the product's binaries do
+// not link a test harness (a kube-apiserver test bed, simulated peers).
+func TestBinariesDoNotLinkTestHarnesses(t *testing.T) {
+	for _, pkg := range []string{
+		"github.com/clustermesh/clustermesh/cmd/clustermesh-agent",
+		"github.com/clustermesh/clustermesh/cmd/clustermesh-cni",
+		"github.com/clustermesh/clustermesh/cmd/clustermesh",
+		"github.com/clustermesh/clustermesh/cmd/clustermesh-apiserver",
+	} {
+		t.Run(pkg[strings.LastIndex(pkg, "/")+1:], func(t *testing.T) {
+			t.Parallel()
+			imports := listDeps(t, pkg)
+			harness := func(p string) bool { return strings.HasPrefix(p, harnessPrefix) }
+			if chain := importChain(imports, pkg, harness); chain != nil {
+				t.Fatalf("%s links a test harness\nimport chain: %s", pkg, strings.Join(chain, "\n  -> "))
+			}
+		})
+	}
+}

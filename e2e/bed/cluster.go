@@ -24,7 +24,7 @@ import (
 
 	cmv1 "github.com/clustermesh/clustermesh/apis/clustermesh/v1alpha1"
 	"github.com/clustermesh/clustermesh/cli/mesh"
-	"github.com/clustermesh/clustermesh/internal/k8stest"
+	"github.com/clustermesh/clustermesh/internal/testing/k8stest"
 )
 
 // ClusterSpec describes a cluster to add.

@@ -14,7 +14,7 @@ import (
 	"github.com/clustermesh/clustermesh/e2e/bed"
 	"github.com/clustermesh/clustermesh/e2e/starwars"
 	"github.com/clustermesh/clustermesh/examples"
-	"github.com/clustermesh/clustermesh/internal/testutil"
+	"github.com/clustermesh/clustermesh/internal/testing/testutil"
 )
 
 const wireguardPort = 51871 // the agent's default --wireguard-port

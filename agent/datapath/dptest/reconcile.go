@@ -11,7 +11,7 @@ import (
 	"github.com/clustermesh/clustermesh/agent/datapath"
 	"github.com/clustermesh/clustermesh/agent/reconciler"
 	"github.com/clustermesh/clustermesh/internal/backoff"
-	"github.com/clustermesh/clustermesh/internal/testutil"
+	"github.com/clustermesh/clustermesh/internal/testing/testutil"
 )
 
 // Source is desired state that a test changes, for a reconciler: a full
