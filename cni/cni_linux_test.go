@@ -186,7 +186,7 @@ func TestChainEnforcesPolicy(t *testing.T) {
 		t.Fatalf("established connection across an agent restart: %v", err)
 	}
 	testutil.Eventually(t, 30*time.Second, "the agent ready again", func() bool {
-		st := run.agent.Status()
+		st := run.agent.API.Status()
 		for _, r := range st.Reconcilers {
 			if r.Name == "attachments" && r.Desired == 3 && r.Applied == 3 {
 				return true

@@ -23,7 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/clustermesh/clustermesh/agent/drops"
-	"github.com/clustermesh/clustermesh/agent/server"
+	"github.com/clustermesh/clustermesh/agent/localapi"
 	cmv1 "github.com/clustermesh/clustermesh/apis/clustermesh/v1alpha1"
 	"github.com/clustermesh/clustermesh/identity/podlabels"
 	"github.com/clustermesh/clustermesh/internal/netnsutil"
@@ -287,7 +287,7 @@ func waitDrop(t *testing.T, socket string, src netip.Addr, want drops.Record) {
 		}
 	}()
 	testutil.Eventually(t, 5*time.Second, fmt.Sprintf("the drop %s -> %s (%s) in GET /v1/drops", src, want.Dst, want.Reason), func() bool {
-		var resp server.DropsResponse
+		var resp localapi.DropsResponse
 		getJSON(t, socket, "/v1/drops", &resp)
 		seen = resp.Drops
 		for _, d := range resp.Drops {

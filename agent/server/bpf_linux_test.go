@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/clustermesh/clustermesh/agent/datapath"
+	"github.com/clustermesh/clustermesh/agent/localapi"
 	"github.com/clustermesh/clustermesh/agent/reconciler"
 	"github.com/clustermesh/clustermesh/agent/server"
 	"github.com/clustermesh/clustermesh/bpf"
@@ -76,7 +77,7 @@ func TestAgentBPFDatapath(t *testing.T) {
 	second.waitAPI(t)
 	// With --datapath=bpf the drops recorder runs (the CNI test drops real
 	// packets and finds them there).
-	var dr server.DropsResponse
+	var dr localapi.DropsResponse
 	second.get(t, "/v1/drops", &dr)
 	if dr.Drops == nil {
 		t.Fatalf("GET /v1/drops with --datapath=bpf: %+v, want a list", dr)
@@ -87,7 +88,7 @@ func TestAgentBPFDatapath(t *testing.T) {
 	})
 	p.Env.Restart(t)
 	eventually(t, "still programmed once the peer is ready again", func() bool {
-		var st server.StatusResponse
+		var st localapi.StatusResponse
 		second.get(t, "/v1/status", &st)
 		got, _ := second.agent.Datapath.IPCache().List(t.Context())
 		return len(st.Peers) == 1 && st.Peers[0].Ready && got[pod] == want
@@ -95,7 +96,7 @@ func TestAgentBPFDatapath(t *testing.T) {
 
 	// The kernel ipcache's size is in the status and its fill ratio in the
 	// metrics.
-	var st server.StatusResponse
+	var st localapi.StatusResponse
 	second.get(t, "/v1/status", &st)
 	var ipcache *reconciler.Status
 	for i := range st.Reconcilers {

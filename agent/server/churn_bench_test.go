@@ -19,7 +19,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/client-go/rest"
 
-	"github.com/clustermesh/clustermesh/agent/server"
+	"github.com/clustermesh/clustermesh/agent/localapi"
 	"github.com/clustermesh/clustermesh/internal/testing/k8stest"
 	"github.com/clustermesh/clustermesh/internal/testing/meshtest"
 	"github.com/clustermesh/clustermesh/kvstore"
@@ -93,7 +93,7 @@ func BenchmarkAgentRemoteChurn(b *testing.B) {
 
 	start := time.Now()
 	for {
-		var st server.StatusResponse
+		var st localapi.StatusResponse
 		if err := api.getJSON("/v1/status", &st); err == nil && len(st.Peers) == 1 && st.Peers[0].Ready && appliedOf(st, "ipcache") >= entries {
 			break
 		}
@@ -157,7 +157,7 @@ func BenchmarkAgentRemoteChurn(b *testing.B) {
 		n, float64(n)/wrote.Seconds(), wrote.Round(time.Millisecond), cores, idleCores, perUpdate, (alloc1-alloc0)/idle.Seconds(), lag.Round(time.Millisecond))
 }
 
-func appliedOf(st server.StatusResponse, name string) int {
+func appliedOf(st localapi.StatusResponse, name string) int {
 	for _, r := range st.Reconcilers {
 		if r.Name == name {
 			return r.Applied
@@ -170,7 +170,7 @@ func appliedOf(st server.StatusResponse, name string) int {
 // every changed entry.
 func keptUp(b *testing.B, api unixClient, final map[int]uint32) bool {
 	b.Helper()
-	var entries []server.PrefixEntry
+	var entries []localapi.PrefixEntry
 	if err := api.getJSON("/v1/ipcache", &entries); err != nil {
 		b.Fatal(err)
 	}

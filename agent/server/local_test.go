@@ -8,7 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/clustermesh/clustermesh/agent/server"
+	"github.com/clustermesh/clustermesh/agent/localapi"
 	cmv1 "github.com/clustermesh/clustermesh/apis/clustermesh/v1alpha1"
 	"github.com/clustermesh/clustermesh/identity"
 	"github.com/clustermesh/clustermesh/identity/podlabels"
@@ -43,7 +43,7 @@ func testLocalCluster(t *testing.T, kube *k8stest.Cluster) {
 		return got[pfx("10.1.5.10/32")] == uint32(identity.ReservedInit) && got[pfx("10.1.6.10/32")] == uint32(identity.ReservedInit) &&
 			got[pfx("192.168.1.5/32")] == uint32(identity.ReservedHost) && got[pfx("192.168.1.6/32")] == uint32(identity.ReservedRemoteNode)
 	})
-	var eps []server.EndpointEntry
+	var eps []localapi.EndpointEntry
 	b.get(t, "/v1/endpoints", &eps)
 	if len(eps) != 1 || eps[0].Name != "x-wing" || eps[0].Identity != uint32(identity.ReservedInit) {
 		t.Fatalf("/v1/endpoints = %+v, want only x-wing (this node) with the init identity", eps)
@@ -63,13 +63,13 @@ func testLocalCluster(t *testing.T, kube *k8stest.Cluster) {
 	const id = 65600
 	ls := allocate(t, kube, xwing, id)
 	eventually(t, "x-wing's IP and endpoint get its identity", func() bool {
-		var eps []server.EndpointEntry
+		var eps []localapi.EndpointEntry
 		b.get(t, "/v1/endpoints", &eps)
 		return ipcache()[pfx("10.1.5.10/32")] == id && len(eps) == 1 && eps[0].Identity == id
 	})
-	var ids []server.IdentityEntry
+	var ids []localapi.IdentityEntry
 	b.get(t, "/v1/identities", &ids)
-	if !containsID(ids, server.IdentityEntry{ID: id, Cluster: "cluster1", Labels: ls.SortedKVStoreString()}) {
+	if !containsID(ids, localapi.IdentityEntry{ID: id, Cluster: "cluster1", Labels: ls.SortedKVStoreString()}) {
 		t.Fatalf("/v1/identities = %+v, want 65600 of cluster1", ids)
 	}
 
@@ -77,14 +77,14 @@ func testLocalCluster(t *testing.T, kube *k8stest.Cluster) {
 		t.Fatal(err)
 	}
 	eventually(t, "deleted pod leaves the ipcache and the endpoints", func() bool {
-		var eps []server.EndpointEntry
+		var eps []localapi.EndpointEntry
 		b.get(t, "/v1/endpoints", &eps)
 		_, left := ipcache()[pfx("10.1.5.10/32")]
 		return !left && len(eps) == 0
 	})
 }
 
-func containsID(ids []server.IdentityEntry, want server.IdentityEntry) bool {
+func containsID(ids []localapi.IdentityEntry, want localapi.IdentityEntry) bool {
 	for _, x := range ids {
 		if x == want {
 			return true

@@ -10,7 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/clustermesh/clustermesh/agent/datapath"
-	"github.com/clustermesh/clustermesh/agent/server"
+	"github.com/clustermesh/clustermesh/agent/localapi"
 	cmv1 "github.com/clustermesh/clustermesh/apis/clustermesh/v1alpha1"
 	"github.com/clustermesh/clustermesh/identity"
 	"github.com/clustermesh/clustermesh/internal/testing/k8stest"
@@ -38,7 +38,7 @@ func testPolicies(t *testing.T, kube *k8stest.Cluster) {
 	b.connect(t, peer)
 
 	dbPolicy := func() (datapath.EndpointPolicy, bool) {
-		var got server.PoliciesResponse
+		var got localapi.PoliciesResponse
 		b.get(t, "/v1/policies", &got)
 		for _, e := range got.Endpoints {
 			if e.Endpoint == ns+"/db" {
@@ -103,7 +103,7 @@ func testPolicies(t *testing.T, kube *k8stest.Cluster) {
 		except, ok2 := ipc[netipPrefix("172.16.5.0/24")]
 		return ok1 && ok2 && p.Allows(cidr.Identity, false, 6, 443) && !p.Allows(except.Identity, false, 6, 443)
 	})
-	var got server.PoliciesResponse
+	var got localapi.PoliciesResponse
 	b.get(t, "/v1/policies", &got)
 	if ps := got.Problems["cmnp/"+ns+"/clients-everywhere"]; len(ps) != 1 || ps[0].Reason != "UnknownEntity" || !strings.Contains(ps[0].Message, "galaxy") {
 		t.Fatalf("/v1/policies problems = %+v, want the unknown entity galaxy", got.Problems)

@@ -1,7 +1,9 @@
 // Package server wires a clustermesh-agent together: the peer connections
-// of the mesh configuration directory, the merged state, the datapath
-// reconcilers, the recorder of the datapath's drops and the local API on a
-// unix socket.
+// of the mesh configuration directory (with the claims they are validated
+// against), the local cluster's watchers, the merged state, the datapath
+// and its reconcilers (fed by agent/desired), the recorder of the
+// datapath's drops, the WireGuard device and its key publisher, the local
+// API on a unix socket (agent/localapi, agent/cniserver) and the metrics.
 //
 // Rules: Run owns every goroutine it starts and returns after they stopped;
 // watchers write the state, only reconcilers touch the datapath.
@@ -12,10 +14,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
+	"net/http"
 	"path/filepath"
 	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -28,15 +29,18 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/clustermesh/clustermesh/agent/claims"
+	"github.com/clustermesh/clustermesh/agent/cniserver"
 	"github.com/clustermesh/clustermesh/agent/cnistore"
 	"github.com/clustermesh/clustermesh/agent/datapath"
-	"github.com/clustermesh/clustermesh/agent/datapath/bpfdp"
 	"github.com/clustermesh/clustermesh/agent/drops"
 	"github.com/clustermesh/clustermesh/agent/local"
+	"github.com/clustermesh/clustermesh/agent/localapi"
 	"github.com/clustermesh/clustermesh/agent/peers"
 	"github.com/clustermesh/clustermesh/agent/policywatch"
 	"github.com/clustermesh/clustermesh/agent/reconciler"
 	"github.com/clustermesh/clustermesh/agent/state"
+	"github.com/clustermesh/clustermesh/agent/wgkey"
 	cmv1 "github.com/clustermesh/clustermesh/apis/clustermesh/v1alpha1"
 	"github.com/clustermesh/clustermesh/bpf"
 	"github.com/clustermesh/clustermesh/identity"
@@ -45,131 +49,15 @@ import (
 	"github.com/clustermesh/clustermesh/tunnel"
 )
 
-// Config of a clustermesh-agent.
-type Config struct {
-	NodeName             string // --node-name
-	ClusterName          string // --cluster-name
-	ClusterID            uint32 // --cluster-id
-	MaxConnectedClusters uint32 // --max-connected-clusters
-	MeshConfigDir        string // --mesh-config-dir
-	Datapath             string // --datapath: "bpf" or "none" (in memory)
-	BPFPinDir            string // --bpf-pin-dir (bpffs directory of the pinned maps and links)
-	APISocket            string // --api-socket
-	KVStoreRoot          string // --kvstore-root
-	Kubeconfig           string // --kubeconfig (in-cluster config when empty)
-	// RestConfig, when set (tests), is used instead of Kubeconfig.
-	RestConfig *rest.Config
-	// PolicyAllClusters: peer selectors without a cluster requirement
-	// select every cluster (--policy-default-local-cluster=false).
-	PolicyAllClusters bool
-	HealthAddr        string // --health-addr (/healthz, /readyz over TCP; "": none)
-	MetricsAddr       string // --metrics-addr (/metrics over TCP; "": only on the API socket)
-	// NoEvents: do not record Kubernetes Events (tests of many agents).
-	NoEvents bool
-	// WireGuard routes and encrypts traffic to every other node
-	// (--enable-wireguard); its key is WireGuardKeyFile, its device
-	// WireGuardDevice listening on WireGuardPort; WireGuardNetNS (tests)
-	// puts the device in another network namespace.
-	WireGuard        bool
-	WireGuardKeyFile string
-	WireGuardDevice  string
-	WireGuardPort    int
-	WireGuardNetNS   string
-	// BPFIPCacheMaxEntries and BPFPolicyMaxEntries size the ipcache and
-	// the policy map (--bpf-ipcache-max-entries, --bpf-policy-max-entries;
-	// 0: bpf.Options' defaults, 512k and 256k).
-	BPFIPCacheMaxEntries uint32
-	BPFPolicyMaxEntries  uint32
-	// TCAttach is how the tc programs are attached to pods' interfaces
-	// (--tc-attach): "" (TCX, clsact where the kernel has none), "tcx" or
-	// "clsact".
-	TCAttach string
-	// StateDir keeps what the agent must not lose across restarts: the
-	// endpoints the CNI plugin reported (--state-dir).
-	StateDir string
-	// EndpointNetNS (tests) is the network namespace of the endpoints'
-	// host-side interfaces, when it is not the agent's.
-	EndpointNetNS string
-	// CgroupRoot is the cgroup v2 directory where the socket
-	// load-balancing programs are attached (--cgroup-root; "auto": the
-	// cgroup2 mount; "": none, services are not load-balanced).
-	CgroupRoot string
-	// CacheTTL revokes a peer's state when its heartbeat has not changed
-	// for this long (--clustermesh-cache-ttl; 0: keep it).
-	CacheTTL time.Duration
-	// DropsCapacity is how many of the datapath's most recent drops
-	// GET /v1/drops keeps (--drops-capacity; 0: drops.DefaultCapacity).
-	// Drops are recorded only with --datapath=bpf.
-	DropsCapacity int
-}
-
-// Validate checks the configuration and fills defaults.
-func (c *Config) Validate() error {
-	var errs []error
-	if c.NodeName == "" {
-		errs = append(errs, errors.New("--node-name: required (the Kubernetes node this agent runs on)"))
-	}
-	if err := identity.ValidateClusterName(c.ClusterName); err != nil {
-		errs = append(errs, fmt.Errorf("--cluster-name: %w", err))
-	}
-	if c.MaxConnectedClusters == 0 {
-		c.MaxConnectedClusters = 255
-	}
-	if layout, err := identity.NewLayout(c.MaxConnectedClusters); err != nil {
-		errs = append(errs, fmt.Errorf("--max-connected-clusters: %w", err))
-	} else if err := layout.ValidateClusterID(identity.ClusterID(c.ClusterID)); err != nil {
-		errs = append(errs, fmt.Errorf("--cluster-id: %w", err))
-	}
-	if c.MeshConfigDir == "" {
-		errs = append(errs, errors.New("--mesh-config-dir: required (the directory of peer etcd configs, one file per peer)"))
-	}
-	switch c.Datapath {
-	case "", "none":
-		c.Datapath = "none"
-	case "bpf":
-		if c.BPFPinDir == "" {
-			c.BPFPinDir = "/sys/fs/bpf/clustermesh"
-		}
-		if c.CgroupRoot == "auto" {
-			root, err := cgroup2Root()
-			if err != nil {
-				errs = append(errs, fmt.Errorf("--cgroup-root auto: %w", err))
-			}
-			c.CgroupRoot = root
-		}
-	default:
-		errs = append(errs, fmt.Errorf("--datapath %q: use \"bpf\" (eBPF maps and programs) or \"none\" (in memory, for tests)", c.Datapath))
-	}
-	if c.APISocket == "" {
-		errs = append(errs, errors.New("--api-socket: required (e.g. /var/run/clustermesh/agent.sock)"))
-	}
-	if c.CacheTTL < 0 {
-		errs = append(errs, fmt.Errorf("--clustermesh-cache-ttl %v: must be 0 (keep the last state) or positive", c.CacheTTL))
-	}
-	switch {
-	case c.DropsCapacity == 0:
-		c.DropsCapacity = drops.DefaultCapacity
-	case c.DropsCapacity < 0:
-		errs = append(errs, fmt.Errorf("--drops-capacity %d: must be positive (the number of recent drops kept, default %d)", c.DropsCapacity, drops.DefaultCapacity))
-	}
-	if c.KVStoreRoot == "" {
-		c.KVStoreRoot = "cilium"
-	}
-	if c.WireGuard && c.WireGuardKeyFile == "" {
-		c.WireGuardKeyFile = "/var/lib/clustermesh-state/wireguard.key"
-	}
-	if c.WireGuardPort < 0 || c.WireGuardPort > 65535 {
-		errs = append(errs, fmt.Errorf("--wireguard-port %d: must be a UDP port (1-65535), the same on every node of the mesh", c.WireGuardPort))
-	}
-	return errors.Join(errs...)
-}
-
 // Agent is a running clustermesh-agent.
 type Agent struct {
-	cfg         Config
-	log         *slog.Logger
-	State       *state.State
-	Datapath    datapath.Datapath
+	cfg      Config
+	log      *slog.Logger
+	State    *state.State
+	Datapath datapath.Datapath
+	// API answers the local API's read routes (GET /v1/status, ...).
+	API         *localapi.API
+	cni         *cniserver.Server
 	closeDP     func()
 	peers       *peers.Manager
 	local       *local.Watcher
@@ -178,19 +66,12 @@ type Agent struct {
 	kube        kubernetes.Interface
 	stopEvents  func()
 	reconcilers []statusRunner
-	// The policies and attachments reconcilers, which keep each object's
-	// status: the CNI ADD waits on them.
-	policyRec *reconciler.Reconciler[uint16, datapath.EndpointPolicy]
-	attachRec *reconciler.Reconciler[string, datapath.Attachment]
-	Registry  *prometheus.Registry
+	Registry    *prometheus.Registry
 
 	// bpf is the eBPF datapath (nil unless --datapath=bpf); drops records
 	// its drops (nil when bpf is).
 	bpf   *bpf.Datapath
 	drops *drops.Recorder
-
-	cniMu    sync.Mutex      // serializes changes of attachments
-	cniStore *cnistore.Store // nil: attachments are not kept across restarts
 }
 
 // statusRunner is a reconciler of any table.
@@ -231,47 +112,33 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Agent, err error
 	}, []string{"cluster", "kind", "reason"})
 	a.Registry.MustRegister(rejected)
 	// A peer is checked against the local cluster's nodes and the other
-	// peers' recorded pod CIDRs and accepted nodes: claims needs the
+	// peers' recorded pod CIDRs and accepted nodes: the claims need the
 	// manager's trusts, set before anything runs.
-	claims := newClaims(cfg.ClusterName, st)
+	cl := claims.New(cfg.ClusterName, st)
 	a.peers = peers.New(peers.Config{
 		Dir: cfg.MeshConfigDir, LocalName: cfg.ClusterName, LocalID: identity.ClusterID(cfg.ClusterID),
 		MaxConnectedClusters: cfg.MaxConnectedClusters, Paths: schema.Paths{Root: cfg.KVStoreRoot},
-		Sink: st.BufferedRemoteSink(), Log: log, Rejected: rejected, CacheTTL: cfg.CacheTTL, Claims: claims,
+		Sink: st.BufferedRemoteSink(), Log: log, Rejected: rejected, CacheTTL: cfg.CacheTTL, Claims: cl,
 	})
-	claims.trusts = a.peers.Trusts
+	cl.SetTrusts(a.peers.Trusts)
 	if cfg.Datapath == "bpf" {
-		dp, dpErr := bpfdp.New(ctx, bpf.Options{PinDir: cfg.BPFPinDir, TCAttach: cfg.TCAttach,
-			IPCacheMaxEntries: cfg.BPFIPCacheMaxEntries, PolicyMaxEntries: cfg.BPFPolicyMaxEntries}, cfg.EndpointNetNS)
-		if dpErr != nil {
-			return nil, fmt.Errorf("--datapath=bpf: load the eBPF datapath (pinned under --bpf-pin-dir %s): %w", cfg.BPFPinDir, dpErr)
-		}
-		a.Datapath, a.closeDP = dp, func() { _ = dp.Close() }
-		a.bpf = dp.BPF()
-		a.drops = drops.NewRecorder(drops.Config{Capacity: cfg.DropsCapacity, ClusterOf: a.clusterOf, Log: log})
-		if cfg.CgroupRoot != "" {
-			if err := dp.BPF().AttachCgroup(cfg.CgroupRoot); err != nil {
-				return nil, fmt.Errorf("--cgroup-root %s: attach the socket load-balancing programs: %w", cfg.CgroupRoot, err)
-			}
+		if err := a.loadBPF(ctx); err != nil {
+			return nil, err
 		}
 	}
+	var cniStore *cnistore.Store // nil: attachments are not kept across restarts
 	if cfg.StateDir != "" {
-		if a.cniStore, err = cnistore.Open(filepath.Join(cfg.StateDir, "attachments")); err != nil {
+		if cniStore, err = cnistore.Open(filepath.Join(cfg.StateDir, "attachments")); err != nil {
 			return nil, fmt.Errorf("--state-dir: %w", err)
 		}
 	}
-	if err := a.loadAttachments(); err != nil {
+	if err := cniserver.Load(st, cniStore, cfg.EndpointNetNS, log); err != nil {
 		return nil, err
 	}
 	if cfg.WireGuard {
-		dev, wgErr := tunnel.New(ctx, tunnel.Config{Name: cfg.WireGuardDevice, KeyFile: cfg.WireGuardKeyFile,
-			ListenPort: cfg.WireGuardPort, NetNSPath: cfg.WireGuardNetNS, Logger: log})
-		if wgErr != nil {
-			return nil, fmt.Errorf("--enable-wireguard: %w", wgErr)
+		if err := a.openWireGuard(ctx); err != nil {
+			return nil, err
 		}
-		closeDP := a.closeDP
-		a.Datapath, a.wireguard = withPeers{Datapath: a.Datapath, peers: dev.Peers()}, dev
-		a.closeDP = func() { _ = dev.Close(); closeDP() }
 	}
 	rc := cfg.RestConfig
 	if rc == nil {
@@ -318,54 +185,28 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Agent, err error
 	if err != nil {
 		return nil, err
 	}
-	a.policyRec = reconciler.New(reconciler.Config[uint16, datapath.EndpointPolicy]{
-		Name: "policies", Table: a.Datapath.Policies(), Initialized: a.ready, Log: log, TrackObjects: true,
-		Changed: st.WatchTables(state.TablePolicies, state.TableInitialized).Changed,
-		Desired: func() map[uint16]datapath.EndpointPolicy { return desiredPolicies(st.Snapshot()) },
+	policyRec, attachRec := a.newReconcilers()
+	a.cni = cniserver.New(cniserver.Config{
+		Node: cfg.NodeName, State: st, Store: cniStore, EndpointNetNS: cfg.EndpointNetNS,
+		Policies: policyRec, Attachments: attachRec,
 	})
-	a.attachRec = reconciler.New(reconciler.Config[string, datapath.Attachment]{
-		Name: "attachments", Table: a.Datapath.Attachments(), Initialized: a.ready, Log: log, TrackObjects: true,
-		Changed: st.WatchTables(state.TableAttachments, state.TablePolicies, state.TableInitialized).Changed,
-		Desired: func() map[string]datapath.Attachment { return desiredAttachments(st.Snapshot()) },
-	})
-	a.reconcilers = []statusRunner{
-		a.policyRec,
-		a.attachRec,
-		reconciler.New(reconciler.Config[netip.Prefix, datapath.IPCacheEntry]{
-			Name: "ipcache", Table: a.Datapath.IPCache(), Initialized: a.ready, Log: log, Capacity: a.ipcacheCapacity(),
-			Incremental: newIPCacheSource(st, cfg.ClusterName, cfg.NodeName),
-		}),
-		reconciler.New(reconciler.Config[string, datapath.Peer]{
-			Name: "peers", Table: a.Datapath.Peers(), Initialized: a.ready, Log: log,
-			Changed: st.WatchTables(state.TableNodes, state.TableInitialized).Changed,
-			Desired: func() map[string]datapath.Peer { return desiredPeers(st.Snapshot(), cfg.ClusterName, cfg.NodeName) },
-		}),
-		reconciler.New(reconciler.Config[datapath.ServiceKey, datapath.Service]{
-			Name: "services", Table: a.Datapath.Services(), Initialized: a.ready, Log: log,
-			Changed: st.WatchTables(state.TableLocalServices, state.TableServices, state.TableNodes, state.TableInitialized).Changed,
-			Desired: func() map[datapath.ServiceKey]datapath.Service {
-				return desiredServices(st.Snapshot(), cfg.ClusterName)
-			},
-		}),
+	api := localapi.Config{
+		Cluster: cfg.ClusterName, Node: cfg.NodeName, State: st, Peers: a.peers.Status, Reconcilers: a.reconcilerStatus,
+		Ready: a.ready, PolicyProblems: a.policies.Problems, Metrics: a.Registry,
 	}
+	if a.drops != nil {
+		api.Drops = a.drops.List
+	}
+	a.API = localapi.New(api)
 	a.Registry.MustRegister(newStatusCollector(a.peers.Status, a.reconcilerStatus))
 	return a, nil
-}
-
-// ipcacheCapacity is the size of the kernel's ipcache (0: unbounded, the
-// in-memory datapath).
-func (a *Agent) ipcacheCapacity() int {
-	if a.bpf == nil {
-		return 0
-	}
-	return a.bpf.IPCache().Capacity()
 }
 
 // ready reports whether every source delivered its initial state: the local
 // cluster and every configured peer. Until then nothing is pruned from the
 // datapath.
 func (a *Agent) ready() bool {
-	if !a.State.Initialized(append(local.Sources(), policywatch.Source, sourceCNI)...) {
+	if !a.State.Initialized(append(local.Sources(), policywatch.Source, cniserver.Source)...) {
 		return false
 	}
 	for _, st := range a.peers.Status() {
@@ -398,14 +239,16 @@ func (a *Agent) Run(ctx context.Context) error {
 		runners[r.Status().Name+" reconciler"] = r.Run
 	}
 	if a.wireguard != nil {
-		runners["WireGuard key publisher"] = a.publishWireGuardKey
+		runners["WireGuard key publisher"] = func(ctx context.Context) error {
+			return wgkey.Publish(ctx, a.kube.CoreV1().Nodes(), a.cfg.NodeName, a.wireguard.PublicKey(), a.log)
+		}
 	}
 	if a.drops != nil {
 		runners["drops recorder"] = a.recordDrops
 	}
 	if a.cfg.HealthAddr != "" || a.cfg.MetricsAddr != "" {
 		runners["health and metrics"] = func(ctx context.Context) error {
-			return httpserve.Serve(ctx, a.cfg.HealthAddr, a.cfg.MetricsAddr, a.readyz, a.Registry)
+			return httpserve.Serve(ctx, a.cfg.HealthAddr, a.cfg.MetricsAddr, a.API.Readyz, a.Registry)
 		}
 	}
 	errs := make(chan error, len(runners))
@@ -423,4 +266,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	case err := <-errs:
 		return err
 	}
+}
+
+// serveAPI serves the local API (HTTP/JSON, see docs/agent-api.md), the
+// read routes and the CNI plugin's, on the unix socket until ctx ends.
+func (a *Agent) serveAPI(ctx context.Context) error {
+	mux := http.NewServeMux()
+	a.API.Register(mux)
+	a.cni.Register(mux)
+	return localapi.Serve(ctx, a.cfg.APISocket, mux)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/clustermesh/clustermesh/agent/datapath"
+	"github.com/clustermesh/clustermesh/agent/localapi"
 	"github.com/clustermesh/clustermesh/agent/server"
 	"github.com/clustermesh/clustermesh/internal/testing/k8stest"
 	"github.com/clustermesh/clustermesh/internal/testing/meshtest"
@@ -52,17 +53,17 @@ func testPeerState(t *testing.T, kube *k8stest.Cluster) {
 	b.connect(t, p)
 	b.waitAPI(t)
 	eventually(t, "peer ready in /v1/status", func() bool {
-		var st server.StatusResponse
+		var st localapi.StatusResponse
 		b.get(t, "/v1/status", &st)
 		return len(st.Peers) == 1 && st.Peers[0].Ready
 	})
-	var ipc []server.PrefixEntry
+	var ipc []localapi.PrefixEntry
 	b.get(t, "/v1/ipcache", &ipc)
-	want := server.PrefixEntry{Prefix: "10.2.1.5/32", Identity: 131073, HostIP: "192.168.2.1", Cluster: "cluster2"}
+	want := localapi.PrefixEntry{Prefix: "10.2.1.5/32", Identity: 131073, HostIP: "192.168.2.1", Cluster: "cluster2"}
 	if !containsEntry(ipc, want) {
 		t.Fatalf("/v1/ipcache = %+v, want it to hold %+v", ipc, want)
 	}
-	var ids []server.IdentityEntry
+	var ids []localapi.IdentityEntry
 	b.get(t, "/v1/identities", &ids)
 	for _, id := range ids {
 		if id.ID == 65537 {
@@ -94,7 +95,7 @@ func testPeerState(t *testing.T, kube *k8stest.Cluster) {
 	})
 	removeMeshFile(t, b, p)
 	eventually(t, "peer drained from the API and the datapath", func() bool {
-		var ipc []server.PrefixEntry
+		var ipc []localapi.PrefixEntry
 		b.get(t, "/v1/ipcache", &ipc)
 		got, _ := b.agent.Datapath.IPCache().List(t.Context())
 		peersLeft, _ := b.agent.Datapath.Peers().List(t.Context())
@@ -120,7 +121,7 @@ func testNoPruneBeforeReady(t *testing.T, kube *k8stest.Cluster) {
 	})
 	b.waitAPI(t)
 	eventually(t, "peer connected, not ready (no synced markers)", func() bool {
-		var st server.StatusResponse
+		var st localapi.StatusResponse
 		b.get(t, "/v1/status", &st)
 		return len(st.Peers) == 1 && st.Peers[0].Connected && !st.Peers[0].Ready
 	})
@@ -141,7 +142,7 @@ func testNoPruneBeforeReady(t *testing.T, kube *k8stest.Cluster) {
 	})
 }
 
-func containsEntry(ipc []server.PrefixEntry, e server.PrefixEntry) bool {
+func containsEntry(ipc []localapi.PrefixEntry, e localapi.PrefixEntry) bool {
 	for _, x := range ipc {
 		if x == e {
 			return true

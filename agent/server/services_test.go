@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/clustermesh/clustermesh/agent/datapath"
-	"github.com/clustermesh/clustermesh/agent/server"
+	"github.com/clustermesh/clustermesh/agent/localapi"
 	"github.com/clustermesh/clustermesh/internal/testing/k8stest"
 	"github.com/clustermesh/clustermesh/internal/testing/meshtest"
 )
@@ -84,7 +84,7 @@ func testGlobalMerge(t *testing.T, kube *k8stest.Cluster) {
 	waitBackends(t, b, ip, "merged from two peers", "10.1.1.5:8080@cluster1", "10.2.1.5:8080@cluster2", "10.3.1.5:8080@cluster3")
 	waitBackends(t, b, legacyIP, "legacy annotation", "10.2.1.6:8080@cluster2")
 
-	var api []server.ServiceEntry
+	var api []localapi.ServiceEntry
 	b.get(t, "/v1/services", &api)
 	found := false
 	for _, e := range api {

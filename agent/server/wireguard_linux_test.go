@@ -10,6 +10,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/clustermesh/clustermesh/agent/localapi"
 	"github.com/clustermesh/clustermesh/agent/server"
 	"github.com/clustermesh/clustermesh/internal/k8sconv"
 	"github.com/clustermesh/clustermesh/internal/testing/k8stest"
@@ -60,7 +61,7 @@ func TestAgentWireGuard(t *testing.T) {
 		return err == nil && ok && pe.WireguardPubKey == peerKey.PublicKey().String() && len(pe.PodCIDRs) == 1 &&
 			pe.PodCIDRs[0].String() == "10.9.2.0/24"
 	})
-	var st server.StatusResponse
+	var st localapi.StatusResponse
 	b.get(t, "/v1/status", &st)
 	for _, r := range st.Reconcilers {
 		if r.Name == "peers" && r.Failing != 1 { // cluster9/n1 has no WireGuard key: refused and retried

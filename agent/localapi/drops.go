@@ -1,4 +1,4 @@
-package server
+package localapi
 
 import (
 	"errors"
@@ -24,16 +24,16 @@ type DropsResponse struct {
 var ErrDropsNotRecorded = errors.New("drops are recorded only with --datapath=bpf")
 
 // Drops is what GET /v1/drops answers.
-func (a *Agent) Drops(q drops.Query) (DropsResponse, error) {
-	if a.drops == nil {
+func (a *API) Drops(q drops.Query) (DropsResponse, error) {
+	if a.cfg.Drops == nil {
 		return DropsResponse{}, ErrDropsNotRecorded
 	}
-	recs, overwritten := a.drops.List(q)
+	recs, overwritten := a.cfg.Drops(q)
 	return DropsResponse{Drops: recs, Overwritten: overwritten}, nil
 }
 
 // getDrops serves GET /v1/drops[?since=<RFC3339>][&limit=N].
-func (a *Agent) getDrops(w http.ResponseWriter, r *http.Request) {
+func (a *API) getDrops(w http.ResponseWriter, r *http.Request) {
 	q, err := dropsQuery(r)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)

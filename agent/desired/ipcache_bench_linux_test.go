@@ -1,4 +1,4 @@
-package server
+package desired
 
 import (
 	"context"
@@ -33,7 +33,7 @@ import (
 // map's own update at each size (the same updates written directly), to
 // tell the agent's share from the kernel's.
 //
-//	go test -run '^$' -bench BenchmarkIPCacheChange -benchtime=1x ./agent/server
+//	go test -run '^$' -bench BenchmarkIPCacheChange -benchtime=1x ./agent/desired
 func BenchmarkIPCacheChange(b *testing.B) {
 	results := map[string]time.Duration{}
 	for _, incremental := range []bool{true, false} {
@@ -127,10 +127,10 @@ func ipcacheChangeLatencies(b *testing.B, n, changes int, incremental bool) (age
 		Name: "ipcache", Table: table, Initialized: func() bool { return true }, Resync: time.Hour,
 	}
 	if incremental {
-		cfg.Incremental = newIPCacheSource(st, "cluster1", "n1")
+		cfg.Incremental = NewIPCacheSource(st, "cluster1", "n1")
 	} else {
 		cfg.Changed = st.Changed
-		cfg.Desired = func() map[netip.Prefix]datapath.IPCacheEntry { return desiredIPCache(st.Snapshot(), "cluster1", "n1") }
+		cfg.Desired = func() map[netip.Prefix]datapath.IPCacheEntry { return IPCache(st.Snapshot(), "cluster1", "n1") }
 	}
 	r := reconciler.New(cfg)
 	ctx, cancel := context.WithCancel(b.Context())

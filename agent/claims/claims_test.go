@@ -1,4 +1,4 @@
-package server
+package claims
 
 import (
 	"fmt"
@@ -24,7 +24,7 @@ func claimNode(cluster, name, cidr, ip string) schema.Node {
 // 10.1.1.0/24 and address 192.168.1.10; peer cluster3 has an accepted node
 // at 192.168.3.10; connect recorded pod CIDRs for cluster2, cluster3 and
 // cluster4 (which overlaps cluster3, a misconfiguration).
-func newTestClaims(t *testing.T) (*claims, *state.State) {
+func newTestClaims(t *testing.T) (*Claims, *state.State) {
 	t.Helper()
 	st, err := state.New(nil)
 	if err != nil {
@@ -42,8 +42,8 @@ func newTestClaims(t *testing.T) (*claims, *state.State) {
 		"cluster4": {PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.3.128.0/17")}},
 		"cluster5": {}, // connected before connect recorded CIDRs
 	}
-	c := newClaims("cluster1", st)
-	c.trusts = func() map[string]remote.Trust { return trusts }
+	c := New("cluster1", st)
+	c.SetTrusts(func() map[string]remote.Trust { return trusts })
 	return c, st
 }
 

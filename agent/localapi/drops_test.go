@@ -1,4 +1,4 @@
-package server
+package localapi
 
 import (
 	"context"
@@ -57,10 +57,13 @@ func recorderOf(t *testing.T, events ...bpf.Event) *drops.Recorder {
 	return rec
 }
 
-func getDrops(t *testing.T, a *Agent, query string) (int, string) {
+// getDrops serves GET /v1/drops<query> through the API's routes.
+func getDrops(t *testing.T, a *API, query string) (int, string) {
 	t.Helper()
+	mux := http.NewServeMux()
+	a.Register(mux)
 	w := httptest.NewRecorder()
-	a.getDrops(w, httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/v1/drops"+query, nil))
+	mux.ServeHTTP(w, httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/v1/drops"+query, nil))
 	return w.Code, w.Body.String()
 }
 
@@ -77,7 +80,7 @@ func TestDropsAPI(t *testing.T) {
 	egress.Time, egress.Ingress, egress.Reason = t0.Add(2*time.Second), false, bpf.ReasonPolicyDenyRule
 	egress.SrcIdentity, egress.DstIdentity, egress.Src, egress.Dst = 65537, 2, egress.Dst, netip.MustParseAddrPort("1.1.1.1:53")
 	egress.Proto = bpf.ProtoUDP
-	a := &Agent{drops: recorderOf(t, denied, allowed, egress)}
+	a := New(Config{Drops: recorderOf(t, denied, allowed, egress).List})
 
 	// The JSON shape, as documented in docs/agent-api.md.
 	code, body := getDrops(t, a, "")
@@ -132,9 +135,9 @@ func TestDropsAPI(t *testing.T) {
 }
 
 func TestDropsAPIErrors(t *testing.T) {
-	a := &Agent{drops: drops.NewRecorder(drops.Config{})}
+	a := New(Config{Drops: drops.NewRecorder(drops.Config{}).List})
 	for _, tc := range []struct {
-		agent *Agent
+		api   *API
 		query string
 		code  int
 		msg   string
@@ -145,10 +148,10 @@ func TestDropsAPIErrors(t *testing.T) {
 		{a, "?limit=-3", http.StatusBadRequest, "want a positive number"},
 		{a, "?limit=ten", http.StatusBadRequest, "want a positive number"},
 		// --datapath=none: no recorder.
-		{&Agent{}, "", http.StatusNotFound, "drops are recorded only with --datapath=bpf"},
+		{New(Config{}), "", http.StatusNotFound, "drops are recorded only with --datapath=bpf"},
 	} {
 		t.Run(tc.query, func(t *testing.T) {
-			code, body := getDrops(t, tc.agent, tc.query)
+			code, body := getDrops(t, tc.api, tc.query)
 			if code != tc.code || !strings.Contains(body, tc.msg) {
 				t.Errorf("%d %s, want %d with %q", code, body, tc.code, tc.msg)
 			}

@@ -2,27 +2,9 @@ package server
 
 import (
 	"errors"
-	"fmt"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/clustermesh/clustermesh/internal/netnsutil"
 )
-
-// hostIfIndex returns the index of interface name in the network namespace
-// at nsPath (the agent's when empty).
-func hostIfIndex(nsPath, name string) (int, error) {
-	h, err := netnsutil.Netlink(nsPath)
-	if err != nil {
-		return 0, err
-	}
-	defer h.Close()
-	l, err := h.LinkByName(name)
-	if err != nil {
-		return 0, fmt.Errorf("host interface %q: %w", name, err)
-	}
-	return l.Attrs().Index, nil
-}
 
 // cgroup2Root returns the cgroup v2 mount: /sys/fs/cgroup (unified
 // hierarchy) or /sys/fs/cgroup/unified (hybrid).

@@ -1,4 +1,4 @@
-package server
+package desired
 
 import (
 	"fmt"
@@ -18,8 +18,8 @@ import (
 // The incremental ipcache agrees with the full join: random writes to the
 // four joined tables (with addresses that collide across them, so every
 // precedence rule is exercised), applied through a subscription's changes
-// one commit batch at a time with desiredIPCacheAt, always give what
-// desiredIPCache computes from scratch.
+// one commit batch at a time with IPCacheAt, always give what IPCache
+// computes from scratch.
 func TestIPCacheAtMatchesTheJoin(t *testing.T) {
 	const cluster, node = "cluster1", "n1"
 	for seed := range uint64(20) {
@@ -50,21 +50,21 @@ func TestIPCacheAtMatchesTheJoin(t *testing.T) {
 				for k := range applied {
 					keys[k] = struct{}{}
 				}
-				for k := range desiredIPCache(sn, cluster, node) {
+				for k := range IPCache(sn, cluster, node) {
 					keys[k] = struct{}{}
 				}
 			}
 			for _, c := range changes {
-				ipcacheKeys(sn, c, keys)
+				IPCacheKeys(sn, c, keys)
 			}
 			for k := range keys {
-				if v, ok := desiredIPCacheAt(sn, cluster, node, k); ok {
+				if v, ok := IPCacheAt(sn, cluster, node, k); ok {
 					applied[k] = v
 				} else {
 					delete(applied, k)
 				}
 			}
-			if diff := cmp.Diff(desiredIPCache(sn, cluster, node), applied, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+			if diff := cmp.Diff(IPCache(sn, cluster, node), applied, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 				t.Fatalf("seed %d round %d: incremental ipcache differs from the join (-join +incremental):\n%s", seed, round, diff)
 			}
 		}

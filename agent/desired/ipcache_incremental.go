@@ -1,4 +1,4 @@
-package server
+package desired
 
 import (
 	"net/netip"
@@ -9,20 +9,20 @@ import (
 	"github.com/clustermesh/clustermesh/identity"
 )
 
-// The ipcache, one prefix at a time: desiredIPCacheAt is desiredIPCache's
-// value for one prefix, by point lookups (O(log n) whatever the size of the
-// state), and ipcacheKeys the prefixes a change of a table it joins may
-// change. Together they let the ipcache reconciler handle a change in time
+// The ipcache, one prefix at a time: IPCacheAt is IPCache's value for one
+// prefix, by point lookups (O(log n) whatever the size of the state), and
+// IPCacheKeys the prefixes a change of a table it joins may change.
+// Together they let the ipcache reconciler handle a change in time
 // proportional to the change. TestIPCacheAtMatchesTheJoin checks that they
-// agree with desiredIPCache.
+// agree with IPCache.
 
-// ipcacheTables are the tables desiredIPCache joins.
+// ipcacheTables are the tables IPCache joins.
 var ipcacheTables = []string{state.TableIPCache, state.TableAttachments, state.TableEndpoints, state.TableNodes}
 
-// desiredIPCacheAt returns the entry desiredIPCache has for p, if any: the
-// ipcache row of p, else (a single address) this node's pod that the CNI
-// plugin attached with that IP, else a node with that address.
-func desiredIPCacheAt(sn *state.Snapshot, cluster, node string, p netip.Prefix) (datapath.IPCacheEntry, bool) {
+// IPCacheAt returns the entry IPCache has for p, if any: the ipcache row
+// of p, else (a single address) this node's pod that the CNI plugin
+// attached with that IP, else a node with that address.
+func IPCacheAt(sn *state.Snapshot, cluster, node string, p netip.Prefix) (datapath.IPCacheEntry, bool) {
 	if r, ok := sn.IPCacheRow(p); ok {
 		return datapath.IPCacheEntry{Identity: r.ID, HostIP: r.HostIP, Cluster: r.Cluster}, true
 	}
@@ -48,9 +48,9 @@ func desiredIPCacheAt(sn *state.Snapshot, cluster, node string, p netip.Prefix) 
 	return datapath.IPCacheEntry{}, false
 }
 
-// ipcacheKeys adds to keys the prefixes whose desired entry change c may
+// IPCacheKeys adds to keys the prefixes whose desired entry change c may
 // have changed.
-func ipcacheKeys(sn *state.Snapshot, c state.Change, keys map[netip.Prefix]struct{}) {
+func IPCacheKeys(sn *state.Snapshot, c state.Change, keys map[netip.Prefix]struct{}) {
 	host := func(a netip.Addr) {
 		if a.IsValid() {
 			a = a.Unmap()
@@ -97,38 +97,46 @@ func ipcacheKeys(sn *state.Snapshot, c state.Change, keys map[netip.Prefix]struc
 	}
 }
 
-// ipcacheSource feeds the ipcache reconciler incrementally: the keys of the
-// changes to the joined tables since its last call, read through
-// desiredIPCacheAt. It also wakes on the initialized table, whose changes
-// make the agent ready to prune.
-type ipcacheSource struct {
+// IPCacheSource feeds the ipcache reconciler incrementally
+// (reconciler.Incremental): the keys of the changes to the joined tables
+// since its last call, read through IPCacheAt. It also wakes on the
+// initialized table, whose changes make the agent ready to prune. One
+// reconciler owns it: its methods are called from that goroutine only.
+type IPCacheSource struct {
 	st            *state.State
 	cluster, node string
 	sub           *state.Subscription // from the first Next; owned by the reconciler
 	wake          chan struct{}       // Changed before the first Next
 }
 
-func newIPCacheSource(st *state.State, cluster, node string) *ipcacheSource {
-	s := &ipcacheSource{st: st, cluster: cluster, node: node, wake: make(chan struct{}, 1)}
+// NewIPCacheSource returns the ipcache source of st for this node. Its
+// subscription to the state starts with the first Next, which is a full
+// read.
+func NewIPCacheSource(st *state.State, cluster, node string) *IPCacheSource {
+	s := &IPCacheSource{st: st, cluster: cluster, node: node, wake: make(chan struct{}, 1)}
 	s.wake <- struct{}{}
 	return s
 }
 
-func (s *ipcacheSource) Changed() <-chan struct{} {
+var _ reconciler.Incremental[netip.Prefix, datapath.IPCacheEntry] = (*IPCacheSource)(nil)
+
+// Changed implements reconciler.Incremental.
+func (s *IPCacheSource) Changed() <-chan struct{} {
 	if s.sub == nil {
 		return s.wake
 	}
 	return s.sub.Changed()
 }
 
-func (s *ipcacheSource) Next() (reconciler.View[netip.Prefix, datapath.IPCacheEntry], []netip.Prefix, bool) {
+// Next implements reconciler.Incremental.
+func (s *IPCacheSource) Next() (reconciler.View[netip.Prefix, datapath.IPCacheEntry], []netip.Prefix, bool) {
 	if s.sub == nil {
 		s.sub = s.st.Subscribe(append(ipcacheTables, state.TableInitialized)...)
 	}
 	changes, sn, lost := s.sub.Next()
 	set := map[netip.Prefix]struct{}{}
 	for _, c := range changes {
-		ipcacheKeys(sn, c, set)
+		IPCacheKeys(sn, c, set)
 	}
 	keys := make([]netip.Prefix, 0, len(set))
 	for k := range set {
@@ -144,9 +152,9 @@ type ipcacheView struct {
 }
 
 func (v ipcacheView) At(p netip.Prefix) (datapath.IPCacheEntry, bool) {
-	return desiredIPCacheAt(v.sn, v.cluster, v.node, p)
+	return IPCacheAt(v.sn, v.cluster, v.node, p)
 }
 
 func (v ipcacheView) All() map[netip.Prefix]datapath.IPCacheEntry {
-	return desiredIPCache(v.sn, v.cluster, v.node)
+	return IPCache(v.sn, v.cluster, v.node)
 }

@@ -1,4 +1,4 @@
-package server
+package localapi
 
 import (
 	"github.com/clustermesh/clustermesh/agent/policy"
@@ -34,9 +34,9 @@ type RuleEntry struct {
 }
 
 // Policies is what GET /v1/policies answers.
-func (a *Agent) Policies() PoliciesResponse {
+func (a *API) Policies() PoliciesResponse {
 	out := PoliciesResponse{Endpoints: []EndpointPolicyEntry{}, Problems: map[string][]policy.Problem{}}
-	for _, r := range a.State.Snapshot().EndpointPolicies() {
+	for _, r := range a.cfg.State.Snapshot().EndpointPolicies() {
 		e := EndpointPolicyEntry{Endpoint: r.Key, DatapathID: r.DatapathID, Identity: uint32(r.Policy.Identity),
 			EnforceIngress: r.Policy.EnforceIngress, EnforceEgress: r.Policy.EnforceEgress, Rules: []RuleEntry{}}
 		for _, ru := range r.Policy.Rules {
@@ -51,7 +51,7 @@ func (a *Agent) Policies() PoliciesResponse {
 		}
 		out.Endpoints = append(out.Endpoints, e)
 	}
-	for k, ps := range a.policies.Problems() {
+	for k, ps := range a.cfg.PolicyProblems() {
 		out.Problems[string(k)] = ps
 	}
 	return out

@@ -1,4 +1,8 @@
-package server
+// Package claims tells the validator of peer clusters' data (agent/remote)
+// what the local cluster and the other peers already hold, so that a peer
+// cannot claim it: pod CIDRs, node addresses and WireGuard public keys,
+// from the state's node rows and the trust recorded for each peer.
+package claims
 
 import (
 	"net/netip"
@@ -8,8 +12,8 @@ import (
 	"github.com/clustermesh/clustermesh/agent/state"
 )
 
-// claims is the agent's remote.Claims: what the local cluster and the
-// other peers hold, so that a peer cannot claim it.
+// Claims is the agent's remote.Claims and remote.KeyClaims: what the
+// local cluster and the other peers hold, so that a peer cannot claim it.
 //
 //   - A pod CIDR belongs to the local cluster when it overlaps a pod CIDR
 //     of a local node (a row of the nodes table under the local cluster's
@@ -26,11 +30,11 @@ import (
 // spurious rebuild is possible, a missed change is not). When several
 // clusters match, the first name in byte order is returned, so that the
 // answer does not depend on map order.
-type claims struct {
+type Claims struct {
 	local string
 	state *state.State
 	// trusts returns every configured peer's recorded trust (a map that
-	// is never modified); set before the peers run.
+	// is never modified); set by SetTrusts before the peers run.
 	trusts func() map[string]remote.Trust
 
 	mu    sync.Mutex            // guards nodes
@@ -45,14 +49,21 @@ type nodeIndex struct {
 	keys    map[string]struct{} // WireGuard public keys
 }
 
-func newClaims(local string, st *state.State) *claims {
-	return &claims{local: local, state: st, nodes: map[string]*nodeIndex{}}
+// New returns the claims of the local cluster named local, read from st.
+// Until SetTrusts, no other peer holds anything.
+func New(local string, st *state.State) *Claims {
+	return &Claims{local: local, state: st, nodes: map[string]*nodeIndex{}}
 }
 
-var _ remote.Claims = (*claims)(nil)
+// SetTrusts sets where the configured peers' recorded trusts are read
+// (peers.Manager.Trusts: a map that is never modified). Call it before any
+// peer runs: it is not synchronized with the queries.
+func (c *Claims) SetTrusts(trusts func() map[string]remote.Trust) { c.trusts = trusts }
+
+var _ remote.Claims = (*Claims)(nil)
 
 // PodCIDROwner implements remote.Claims.
-func (c *claims) PodCIDROwner(peer string, p netip.Prefix) (string, bool) {
+func (c *Claims) PodCIDROwner(peer string, p netip.Prefix) (string, bool) {
 	if !p.IsValid() {
 		return "", false
 	}
@@ -71,7 +82,7 @@ func (c *claims) PodCIDROwner(peer string, p netip.Prefix) (string, bool) {
 }
 
 // NodeIPOwner implements remote.Claims.
-func (c *claims) NodeIPOwner(peer string, ip netip.Addr) (string, bool) {
+func (c *Claims) NodeIPOwner(peer string, ip netip.Addr) (string, bool) {
 	if !ip.IsValid() {
 		return "", false
 	}
@@ -92,11 +103,11 @@ func (c *claims) NodeIPOwner(peer string, ip netip.Addr) (string, bool) {
 	return owner, owner != ""
 }
 
-var _ remote.KeyClaims = (*claims)(nil)
+var _ remote.KeyClaims = (*Claims)(nil)
 
 // WireGuardKeyOwner implements remote.KeyClaims: the local cluster, or
 // another configured peer, whose nodes hold key.
-func (c *claims) WireGuardKeyOwner(peer, key string) (string, bool) {
+func (c *Claims) WireGuardKeyOwner(peer, key string) (string, bool) {
 	if key == "" {
 		return "", false
 	}
@@ -116,7 +127,7 @@ func (c *claims) WireGuardKeyOwner(peer, key string) (string, bool) {
 	return owner, owner != ""
 }
 
-func (c *claims) peerTrusts() map[string]remote.Trust {
+func (c *Claims) peerTrusts() map[string]remote.Trust {
 	if c.trusts == nil {
 		return nil
 	}
@@ -126,7 +137,7 @@ func (c *claims) peerTrusts() map[string]remote.Trust {
 // index returns what cluster's node rows claim, indexing them again when
 // they changed since the last call. The indexes of clusters that are
 // neither local nor in trusts (removed peers) are dropped.
-func (c *claims) index(cluster string, trusts map[string]remote.Trust) *nodeIndex {
+func (c *Claims) index(cluster string, trusts map[string]remote.Trust) *nodeIndex {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if idx, ok := c.nodes[cluster]; ok {
