@@ -142,6 +142,9 @@ func loadError(what string, err error) error {
 // IPCache is the prefix to identity table.
 func (d *Datapath) IPCache() *IPCache { return d.ipcache }
 
+// IPCacheCapacity is how many entries the ipcache can hold.
+func (d *Datapath) IPCacheCapacity() int { return d.ipcache.Capacity() }
+
 // EndpointConfigs is the per-endpoint configuration table.
 func (d *Datapath) EndpointConfigs() *EndpointConfigs { return d.endpoints }
 

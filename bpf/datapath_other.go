@@ -10,3 +10,6 @@ func Load(Options) (*Datapath, error) { return nil, ErrNotSupported }
 
 // AttachCgroup returns ErrNotSupported outside linux.
 func (*Datapath) AttachCgroup(string) error { return ErrNotSupported }
+
+// IPCacheCapacity is 0 outside linux.
+func (*Datapath) IPCacheCapacity() int { return 0 }

@@ -57,7 +57,7 @@ func (a *Agent) ipcacheCapacity() int {
 	if a.bpf == nil {
 		return 0
 	}
-	return a.bpf.IPCache().Capacity()
+	return a.bpf.IPCacheCapacity()
 }
 
 // reconcilerStatus returns the status of every reconciler.
