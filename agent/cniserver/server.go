@@ -27,6 +27,7 @@ import (
 	"github.com/clustermesh/clustermesh/agent/datapath"
 	"github.com/clustermesh/clustermesh/agent/reconciler"
 	"github.com/clustermesh/clustermesh/agent/state"
+	"github.com/clustermesh/clustermesh/internal/httpserve"
 )
 
 // maxAttachWait bounds how long an ADD waits for the datapath.
@@ -151,17 +152,10 @@ func (s *Server) deleteAttachment(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
+func writeJSON(w http.ResponseWriter, v any) { httpserve.WriteJSON(w, http.StatusOK, v) }
 
 // writeError answers code with the body of every error of the agent's
 // API, cniapi.Error.
 func writeError(w http.ResponseWriter, code int, err error) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(cniapi.Error{Error: err.Error()})
+	httpserve.WriteJSON(w, code, cniapi.Error{Error: err.Error()})
 }

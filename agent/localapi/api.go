@@ -22,6 +22,7 @@ import (
 	"github.com/clustermesh/clustermesh/agent/reconciler"
 	"github.com/clustermesh/clustermesh/agent/remote"
 	"github.com/clustermesh/clustermesh/agent/state"
+	"github.com/clustermesh/clustermesh/internal/httpserve"
 )
 
 // Config is what the API reads.
@@ -94,17 +95,10 @@ func (a *API) Readyz(w http.ResponseWriter, _ *http.Request) {
 	_ = json.NewEncoder(w).Encode(st)
 }
 
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
+func writeJSON(w http.ResponseWriter, v any) { httpserve.WriteJSON(w, http.StatusOK, v) }
 
 // writeError answers code with the body of every error of the agent's
 // API, cniapi.Error.
 func writeError(w http.ResponseWriter, code int, err error) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(cniapi.Error{Error: err.Error()})
+	httpserve.WriteJSON(w, code, cniapi.Error{Error: err.Error()})
 }

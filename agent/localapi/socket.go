@@ -8,8 +8,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
-	"time"
+
+	"github.com/clustermesh/clustermesh/internal/httpserve"
 )
 
 // Serve serves h on the unix socket at path until ctx ends, then removes
@@ -36,21 +36,7 @@ func Serve(ctx context.Context, path string, h http.Handler) error {
 		_ = l.Close()
 		return fmt.Errorf("put the API socket in place at %s: %w", path, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	var wg sync.WaitGroup
-	errc := make(chan error, 1)
-	wg.Go(func() { errc <- srv.Serve(l) })
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(sctx)
-	wg.Wait()
+	err = httpserve.Run(ctx, l, h)
 	_ = os.Remove(path)
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
-	}
 	return err
 }

@@ -2,12 +2,11 @@ package status
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"sync"
-	"time"
+
+	"github.com/clustermesh/clustermesh/internal/httpserve"
 )
 
 // Serve answers GET /v1/status on addr with the status of the agent at
@@ -28,19 +27,8 @@ func Serve(ctx context.Context, addr, socket string) error {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(body)
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	var wg sync.WaitGroup
-	errc := make(chan error, 1)
-	wg.Go(func() { errc <- srv.Serve(l) })
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(sctx)
-	wg.Wait()
-	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+	err = httpserve.Run(ctx, l, mux)
+	if err != nil {
 		return fmt.Errorf("serve agent status: %w", err)
 	}
 	return nil

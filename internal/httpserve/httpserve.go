@@ -1,9 +1,12 @@
 // Package httpserve serves a component's health, readiness and Prometheus
-// metrics over TCP, for the clustermesh-apiserver and the agent alike.
+// metrics over TCP, for the clustermesh-apiserver and the agent alike, and
+// holds the helpers every HTTP server of the project shares (Run,
+// WriteJSON).
 package httpserve
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -65,4 +68,36 @@ func Serve(ctx context.Context, healthAddr, metricsAddr string, ready http.Handl
 		err = nil
 	}
 	return err
+}
+
+// Run serves h on l until ctx ends or the server fails, then shuts it down
+// (waiting up to 5 s for requests in flight). It returns nil when ctx
+// ended.
+func Run(ctx context.Context, l net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	var wg sync.WaitGroup
+	errc := make(chan error, 1)
+	wg.Go(func() { errc <- srv.Serve(l) })
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	wg.Wait()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// WriteJSON answers code with v as indented JSON.
+func WriteJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
 }
