@@ -84,25 +84,12 @@ func (r *Reconciler[K, V]) fullPass(ctx context.Context, desired map[K]V, initia
 // keysPass reconciles the given keys and the failed ones whose retry is
 // due, reading each key's desired value from view.
 func (r *Reconciler[K, V]) keysPass(ctx context.Context, view View[K, V], keys []K, initialized bool) time.Duration {
-	now := r.cfg.Clock.Now()
-	wait := r.cfg.Resync
-	var lastErr error
+	ps := r.newPass()
+	now, due, fail := ps.now, ps.due, ps.fail
 	for k, rs := range r.retry {
 		if !now.Before(rs.next) {
 			keys = append(keys, k)
 		}
-	}
-	due := func(k K) bool {
-		if rs, ok := r.retry[k]; ok && now.Before(rs.next) {
-			wait = min(wait, rs.next.Sub(now))
-			return false
-		}
-		return true
-	}
-	fail := func(k K, err error) {
-		wait = min(wait, r.failed(k, now))
-		r.setObject(k, *new(V), false, err)
-		lastErr = err
 	}
 	defer r.passEnded()
 	for _, k := range keys {
@@ -152,14 +139,14 @@ func (r *Reconciler[K, V]) keysPass(ctx context.Context, view View[K, V], keys [
 		}
 	}
 	for _, rs := range r.retry { // the next retry, whether or not its key came up
-		wait = min(wait, max(rs.next.Sub(now), time.Millisecond))
+		ps.wait = min(ps.wait, max(rs.next.Sub(now), time.Millisecond))
 	}
 	r.mu.Lock()
 	r.status.Passes++
 	r.mu.Unlock()
 	r.setCounts()
-	r.noteError(lastErr, now)
-	return wait
+	r.noteError(ps.lastErr, now)
+	return ps.wait
 }
 
 // setCounts sets the status counts from the applied, unwanted and missing

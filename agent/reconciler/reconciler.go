@@ -165,6 +165,36 @@ func (r *Reconciler[K, V]) failed(k K, now time.Time) time.Duration {
 	return d
 }
 
+// passState is one pass's clock reading, its earliest next wake-up and its
+// last error.
+type passState[K comparable, V any] struct {
+	r       *Reconciler[K, V]
+	now     time.Time
+	wait    time.Duration
+	lastErr error
+}
+
+func (r *Reconciler[K, V]) newPass() *passState[K, V] {
+	return &passState[K, V]{r: r, now: r.cfg.Clock.Now(), wait: r.cfg.Resync}
+}
+
+// due reports whether k may be tried now (its retry, if any, is due); if
+// not, the pass wakes up when it is.
+func (p *passState[K, V]) due(k K) bool {
+	if rs, ok := p.r.retry[k]; ok && p.now.Before(rs.next) {
+		p.wait = min(p.wait, rs.next.Sub(p.now))
+		return false
+	}
+	return true
+}
+
+// fail schedules k's retry and records err.
+func (p *passState[K, V]) fail(k K, err error) {
+	p.wait = min(p.wait, p.r.failed(k, p.now))
+	p.r.setObject(k, *new(V), false, err)
+	p.lastErr = err
+}
+
 // noteError records the last error of a pass.
 func (r *Reconciler[K, V]) noteError(err error, now time.Time) {
 	if err == nil {
@@ -180,22 +210,8 @@ func (r *Reconciler[K, V]) noteError(err error, now time.Time) {
 // passWith runs one full reconciliation towards desired; it prunes when
 // initialized.
 func (r *Reconciler[K, V]) passWith(ctx context.Context, desired map[K]V, initialized bool) time.Duration {
-	now := r.cfg.Clock.Now()
-	wait := r.cfg.Resync
-	var lastErr error
-	due := func(k K) bool {
-		rs, ok := r.retry[k]
-		if ok && now.Before(rs.next) {
-			wait = min(wait, rs.next.Sub(now))
-			return false
-		}
-		return true
-	}
-	fail := func(k K, err error) {
-		wait = min(wait, r.failed(k, now))
-		r.setObject(k, *new(V), false, err)
-		lastErr = err
-	}
+	ps := r.newPass()
+	now, due, fail := ps.now, ps.due, ps.fail
 	defer r.passEnded()
 	for k, v := range desired {
 		if a, ok := r.applied[k]; ok && r.cfg.Equal(a, v) {
@@ -241,6 +257,6 @@ func (r *Reconciler[K, V]) passWith(ctx context.Context, desired map[K]V, initia
 	r.status.Pruned = pruned
 	r.status.Passes++
 	r.mu.Unlock()
-	r.noteError(lastErr, now)
-	return wait
+	r.noteError(ps.lastErr, now)
+	return ps.wait
 }
