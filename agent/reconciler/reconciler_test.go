@@ -57,8 +57,10 @@ func TestPerObjectRetry(t *testing.T) {
 	}
 }
 
-func testPerObjectRetry(t *testing.T, incremental bool) {
-	table := datapath.NewMemTable[string, int]()
+// failingBad returns a table whose writes of "bad" fail ("map full") until
+// fix is called.
+func failingBad() (table *datapath.MemTable[string, int], fix func()) {
+	table = datapath.NewMemTable[string, int]()
 	var mu sync.Mutex
 	broken := true
 	table.FailWith(func(k string) error {
@@ -69,6 +71,11 @@ func testPerObjectRetry(t *testing.T, incremental bool) {
 		}
 		return nil
 	})
+	return table, func() { mu.Lock(); broken = false; mu.Unlock() }
+}
+
+func testPerObjectRetry(t *testing.T, incremental bool) {
+	table, fix := failingBad()
 	src := dptest.NewSource[string, int]()
 	r := dptest.StartMode(t, datapath.Table[string, int](table), src, incremental)
 	src.Set(func(m map[string]int) { m["good"] = 1; m["bad"] = 1 }, true)
@@ -76,9 +83,7 @@ func testPerObjectRetry(t *testing.T, incremental bool) {
 		st := r.Status()
 		return held(t, table)["good"] == 1 && st.Failing == 1 && st.LastError != ""
 	})
-	mu.Lock()
-	broken = false
-	mu.Unlock()
+	fix()
 	eventually(t, "bad applied after retries", func() bool { return held(t, table)["bad"] == 1 && r.Status().Failing == 0 })
 
 	// Changing a value and removing one reach the table.
@@ -92,17 +97,7 @@ func testPerObjectRetry(t *testing.T, incremental bool) {
 func TestObjectStatus(t *testing.T) {
 	for _, incremental := range []bool{false, true} {
 		t.Run(mode(incremental), func(t *testing.T) {
-			table := datapath.NewMemTable[string, int]()
-			var mu sync.Mutex
-			broken := true
-			table.FailWith(func(k string) error {
-				mu.Lock()
-				defer mu.Unlock()
-				if k == "bad" && broken {
-					return errors.New("map full")
-				}
-				return nil
-			})
+			table, fix := failingBad()
 			src := dptest.NewSource[string, int]()
 			r := dptest.StartWith(t, datapath.Table[string, int](table), src, dptest.Options{Incremental: incremental, TrackObjects: true})
 			watch := r.Watch()
@@ -126,9 +121,7 @@ func TestObjectStatus(t *testing.T) {
 			if b := r.Object("bad"); !strings.Contains(b.Err, "map full") {
 				t.Fatalf("bad's error %q does not say why", b.Err)
 			}
-			mu.Lock()
-			broken = false
-			mu.Unlock()
+			fix()
 			waitFor("bad held after a retry", func() bool { b := r.Object("bad"); return b.Held && b.Applied == 2 && b.Err == "" })
 			src.Set(func(m map[string]int) { delete(m, "good") }, true)
 			waitFor("good gone", func() bool { return !r.Object("good").Held })
