@@ -20,74 +20,52 @@ type Change struct {
 	Before, After any
 }
 
-// DefaultChangeLogLimit bounds the changes kept for subscribers that fall
-// behind; one that falls further behind loses them and resynchronises.
+// DefaultChangeLogLimit bounds the changes kept for one subscriber that
+// falls behind; one that falls further behind loses them and
+// resynchronises from a snapshot.
 const DefaultChangeLogLimit = 1 << 18
 
-// changeLog keeps the changes of recent commits until every subscriber has
-// read them. It is appended to by State.Update, under the write lock
-// go-memdb holds, and read by subscribers.
+// changeLog hands each commit's changes to the subscribers of the tables
+// they touch. Each subscriber has its own queue of only its tables'
+// changes, so a subscriber of rarely changing tables does not keep the
+// changes (and the old rows they point to) of busy ones, and one that
+// falls behind loses only its own. It is appended to by State.Update, in
+// commit order.
 type changeLog struct {
-	mu    sync.Mutex
-	first uint64 // sequence number of log[0]
-	log   []Change
+	mu    sync.Mutex // guards subs and every subscription's queue and lost
 	limit int
 	subs  map[*Subscription]struct{}
-	// wanted counts the subscriptions of each table.
-	wanted map[string]int
 }
 
 func newChangeLog(limit int) *changeLog {
-	return &changeLog{limit: limit, subs: map[*Subscription]struct{}{}, wanted: map[string]int{}}
+	return &changeLog{limit: limit, subs: map[*Subscription]struct{}{}}
 }
 
-// append records the changes of one commit and wakes the subscribers of
-// the tables it touched.
+// append queues the changes of one commit for the subscribers of the
+// tables they touch, and wakes them.
 func (l *changeLog) append(cs memdb.Changes) {
 	if len(cs) == 0 {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.subs) == 0 {
-		l.first += uint64(len(l.log))
-		l.log = l.log[:0]
-		return
-	}
-	for _, c := range cs {
-		if l.wanted[c.Table] > 0 { // kept only for the tables someone reads
-			l.log = append(l.log, Change{Table: c.Table, Before: c.Before, After: c.After})
-		}
-	}
 	for sub := range l.subs {
-		if sub.touches(cs) {
+		n := len(sub.queue)
+		if !sub.lost {
+			for _, c := range cs {
+				if sub.tables[c.Table] {
+					sub.queue = append(sub.queue, Change{Table: c.Table, Before: c.Before, After: c.After})
+				}
+			}
+			if len(sub.queue) > l.limit { // fell behind: it rereads everything
+				sub.queue, sub.lost = nil, true
+			}
+		}
+		if len(sub.queue) > n || sub.lost && sub.touches(cs) {
 			select {
 			case sub.wake <- struct{}{}:
 			default:
 			}
-		}
-	}
-	if over := len(l.log) - l.limit; over > 0 {
-		l.trim(l.first+uint64(over), true)
-	}
-}
-
-// trim drops the changes before seq; subscribers that had not read them
-// lose them. Unless forced, it waits until they are half the log, so that
-// the copy it makes is paid once per as many changes as it keeps.
-func (l *changeLog) trim(seq uint64, force bool) {
-	if seq <= l.first {
-		return
-	}
-	n := int(seq - l.first)
-	if !force && n < len(l.log)/2 {
-		return
-	}
-	l.log = append(l.log[:0:0], l.log[n:]...)
-	l.first = seq
-	for sub := range l.subs {
-		if sub.next < seq {
-			sub.next, sub.lost = seq, true
 		}
 	}
 }
@@ -99,25 +77,20 @@ type Subscription struct {
 	s      *State
 	tables map[string]bool
 	wake   chan struct{}
-	next   uint64
-	lost   bool
+	queue  []Change // guarded by l.mu
+	lost   bool     // guarded by l.mu
 }
 
 // Subscribe returns a subscription to the changes of tables. Its first
 // Next reports lost: the subscriber starts from a full read of the
-// snapshot. Close it when done, or the changes it has not read are kept
-// (up to the log's limit).
+// snapshot. Close it when done.
 func (s *State) Subscribe(tables ...string) *Subscription {
 	sub := &Subscription{l: s.changes, s: s, tables: map[string]bool{}, wake: make(chan struct{}, 1), lost: true}
 	for _, t := range tables {
 		sub.tables[t] = true
 	}
 	s.changes.mu.Lock()
-	sub.next = s.changes.first + uint64(len(s.changes.log))
 	s.changes.subs[sub] = struct{}{}
-	for t := range sub.tables {
-		s.changes.wanted[t]++
-	}
 	s.changes.mu.Unlock()
 	sub.wake <- struct{}{}
 	return sub
@@ -144,22 +117,13 @@ func (sub *Subscription) Changed() <-chan struct{} { return sub.wake }
 // were read (the first call, or the subscriber fell DefaultChangeLogLimit
 // changes behind): the caller must then read the whole snapshot.
 func (sub *Subscription) Next() (changes []Change, sn *Snapshot, lost bool) {
-	l := sub.l
-	l.mu.Lock()
-	end := l.first + uint64(len(l.log))
-	for _, c := range l.log[sub.next-l.first:] {
-		if sub.tables[c.Table] {
-			changes = append(changes, c)
-		}
+	sub.l.mu.Lock()
+	changes, lost = sub.queue, sub.lost
+	sub.queue, sub.lost = nil, false
+	sub.l.mu.Unlock()
+	if lost {
+		changes = nil // the snapshot has everything
 	}
-	sub.next, lost, sub.lost = end, sub.lost, false
-	// Free what every subscriber has read.
-	min := end
-	for other := range l.subs {
-		min = minSeq(min, other.next)
-	}
-	l.trim(min, false)
-	l.mu.Unlock()
 	return changes, sub.s.Snapshot(), lost
 }
 
@@ -167,20 +131,8 @@ func (sub *Subscription) Next() (changes []Change, sn *Snapshot, lost bool) {
 func (sub *Subscription) Close() {
 	sub.l.mu.Lock()
 	defer sub.l.mu.Unlock()
-	if _, ok := sub.l.subs[sub]; !ok {
-		return
-	}
 	delete(sub.l.subs, sub)
-	for t := range sub.tables {
-		sub.l.wanted[t]--
-	}
-}
-
-func minSeq(a, b uint64) uint64 {
-	if a < b {
-		return a
-	}
-	return b
+	sub.queue = nil
 }
 
 // IPCachePrefixes returns the prefixes of the ipcache entries a change of

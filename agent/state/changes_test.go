@@ -87,38 +87,41 @@ func TestSubscription(t *testing.T) {
 	}
 }
 
-// A subscriber that falls further behind than the log's limit loses the
-// changes (and is told), and the log stays bounded.
+// A subscriber that falls further behind than the limit loses its changes
+// (and is told); its queue stays bounded; and a subscriber of other tables
+// keeps nothing of a busy table's changes.
 func TestSubscriptionFallsBehind(t *testing.T) {
 	s := newState(t)
 	s.changes.limit = 10
 	sub := s.Subscribe(TableIPCache)
 	defer sub.Close()
+	quiet := s.Subscribe(TableNodes)
+	defer quiet.Close()
 	sub.Next()
+	quiet.Next()
 	for i := range byte(30) {
 		if err := s.Update(func(w *WriteTxn) error { return w.UpsertIP(hostEntry4(i+1, 1000)) }); err != nil {
 			t.Fatal(err)
 		}
-	}
-	s.changes.mu.Lock()
-	n := len(s.changes.log)
-	s.changes.mu.Unlock()
-	if n > 10 {
-		t.Fatalf("the log holds %d changes, over its limit 10", n)
+		s.changes.mu.Lock()
+		n, m := len(sub.queue), len(quiet.queue)
+		s.changes.mu.Unlock()
+		if n > 10 || m != 0 {
+			t.Fatalf("after %d commits: the ipcache subscriber holds %d changes (limit 10), the nodes subscriber %d", i+1, n, m)
+		}
 	}
 	if _, _, lost := sub.Next(); !lost {
-		t.Fatal("a subscriber 30 changes behind a log of 10 is not told it lost changes")
+		t.Fatal("a subscriber 30 changes behind a limit of 10 is not told it lost changes")
 	}
-	// Without subscribers nothing is kept.
-	sub.Close()
+	if changes, _, lost := quiet.Next(); lost || len(changes) != 0 {
+		t.Fatalf("the nodes subscriber got %d changes, lost %v", len(changes), lost)
+	}
+	// After a lost Next, changes are queued again.
 	if err := s.Update(func(w *WriteTxn) error { return w.UpsertIP(hostEntry4(99, 1000)) }); err != nil {
 		t.Fatal(err)
 	}
-	s.changes.mu.Lock()
-	n = len(s.changes.log)
-	s.changes.mu.Unlock()
-	if n != 0 {
-		t.Fatalf("%d changes kept without a subscriber", n)
+	if changes, _, lost := sub.Next(); lost || len(changes) != 1 {
+		t.Fatalf("after resynchronising: %d changes, lost %v; want 1, false", len(changes), lost)
 	}
 }
 
