@@ -23,7 +23,15 @@ func TestPublish(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- Publish(ctx, nodes, "n1", "the-public-key", nil) }()
 
-	time.Sleep(50 * time.Millisecond) // a first attempt fails: no such Node
+	// A first attempt fails: no such Node yet.
+	testutil.Eventually(t, 10*time.Second, "a first attempt to patch the Node", func() bool {
+		for _, a := range kube.Actions() {
+			if a.GetVerb() == "patch" && a.GetResource().Resource == "nodes" {
+				return true
+			}
+		}
+		return false
+	})
 	if _, err := nodes.Create(t.Context(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{
 		Name: "n1", Annotations: map[string]string{"other": "kept"},
 	}}, metav1.CreateOptions{}); err != nil {
