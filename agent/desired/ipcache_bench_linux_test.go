@@ -20,6 +20,7 @@ import (
 	"github.com/clustermesh/clustermesh/agent/state"
 	"github.com/clustermesh/clustermesh/bpf"
 	"github.com/clustermesh/clustermesh/identity"
+	"github.com/clustermesh/clustermesh/internal/testing/testutil"
 )
 
 // BenchmarkIPCacheChange measures one remote pod's change (its identity)
@@ -137,9 +138,9 @@ func ipcacheChangeLatencies(b *testing.B, n, changes int, incremental bool) (age
 	done := make(chan struct{})
 	go func() { _ = r.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	for r.Status().Applied < n {
-		time.Sleep(time.Millisecond)
-	}
+	testutil.Eventually(b, time.Minute, fmt.Sprintf("the reconciler applying the %d initial entries", n), func() bool {
+		return r.Status().Applied >= n
+	})
 	runtime.GC() // the setup's garbage is not the change's cost
 	const warmup = 100
 	out := make([]time.Duration, 0, changes)

@@ -128,14 +128,9 @@ func (r *Reconciler[K, V]) keysPass(ctx context.Context, view View[K, V], keys [
 			if !initialized || !due(k) {
 				continue
 			}
-			if err := r.cfg.Table.Delete(ctx, k); err != nil {
-				fail(k, fmt.Errorf("delete %v: %w", k, err))
-				continue
+			if r.remove(ctx, ps, k) {
+				delete(r.unwanted, k)
 			}
-			delete(r.applied, k)
-			r.setObject(k, *new(V), false, nil)
-			delete(r.unwanted, k)
-			delete(r.retry, k)
 		}
 	}
 	for _, rs := range r.retry { // the next retry, whether or not its key came up

@@ -195,6 +195,19 @@ func (p *passState[K, V]) fail(k K, err error) {
 	p.lastErr = err
 }
 
+// remove deletes k from the table; it reports whether it is gone (else
+// its retry is scheduled).
+func (r *Reconciler[K, V]) remove(ctx context.Context, ps *passState[K, V], k K) bool {
+	if err := r.cfg.Table.Delete(ctx, k); err != nil {
+		ps.fail(k, fmt.Errorf("delete %v: %w", k, err))
+		return false
+	}
+	delete(r.applied, k)
+	r.setObject(k, *new(V), false, nil)
+	delete(r.retry, k)
+	return true
+}
+
 // noteError records the last error of a pass.
 func (r *Reconciler[K, V]) noteError(err error, now time.Time) {
 	if err == nil {
@@ -235,13 +248,7 @@ func (r *Reconciler[K, V]) passWith(ctx context.Context, desired map[K]V, initia
 			if _, ok := desired[k]; ok || !due(k) {
 				continue
 			}
-			if err := r.cfg.Table.Delete(ctx, k); err != nil {
-				fail(k, fmt.Errorf("delete %v: %w", k, err))
-				continue
-			}
-			delete(r.applied, k)
-			r.setObject(k, *new(V), false, nil)
-			delete(r.retry, k)
+			r.remove(ctx, ps, k)
 		}
 	}
 	for k := range r.retry { // forget retries of objects nobody wants any more
