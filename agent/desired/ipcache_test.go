@@ -75,11 +75,13 @@ func TestIPCacheAtMatchesTheJoin(t *testing.T) {
 // randomWrite makes one random change to the ipcache, attachments,
 // endpoints or nodes, over a small address space so that they collide.
 func randomWrite(w *state.WriteTxn, rng *rand.Rand, local string) error {
+	// Last bytes in several chunks of a host block (state.ipBlock).
+	lasts := []byte{0, 1, 31, 32, 33, 100, 200, 255}
 	addr := func() netip.Addr {
 		if rng.IntN(4) == 0 {
-			return netip.AddrFrom16([16]byte{0xfd, 15: byte(rng.IntN(8))})
+			return netip.AddrFrom16([16]byte{0xfd, 15: lasts[rng.IntN(8)]})
 		}
-		return netip.AddrFrom4([4]byte{10, 0, byte(rng.IntN(2)), byte(rng.IntN(8))})
+		return netip.AddrFrom4([4]byte{10, 0, byte(rng.IntN(2)), lasts[rng.IntN(8)]})
 	}
 	clusters := []string{local, "cluster2"}
 	pods := []string{"a", "b", "c"}
@@ -126,6 +128,9 @@ func randomWrite(w *state.WriteTxn, rng *rand.Rand, local string) error {
 		}
 		return w.UpsertNode(c, n)
 	default:
+		if rng.IntN(6) == 0 {
+			return w.Drain("cluster2") // a peer gone: a host block loses some of its entries
+		}
 		return w.DeleteNode(clusters[rng.IntN(2)], fmt.Sprintf("n%d", rng.IntN(3)))
 	}
 }

@@ -159,36 +159,45 @@ func ipRow(raw any) *IPCacheRow {
 }
 
 // blockDiff returns the host prefixes whose entry differs between two
-// versions of a block (either may be nil); both are sorted by last byte.
+// versions of a block (either may be nil); chunks both versions share are
+// equal.
 func blockDiff(before, after *ipBlock) []netip.Prefix {
-	var a, b []hostEntry
-	var blk *ipBlock
-	if before != nil {
-		a, blk = before.entries, before
-	}
-	if after != nil {
-		b, blk = after.entries, after
+	blk := after
+	if blk == nil {
+		blk = before
 	}
 	if blk == nil {
 		return nil
 	}
 	var out []netip.Prefix
 	add := func(last byte) { out = append(out, blk.hostPrefix(last)) }
-	i, j := 0, 0
-	for i < len(a) || j < len(b) {
-		switch {
-		case j == len(b) || i < len(a) && a[i].last < b[j].last:
-			add(a[i].last)
-			i++
-		case i == len(a) || b[j].last < a[i].last:
-			add(b[j].last)
-			j++
-		default:
-			if a[i] != b[j] {
+	for ci := range chunksPerBlock {
+		var a, b []hostEntry
+		if before != nil && before.chunks[ci] != nil {
+			a = before.chunks[ci].entries
+		}
+		if after != nil && after.chunks[ci] != nil {
+			b = after.chunks[ci].entries
+		}
+		if before != nil && after != nil && before.chunks[ci] == after.chunks[ci] {
+			continue
+		}
+		i, j := 0, 0
+		for i < len(a) || j < len(b) {
+			switch {
+			case j == len(b) || i < len(a) && a[i].last < b[j].last:
 				add(a[i].last)
+				i++
+			case i == len(a) || b[j].last < a[i].last:
+				add(b[j].last)
+				j++
+			default:
+				if a[i] != b[j] {
+					add(a[i].last)
+				}
+				i++
+				j++
 			}
-			i++
-			j++
 		}
 	}
 	return out

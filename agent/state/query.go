@@ -82,8 +82,8 @@ func (sn *Snapshot) lookupPrefix(p netip.Prefix) (IPCacheRow, bool) {
 		return *r, true
 	case *ipBlock:
 		_, last := splitHost(p.Masked().Addr())
-		if i, ok := r.find(last); ok {
-			return r.row(i), true
+		if e, ok := r.find(last); ok {
+			return r.row(e), true
 		}
 	}
 	return IPCacheRow{}, false
@@ -123,7 +123,7 @@ func (sn *Snapshot) Count(table string) int {
 	n := 0
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		if b, ok := raw.(*ipBlock); ok {
-			n += len(b.entries)
+			n += b.n
 			continue
 		}
 		n++
@@ -173,9 +173,7 @@ func (sn *Snapshot) IPCache() []IPCacheRow {
 		case *IPCacheRow:
 			out = append(out, *r)
 		case *ipBlock:
-			for i := range r.entries {
-				out = append(out, r.row(i))
-			}
+			r.each(func(e *hostEntry) { out = append(out, r.row(e)) })
 		}
 	}
 	return out
