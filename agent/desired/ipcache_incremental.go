@@ -4,7 +4,6 @@ import (
 	"net/netip"
 
 	"github.com/clustermesh/clustermesh/agent/datapath"
-	"github.com/clustermesh/clustermesh/agent/reconciler"
 	"github.com/clustermesh/clustermesh/agent/state"
 	"github.com/clustermesh/clustermesh/identity"
 )
@@ -97,64 +96,23 @@ func IPCacheKeys(sn *state.Snapshot, c state.Change, keys map[netip.Prefix]struc
 	}
 }
 
-// IPCacheSource feeds the ipcache reconciler incrementally
-// (reconciler.Incremental): the keys of the changes to the joined tables
-// since its last call, read through IPCacheAt. It also wakes on the
-// initialized table, whose changes make the agent ready to prune. One
-// reconciler owns it: its methods are called from that goroutine only.
-type IPCacheSource struct {
-	st            *state.State
-	cluster, node string
-	sub           *state.Subscription // from the first Next; owned by the reconciler
-	wake          chan struct{}       // Changed before the first Next
+// NewIPCacheSource returns the ipcache's incremental source for this
+// node (see Source).
+func NewIPCacheSource(st *state.State, cluster, node string) *Source[netip.Prefix, datapath.IPCacheEntry] {
+	return NewSource(st, ipcacheJoin{cluster: cluster, node: node}, ipcacheTables...)
 }
 
-// NewIPCacheSource returns the ipcache source of st for this node. Its
-// subscription to the state starts with the first Next, which is a full
-// read.
-func NewIPCacheSource(st *state.State, cluster, node string) *IPCacheSource {
-	s := &IPCacheSource{st: st, cluster: cluster, node: node, wake: make(chan struct{}, 1)}
-	s.wake <- struct{}{}
-	return s
+// ipcacheJoin is IPCache, IPCacheAt and IPCacheKeys as a Join.
+type ipcacheJoin struct{ cluster, node string }
+
+func (j ipcacheJoin) All(sn *state.Snapshot) map[netip.Prefix]datapath.IPCacheEntry {
+	return IPCache(sn, j.cluster, j.node)
 }
 
-var _ reconciler.Incremental[netip.Prefix, datapath.IPCacheEntry] = (*IPCacheSource)(nil)
-
-// Changed implements reconciler.Incremental.
-func (s *IPCacheSource) Changed() <-chan struct{} {
-	if s.sub == nil {
-		return s.wake
-	}
-	return s.sub.Changed()
+func (j ipcacheJoin) At(sn *state.Snapshot, p netip.Prefix) (datapath.IPCacheEntry, bool) {
+	return IPCacheAt(sn, j.cluster, j.node, p)
 }
 
-// Next implements reconciler.Incremental.
-func (s *IPCacheSource) Next() (reconciler.View[netip.Prefix, datapath.IPCacheEntry], []netip.Prefix, bool) {
-	if s.sub == nil {
-		s.sub = s.st.Subscribe(append(ipcacheTables, state.TableInitialized)...)
-	}
-	changes, sn, lost := s.sub.Next()
-	set := map[netip.Prefix]struct{}{}
-	for _, c := range changes {
-		IPCacheKeys(sn, c, set)
-	}
-	keys := make([]netip.Prefix, 0, len(set))
-	for k := range set {
-		keys = append(keys, k)
-	}
-	return ipcacheView{sn: sn, cluster: s.cluster, node: s.node}, keys, lost
-}
-
-// ipcacheView is the desired ipcache of one snapshot.
-type ipcacheView struct {
-	sn            *state.Snapshot
-	cluster, node string
-}
-
-func (v ipcacheView) At(p netip.Prefix) (datapath.IPCacheEntry, bool) {
-	return IPCacheAt(v.sn, v.cluster, v.node, p)
-}
-
-func (v ipcacheView) All() map[netip.Prefix]datapath.IPCacheEntry {
-	return IPCache(v.sn, v.cluster, v.node)
+func (ipcacheJoin) Keys(sn *state.Snapshot, c state.Change, keys map[netip.Prefix]struct{}) {
+	IPCacheKeys(sn, c, keys)
 }

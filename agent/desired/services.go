@@ -11,34 +11,46 @@ import (
 
 // Services maps every frontend of every local Service to its selected
 // backends: the local ones merged with those peers export for a global
-// Service, by affinity (services.Merge).
+// Service, by affinity (services.Merge). Two Services claiming one
+// frontend: the one last in namespace/name order has it.
 func Services(sn *state.Snapshot, cluster string) map[datapath.ServiceKey]datapath.Service {
 	out := map[datapath.ServiceKey]datapath.Service{}
 	owned := map[string]addrSet{}
 	for _, ls := range sn.LocalServices() {
-		if len(ls.Frontends) == 0 {
-			continue
+		for k, svc := range serviceEntries(sn, cluster, ls, owned) {
+			out[k] = svc
 		}
-		var remotes []schema.ClusterService
-		if ls.Annotations.Global {
-			for _, c := range sn.ServiceCopies(ls.Namespace, ls.Name) {
-				if c.Cluster == cluster {
-					continue
-				}
-				if _, ok := owned[c.Cluster]; !ok {
-					owned[c.Cluster] = ownedAddrs(sn, c.Cluster)
-				}
-				remotes = append(remotes, owned[c.Cluster].filter(c.Service))
+	}
+	return out
+}
+
+func frontendKey(fe services.Frontend) datapath.ServiceKey {
+	return datapath.ServiceKey{Addr: fe.Addr, Port: fe.Port, Protocol: fe.Protocol}
+}
+
+// serviceEntries returns the desired entry of each frontend of the local
+// Service ls; owned caches the peers' address sets.
+func serviceEntries(sn *state.Snapshot, cluster string, ls state.LocalService, owned map[string]addrSet) map[datapath.ServiceKey]datapath.Service {
+	var remotes []schema.ClusterService
+	if ls.Annotations.Global && len(ls.Frontends) > 0 {
+		for _, c := range sn.ServiceCopies(ls.Namespace, ls.Name) {
+			if c.Cluster == cluster {
+				continue
 			}
-		}
-		selected := services.Merge(cluster, ls.Namespace, ls.Name, ls.Backends, ls.Annotations, remotes)
-		for _, fe := range ls.Frontends {
-			svc := datapath.Service{Namespace: ls.Namespace, Name: ls.Name}
-			for _, t := range services.Targets(fe, selected) {
-				svc.Backends = append(svc.Backends, datapath.Backend{Addr: t.Addr, Port: t.Port, Cluster: t.Cluster})
+			if _, ok := owned[c.Cluster]; !ok {
+				owned[c.Cluster] = ownedAddrs(sn, c.Cluster)
 			}
-			out[datapath.ServiceKey{Addr: fe.Addr, Port: fe.Port, Protocol: fe.Protocol}] = svc
+			remotes = append(remotes, owned[c.Cluster].filter(c.Service))
 		}
+	}
+	selected := services.Merge(cluster, ls.Namespace, ls.Name, ls.Backends, ls.Annotations, remotes)
+	out := make(map[datapath.ServiceKey]datapath.Service, len(ls.Frontends))
+	for _, fe := range ls.Frontends {
+		svc := datapath.Service{Namespace: ls.Namespace, Name: ls.Name}
+		for _, t := range services.Targets(fe, selected) {
+			svc.Backends = append(svc.Backends, datapath.Backend{Addr: t.Addr, Port: t.Port, Cluster: t.Cluster})
+		}
+		out[frontendKey(fe)] = svc
 	}
 	return out
 }

@@ -42,10 +42,7 @@ func (a *Agent) newReconcilers() (
 		}),
 		reconciler.New(reconciler.Config[datapath.ServiceKey, datapath.Service]{
 			Name: "services", Table: a.Datapath.Services(), Initialized: a.ready, Log: log,
-			Changed: st.WatchTables(state.TableLocalServices, state.TableServices, state.TableNodes, state.TableInitialized).Changed,
-			Desired: func() map[datapath.ServiceKey]datapath.Service {
-				return desired.Services(st.Snapshot(), cluster)
-			},
+			Incremental: desired.NewServicesSource(st, cluster),
 		}),
 	}
 	return policies, attachments

@@ -10,8 +10,9 @@ import (
 
 // Index names of the address indexes.
 const (
-	// IndexAddr (nodes, attachments) is every address of the row: a node's
-	// addresses, an attachment's IPs. It is not unique.
+	// IndexAddr (nodes, attachments, local services) is every address of
+	// the row: a node's addresses, an attachment's IPs, a Service's
+	// frontend addresses. It is not unique.
 	IndexAddr = "addr"
 )
 
@@ -36,6 +37,14 @@ func (addrIndex) FromObject(raw any) (bool, [][]byte, error) {
 	case *AttachmentRow:
 		for _, a := range r.IPs {
 			if a.IsValid() {
+				keys = append(keys, addrKey(a))
+			}
+		}
+	case *LocalService:
+		seen := map[netip.Addr]bool{} // one key per address, whatever its ports
+		for _, fe := range r.Frontends {
+			if a := fe.Addr.Unmap().WithZone(""); a.IsValid() && !seen[a] {
+				seen[a] = true
 				keys = append(keys, addrKey(a))
 			}
 		}
@@ -91,6 +100,15 @@ func (sn *Snapshot) AttachmentsWithIP(ip netip.Addr) []AttachmentRow {
 		return nil
 	}
 	return collect[AttachmentRow](sn.txn, TableAttachments, IndexAddr, ip)
+}
+
+// LocalServicesWithAddr returns the local Services that have a frontend
+// at addr, sorted by namespace and name (as LocalServices).
+func (sn *Snapshot) LocalServicesWithAddr(addr netip.Addr) []LocalService {
+	if !addr.IsValid() {
+		return nil
+	}
+	return collect[LocalService](sn.txn, TableLocalServices, IndexAddr, addr)
 }
 
 // IPCacheEntry returns the ipcache row of exactly prefix (masked,

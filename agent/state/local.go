@@ -88,6 +88,18 @@ func (sn *Snapshot) Endpoint(namespace, name string) (Endpoint, bool) {
 	return *row, true
 }
 
+// LocalService returns the local Service namespace/name.
+func (sn *Snapshot) LocalService(namespace, name string) (LocalService, bool) {
+	if namespace == "" || name == "" {
+		return LocalService{}, false
+	}
+	row, _ := first[LocalService](sn.txn, TableLocalServices, IndexID, namespace, name)
+	if row == nil {
+		return LocalService{}, false
+	}
+	return *row, true
+}
+
 // LocalServices returns the local Services, sorted by namespace and name.
 func (sn *Snapshot) LocalServices() []LocalService {
 	return collect[LocalService](sn.txn, TableLocalServices, IndexID)

@@ -98,6 +98,15 @@ func (sn *Snapshot) ServiceCopies(namespace, name string) []ServiceRow {
 	return collect[ServiceRow](sn.txn, TableServices, IndexName, namespace, name)
 }
 
+// ServicesOf returns the Services cluster exports, sorted by namespace
+// and name.
+func (sn *Snapshot) ServicesOf(cluster string) []ServiceRow {
+	if cluster == "" {
+		return nil
+	}
+	return collect[ServiceRow](sn.txn, TableServices, IndexCluster, cluster)
+}
+
 // Nodes returns the nodes of cluster, or of every cluster when cluster is
 // "", sorted by cluster then name.
 func (sn *Snapshot) Nodes(cluster string) []NodeRow {

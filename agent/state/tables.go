@@ -126,7 +126,7 @@ func dbSchema() *memdb.DBSchema {
 		TableInitialized:   table(TableInitialized, str("Source")),
 		tablePrefixLens:    table(tablePrefixLens, prefixLenIndex{}),
 		TableEndpoints:     table(TableEndpoints, compound("Namespace", "Name")),
-		TableLocalServices: table(TableLocalServices, compound("Namespace", "Name")),
+		TableLocalServices: table(TableLocalServices, compound("Namespace", "Name"), &memdb.IndexSchema{Name: IndexAddr, Indexer: addrIndex{}, AllowMissing: true}),
 		TablePolicies:      table(TablePolicies, str("Key")),
 		TableNamedPorts:    table(TableNamedPorts, str("Name")),
 		TableAttachments:   table(TableAttachments, str("Key"), &memdb.IndexSchema{Name: IndexAddr, Indexer: addrIndex{}, AllowMissing: true}),
