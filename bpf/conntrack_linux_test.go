@@ -8,15 +8,16 @@ import (
 )
 
 // A tracked flow outlives the rule that allowed it only for its lifetime.
-func TestConntrackLifetime(t *testing.T) {
-	t.Parallel()
+func TestConntrackLifetime(t *testing.T) { forEachFamily(t, testConntrackLifetime) }
+
+func testConntrackLifetime(t *testing.T, family int) {
 	const lifetime = time.Second
-	e := newPolicyEnv(t, Options{CTTimeoutOther: lifetime})
+	e := newPolicyEnvFor(t, envOpts{Options: Options{CTTimeoutOther: lifetime}, Family: family})
 	must(t, e.d.SetPolicy(epB, []PolicyRule{{Identity: idA, Ingress: true, Proto: ProtoUDP, Port: 5353}}))
 
 	var c net.Conn
 	must(t, inNS(e.a.ns, func() (err error) {
-		c, err = net.Dial("udp4", netip.AddrPortFrom(e.b.ip, 5353).String())
+		c, err = net.Dial("udp", netip.AddrPortFrom(e.b.ip, 5353).String())
 		return err
 	}))
 	defer c.Close()

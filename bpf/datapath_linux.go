@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -114,7 +115,20 @@ func (d *Datapath) loadTC() error {
 	if err := spec.LoadAndAssign(&d.tc, d.collectionOptions()); err != nil {
 		return loadError("tc", err)
 	}
+	removeStalePins(d.opts.PinDir, stalePins...)
 	return nil
+}
+
+// stalePins are maps earlier versions pinned and this one no longer uses:
+// ct4 (IPv4 conntrack, now ct for both families).
+var stalePins = []string{"ct4"}
+
+// removeStalePins unpins names under dir, if present (best effort: a map
+// left pinned only costs its memory).
+func removeStalePins(dir string, names ...string) {
+	for _, n := range names {
+		_ = os.Remove(filepath.Join(dir, n))
+	}
 }
 
 func (d *Datapath) loadSock() error {
@@ -214,7 +228,7 @@ func (d *Datapath) Unpin() error {
 func (d *Datapath) pinnedMaps() []*ebpf.Map {
 	return []*ebpf.Map{
 		d.tc.Ipcache, d.tc.Endpoints, d.tc.EpConfig, d.tc.PolicyGen,
-		d.tc.Policy, d.tc.Ct4, d.tc.Metrics, d.tc.Events,
+		d.tc.Policy, d.tc.Ct, d.tc.Metrics, d.tc.Events,
 		d.sock.Lb4Services, d.sock.Lb4Revnat, d.sock.Lb4RevnatSk,
 	}
 }

@@ -36,11 +36,14 @@ const (
 	ReasonCTReply        Reason = 3  // reply of a tracked flow
 	ReasonNotEnforced    Reason = 4  // new flow, direction not enforced
 	ReasonNotIP          Reason = 5  // ARP and other non-IP, passed
+	ReasonICMPv6Link     Reason = 6  // ICMPv6 neighbour discovery and MLD, passed
 	ReasonPolicyDenied   Reason = 16 // no rule allows the flow
 	ReasonPolicyDenyRule Reason = 17 // a deny rule matches
-	ReasonUnsupportedL3  Reason = 18 // IPv6 in an enforced direction
-	ReasonInvalidPacket  Reason = 19 // truncated or malformed header
-	reasonMax                   = 32 // REASON_MAX
+	// 18 was unsupported-l3 (IPv6 in an enforced direction): no longer
+	// emitted, IPv6 is enforced like IPv4.
+	ReasonInvalidPacket Reason = 19 // truncated or malformed header
+	ReasonExtHeaders    Reason = 20 // more IPv6 extension headers than the datapath parses
+	reasonMax                  = 32 // REASON_MAX
 )
 
 var reasonNames = map[Reason]string{
@@ -49,10 +52,11 @@ var reasonNames = map[Reason]string{
 	ReasonCTReply:        "ct-reply",
 	ReasonNotEnforced:    "not-enforced",
 	ReasonNotIP:          "not-ip",
+	ReasonICMPv6Link:     "icmpv6-link",
 	ReasonPolicyDenied:   "policy-denied",
 	ReasonPolicyDenyRule: "policy-deny-rule",
-	ReasonUnsupportedL3:  "unsupported-l3",
 	ReasonInvalidPacket:  "invalid-packet",
+	ReasonExtHeaders:     "ipv6-ext-headers",
 }
 
 func (r Reason) String() string {
@@ -82,7 +86,10 @@ type Event struct {
 }
 
 // eventSize is sizeof(struct event).
-const eventSize = 48
+const eventSize = 72
+
+// familyIPv6Value is AF_INET6 of c/common.h, struct event's family.
+const familyIPv6Value = 6
 
 // decodeEvent decodes a struct event; boot is the wall time of ktime 0.
 func decodeEvent(b []byte, boot time.Time) (Event, error) {
@@ -91,19 +98,25 @@ func decodeEvent(b []byte, boot time.Time) (Event, error) {
 	}
 	le := binary.LittleEndian
 	be := binary.BigEndian
+	addr := func(raw []byte) netip.Addr {
+		if b[58] == familyIPv6Value {
+			return netip.AddrFrom16([16]byte(raw[:16]))
+		}
+		return netip.AddrFrom4([4]byte(raw[:4]))
+	}
 	return Event{
 		Time:        boot.Add(time.Duration(le.Uint64(b[0:8]))),
 		SrcIdentity: le.Uint32(b[8:12]),
 		DstIdentity: le.Uint32(b[12:16]),
-		Src:         netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[16:20])), be.Uint16(b[24:26])),
-		Dst:         netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[20:24])), be.Uint16(b[26:28])),
-		EndpointID:  le.Uint16(b[28:30]),
-		Proto:       b[30],
-		Ingress:     b[31] == dirIngressValue,
-		Verdict:     Verdict(b[32]),
-		Reason:      Reason(b[33]),
-		Ifindex:     int(le.Uint32(b[36:40])),
-		Length:      le.Uint32(b[40:44]),
+		Src:         netip.AddrPortFrom(addr(b[16:32]), be.Uint16(b[48:50])),
+		Dst:         netip.AddrPortFrom(addr(b[32:48]), be.Uint16(b[50:52])),
+		EndpointID:  le.Uint16(b[52:54]),
+		Proto:       b[54],
+		Ingress:     b[55] == dirIngressValue,
+		Verdict:     Verdict(b[56]),
+		Reason:      Reason(b[57]),
+		Ifindex:     int(le.Uint32(b[60:64])),
+		Length:      le.Uint32(b[64:68]),
 	}, nil
 }
 

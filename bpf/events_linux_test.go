@@ -23,9 +23,10 @@ func waitEvent(ctx context.Context, t *testing.T, r *EventReader, match func(Eve
 	}
 }
 
-func TestEvents(t *testing.T) {
-	t.Parallel()
-	e := newPolicyEnv(t, Options{})
+func TestEvents(t *testing.T) { forEachFamily(t, testEvents) }
+
+func testEvents(t *testing.T, family int) {
+	e := newPolicyEnvFor(t, envOpts{Family: family})
 	r, err := e.d.Events()
 	must(t, err)
 	defer r.Close()

@@ -7,39 +7,62 @@ import (
 	"time"
 )
 
-func TestDecodeEvent(t *testing.T) {
+// eventBytes lays out a struct event (c/tc.c) of family (4 or 6).
+func eventBytes(family byte, saddr, daddr []byte) []byte {
 	b := []byte{
 		0x00, 0xca, 0x9a, 0x3b, 0, 0, 0, 0, // ktime 1s
 		0xe8, 0x03, 0, 0, // src identity 1000
 		0xd0, 0x07, 0, 0, // dst identity 2000
-		10, 0, 1, 1, 10, 0, 2, 1, // saddr, daddr
+	}
+	b = append(b, append(saddr, make([]byte, 16-len(saddr))...)...)
+	b = append(b, append(daddr, make([]byte, 16-len(daddr))...)...)
+	b = append(b,
 		0xc3, 0x50, 0x1f, 0x90, // sport 50000, dport 8080 (big endian)
 		2, 0, 6, 0, // ep 2, TCP, ingress
-		1, 16, 0, 0, // dropped, policy-denied, pad
+		1, 16, family, 0, // dropped, policy-denied, family, pad
 		7, 0, 0, 0, // ifindex
 		60, 0, 0, 0, // length
 		0, 0, 0, 0, // tail padding
-	}
-	boot := time.Unix(100, 0)
-	got, err := decodeEvent(b, boot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := Event{
-		Time: time.Unix(101, 0), Verdict: Dropped, Reason: ReasonPolicyDenied, Ingress: true,
-		EndpointID: 2, SrcIdentity: 1000, DstIdentity: 2000,
-		Src: netip.MustParseAddrPort("10.0.1.1:50000"), Dst: netip.MustParseAddrPort("10.0.2.1:8080"),
-		Proto: ProtoTCP, Ifindex: 7, Length: 60,
-	}
-	if !got.Time.Equal(want.Time) {
-		t.Errorf("time %v, want %v", got.Time, want.Time)
-	}
-	got.Time = want.Time
-	if got != want {
-		t.Errorf("\n got %+v\nwant %+v", got, want)
-	}
-	if got.Reason.String() != "policy-denied" || got.Verdict.String() != "dropped" {
-		t.Errorf("names %s %s", got.Reason, got.Verdict)
+	)
+	return b
+}
+
+func TestDecodeEvent(t *testing.T) {
+	v6src, v6dst := netip.MustParseAddr("fd00::1:1"), netip.MustParseAddr("fd00::2:1")
+	for _, tc := range []struct {
+		name     string
+		b        []byte
+		src, dst string
+	}{
+		{"IPv4", eventBytes(4, []byte{10, 0, 1, 1}, []byte{10, 0, 2, 1}), "10.0.1.1:50000", "10.0.2.1:8080"},
+		{"IPv6", eventBytes(6, v6src.AsSlice(), v6dst.AsSlice()), "[fd00::1:1]:50000", "[fd00::2:1]:8080"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if len(tc.b) != eventSize {
+				t.Fatalf("test event of %d bytes, eventSize %d", len(tc.b), eventSize)
+			}
+			boot := time.Unix(100, 0)
+			got, err := decodeEvent(tc.b, boot)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := Event{
+				Time: time.Unix(101, 0), Verdict: Dropped, Reason: ReasonPolicyDenied, Ingress: true,
+				EndpointID: 2, SrcIdentity: 1000, DstIdentity: 2000,
+				Src: netip.MustParseAddrPort(tc.src), Dst: netip.MustParseAddrPort(tc.dst),
+				Proto: ProtoTCP, Ifindex: 7, Length: 60,
+			}
+			if !got.Time.Equal(want.Time) {
+				t.Errorf("time %v, want %v", got.Time, want.Time)
+			}
+			got.Time = want.Time
+			if got != want {
+				t.Errorf("\n got %+v\nwant %+v", got, want)
+			}
+			if got.Reason.String() != "policy-denied" || got.Verdict.String() != "dropped" {
+				t.Errorf("names %s %s", got.Reason, got.Verdict)
+			}
+		})
 	}
 }
 

@@ -127,8 +127,10 @@ func inNS(ns netns.NsHandle, fn func() error) error {
 // pod is an endpoint: a namespace behind a veth whose other end is in the
 // node namespace.
 type pod struct {
-	ns      netns.NsHandle
-	ip      netip.Addr
+	ns netns.NsHandle
+	// ip is the pod's address of the topology's family; a dual-stack pod
+	// (family 6) also has ip4.
+	ip, ip4 netip.Addr
 	ifindex int // host side, in the node namespace
 }
 
@@ -143,14 +145,26 @@ var podSysctls = map[string]string{
 	"net/ipv6/conf/default/disable_ipv6": "1",
 }
 
-// newTopology creates a node namespace and n pods; pod i has 10.0.i+1.1/24
-// behind host interface h<i> (10.0.i+1.254/24).
-func newTopology(tb testing.TB, n int) *topology {
+// newTopology creates a node namespace and n IPv4 pods; pod i has
+// 10.0.i+1.1/24 behind host interface h<i> (10.0.i+1.254/24).
+func newTopology(tb testing.TB, n int) *topology { return newTopologyFamily(tb, n, 4) }
+
+// newTopologyFamily is newTopology for family 4, or with dual-stack pods
+// for family 6: pod i also has fd00:0:0:i+1::1/64 behind
+// fd00:0:0:i+1::fe, and that is its ip.
+func newTopologyFamily(tb testing.TB, n, family int) *topology {
 	tb.Helper()
 	requireRoot(tb)
 	nodeSysctls := map[string]string{"net/ipv4/ip_forward": "1"}
-	for k, v := range podSysctls {
-		nodeSysctls[k] = v
+	pods := podSysctls
+	if family == 6 {
+		nodeSysctls["net/ipv6/conf/all/forwarding"] = "1"
+		nodeSysctls["net/ipv6/conf/default/accept_dad"] = "0"
+		pods = map[string]string{"net/ipv6/conf/default/accept_dad": "0"}
+	} else {
+		for k, v := range podSysctls {
+			nodeSysctls[k] = v
+		}
 	}
 	t := &topology{node: newNS(tb, nodeSysctls)}
 	nh, err := netlink.NewHandleAt(t.node)
@@ -166,7 +180,8 @@ func newTopology(tb testing.TB, n int) *topology {
 		tb.Fatalf("node lo: %v", err)
 	}
 	for i := range n {
-		p := &pod{ns: newNS(tb, podSysctls), ip: netip.AddrFrom4([4]byte{10, 0, byte(i + 1), 1})}
+		p := &pod{ns: newNS(tb, pods), ip4: netip.AddrFrom4([4]byte{10, 0, byte(i + 1), 1})}
+		p.ip = p.ip4
 		host := fmt.Sprintf("h%d", i)
 		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: host}, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(p.ns))}
 		if err := nh.LinkAdd(veth); err != nil {
@@ -177,14 +192,20 @@ func newTopology(tb testing.TB, n int) *topology {
 			tb.Fatal(err)
 		}
 		p.ifindex = hl.Attrs().Index
-		gw := netip.AddrFrom4([4]byte{10, 0, byte(i + 1), 254})
-		if err := nh.AddrAdd(hl, &netlink.Addr{IPNet: ipnet(gw, 24)}); err != nil {
-			tb.Fatal(err)
+		gws := []netip.Addr{netip.AddrFrom4([4]byte{10, 0, byte(i + 1), 254})}
+		if family == 6 {
+			p.ip = netip.AddrFrom16([16]byte{0xfd, 6: 0, 7: byte(i + 1), 15: 1})
+			gws = append(gws, netip.AddrFrom16([16]byte{0xfd, 6: 0, 7: byte(i + 1), 15: 0xfe}))
+		}
+		for _, gw := range gws {
+			if err := nh.AddrAdd(hl, podAddr(gw)); err != nil {
+				tb.Fatal(err)
+			}
 		}
 		if err := nh.LinkSetUp(hl); err != nil {
 			tb.Fatal(err)
 		}
-		if err := configurePod(p, gw); err != nil {
+		if err := configurePod(p, gws); err != nil {
 			tb.Fatalf("configure pod %d: %v", i, err)
 		}
 		t.pods = append(t.pods, p)
@@ -192,7 +213,18 @@ func newTopology(tb testing.TB, n int) *topology {
 	return t
 }
 
-func configurePod(p *pod, gw netip.Addr) error {
+// podAddr is a's address on a pod's link: /24 for IPv4, /64 for IPv6,
+// without duplicate address detection (the address is usable at once).
+func podAddr(a netip.Addr) *netlink.Addr {
+	if a.Is4() {
+		return &netlink.Addr{IPNet: ipnet(a, 24)}
+	}
+	return &netlink.Addr{IPNet: ipnet(a, 64), Flags: unix.IFA_F_NODAD}
+}
+
+// configurePod brings the pod's links up and gives eth0 its addresses and
+// a default route through each of gws (one per family).
+func configurePod(p *pod, gws []netip.Addr) error {
 	ph, err := netlink.NewHandleAt(p.ns)
 	if err != nil {
 		return err
@@ -206,12 +238,19 @@ func configurePod(p *pod, gw netip.Addr) error {
 		if err := ph.LinkSetUp(l); err != nil {
 			return err
 		}
-		if name == "eth0" {
-			if err := ph.AddrAdd(l, &netlink.Addr{IPNet: ipnet(p.ip, 24)}); err != nil {
+		if name != "eth0" {
+			continue
+		}
+		for _, gw := range gws {
+			ip := p.ip4
+			if gw.Is6() {
+				ip = p.ip
+			}
+			if err := ph.AddrAdd(l, podAddr(ip)); err != nil {
 				return err
 			}
 			if err := ph.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: gw.AsSlice()}); err != nil {
-				return fmt.Errorf("default route: %w", err)
+				return fmt.Errorf("default route via %v: %w", gw, err)
 			}
 		}
 	}
@@ -230,12 +269,15 @@ func (t *topology) attach(tb testing.TB, d *Datapath, p *pod, ep uint16) {
 	}
 }
 
+// hostPrefix is a's single-address prefix (/32, /128).
+func hostPrefix(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }
+
 // tcpEchoServer listens on the pod's address and echoes lines until cleanup.
 func tcpEchoServer(tb testing.TB, p *pod, port uint16) {
 	tb.Helper()
 	var ln net.Listener
 	err := inNS(p.ns, func() (err error) {
-		ln, err = net.Listen("tcp4", netip.AddrPortFrom(p.ip, port).String())
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(p.ip, port).String())
 		return err
 	})
 	if err != nil {
@@ -272,7 +314,7 @@ func udpEchoServer(tb testing.TB, p *pod, port uint16) {
 	tb.Helper()
 	var pc net.PacketConn
 	err := inNS(p.ns, func() (err error) {
-		pc, err = net.ListenPacket("udp4", netip.AddrPortFrom(p.ip, port).String())
+		pc, err = net.ListenPacket("udp", netip.AddrPortFrom(p.ip, port).String())
 		return err
 	})
 	if err != nil {
@@ -301,7 +343,7 @@ const dialTimeout = 400 * time.Millisecond
 func dial(p *pod, dst netip.AddrPort, timeout time.Duration) (net.Conn, error) {
 	var c net.Conn
 	err := inNS(p.ns, func() (err error) {
-		c, err = net.DialTimeout("tcp4", dst.String(), timeout)
+		c, err = net.DialTimeout("tcp", dst.String(), timeout)
 		return err
 	})
 	return c, err
@@ -329,7 +371,7 @@ func echo(c net.Conn, msg string) error {
 // for the answer.
 func udpExchange(p *pod, dst netip.AddrPort, timeout time.Duration) error {
 	return inNS(p.ns, func() error {
-		c, err := net.Dial("udp4", dst.String())
+		c, err := net.Dial("udp", dst.String())
 		if err != nil {
 			return err
 		}

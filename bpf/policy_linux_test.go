@@ -27,18 +27,32 @@ type policyEnv struct {
 
 func newPolicyEnv(t testing.TB, opts Options) *policyEnv {
 	t.Helper()
+	return newPolicyEnvFor(t, envOpts{Options: opts, Family: 4})
+}
+
+// envOpts are the datapath's options and the family of the pods' addresses
+// the tests use (6: dual-stack pods, tested over IPv6).
+type envOpts struct {
+	Options
+	Family int
+}
+
+func newPolicyEnvFor(t testing.TB, eo envOpts) *policyEnv {
+	t.Helper()
+	opts := eo.Options
 	if opts.PinDir == "" {
 		opts.PinDir = newBPFFS(t)
 	}
 	d := load(t, opts)
-	topo := newTopology(t, 2)
+	topo := newTopologyFamily(t, 2, eo.Family)
 	e := &policyEnv{d: d, topo: topo, a: topo.pods[0], b: topo.pods[1]}
 	for _, p := range []struct {
 		pod *pod
 		ep  uint16
 		id  uint32
 	}{{e.a, epA, idA}, {e.b, epB, idB}} {
-		must(t, d.IPCache().Update(netip.PrefixFrom(p.pod.ip, 32), IPCacheValue{Identity: p.id}))
+		must(t, d.IPCache().Update(hostPrefix(p.pod.ip4), IPCacheValue{Identity: p.id}))
+		must(t, d.IPCache().Update(hostPrefix(p.pod.ip), IPCacheValue{Identity: p.id}))
 		must(t, d.EndpointConfigs().Update(p.ep, EndpointConfig{Identity: p.id, EnforceIngress: true, EnforceEgress: true}))
 		topo.attach(t, d, p.pod, p.ep)
 	}
@@ -107,21 +121,35 @@ func (e *policyEnv) metric(t *testing.T, ingress bool, r Reason) uint64 {
 	return m[MetricKey{Ingress: ingress, Reason: r}].Packets
 }
 
-// forEachAttach runs f with the programs attached by TCX and by clsact.
-func forEachAttach(t *testing.T, f func(*testing.T, Options)) {
+// forEachAttach runs f with the programs attached by TCX and by clsact,
+// over IPv4 and over IPv6 (dual-stack pods).
+func forEachAttach(t *testing.T, f func(*testing.T, envOpts)) {
 	t.Parallel()
 	for _, mode := range []string{TCAttachTCX, TCAttachClsact} {
-		t.Run(mode, func(t *testing.T) {
+		for _, family := range []int{4, 6} {
+			t.Run(fmt.Sprintf("%s/IPv%d", mode, family), func(t *testing.T) {
+				t.Parallel()
+				f(t, envOpts{Options: Options{TCAttach: mode}, Family: family})
+			})
+		}
+	}
+}
+
+// forEachFamily runs f over IPv4 and over IPv6 (dual-stack pods).
+func forEachFamily(t *testing.T, f func(t *testing.T, family int)) {
+	t.Parallel()
+	for _, family := range []int{4, 6} {
+		t.Run(fmt.Sprintf("IPv%d", family), func(t *testing.T) {
 			t.Parallel()
-			f(t, Options{TCAttach: mode})
+			f(t, family)
 		})
 	}
 }
 
 func TestPolicyByIdentityAndPort(t *testing.T) { forEachAttach(t, testPolicyByIdentityAndPort) }
 
-func testPolicyByIdentityAndPort(t *testing.T, opts Options) {
-	e := newPolicyEnv(t, opts)
+func testPolicyByIdentityAndPort(t *testing.T, opts envOpts) {
+	e := newPolicyEnvFor(t, opts)
 
 	// Nothing allowed yet.
 	e.expectTCP(t, 8080, false, ReasonPolicyDenied)
@@ -137,7 +165,7 @@ func testPolicyByIdentityAndPort(t *testing.T, opts Options) {
 
 	// A map update flips the verdict without reloading: A's address gets
 	// another identity, which has no rule.
-	must(t, e.d.IPCache().Update(netip.PrefixFrom(e.a.ip, 32), IPCacheValue{Identity: 3000}))
+	must(t, e.d.IPCache().Update(hostPrefix(e.a.ip), IPCacheValue{Identity: 3000}))
 	e.expectTCP(t, 8080, false, ReasonPolicyDenied)
 	// ... and a wildcard-identity rule for the port lets it in again.
 	must(t, e.d.SetPolicy(epB, []PolicyRule{{Identity: 0, Ingress: true, Proto: ProtoTCP, Port: 8080}}))
@@ -157,8 +185,8 @@ func testPolicyByIdentityAndPort(t *testing.T, opts Options) {
 
 func TestPolicyEgressAndUDP(t *testing.T) { forEachAttach(t, testPolicyEgressAndUDP) }
 
-func testPolicyEgressAndUDP(t *testing.T, opts Options) {
-	e := newPolicyEnv(t, opts)
+func testPolicyEgressAndUDP(t *testing.T, opts envOpts) {
+	e := newPolicyEnvFor(t, opts)
 	must(t, e.d.SetPolicy(epB, []PolicyRule{{Identity: idA, Ingress: true, Port: 5353}})) // TCP, UDP, SCTP
 	dst := netip.AddrPortFrom(e.b.ip, 5353)
 	if err := udpExchange(e.a, dst, 2*time.Second); err != nil {

@@ -9,10 +9,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-func TestRestartKeepsConnections(t *testing.T) {
-	t.Parallel()
+func TestRestartKeepsConnections(t *testing.T) { forEachFamily(t, testRestartKeepsConnections) }
+
+func testRestartKeepsConnections(t *testing.T, family int) {
 	pinDir := newBPFFS(t)
-	e := newPolicyEnv(t, Options{PinDir: pinDir})
+	e := newPolicyEnvFor(t, envOpts{Options: Options{PinDir: pinDir}, Family: family})
 	must(t, e.d.SetPolicy(epB, []PolicyRule{{Identity: idA, Ingress: true, Proto: ProtoTCP, Port: 8080}}))
 	c, err := dial(e.a, netip.AddrPortFrom(e.b.ip, 8080), dialTimeout*5)
 	must(t, err)

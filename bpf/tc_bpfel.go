@@ -15,13 +15,23 @@ import (
 
 type tcCtKey struct {
 	_     structs.HostLayout
-	Saddr uint32
-	Daddr uint32
-	Sport uint16
-	Dport uint16
-	EpId  uint16
-	Proto uint8
-	Dir   uint8
+	Saddr struct {
+		_   structs.HostLayout
+		Ip4 uint32
+		_   [12]byte
+	}
+	Daddr struct {
+		_   structs.HostLayout
+		Ip4 uint32
+		_   [12]byte
+	}
+	Sport  uint16
+	Dport  uint16
+	EpId   uint16
+	Proto  uint8
+	Dir    uint8
+	Family uint8
+	Pad    [3]uint8
 }
 
 type tcCtValue struct {
@@ -94,7 +104,7 @@ type tcPolicyValue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	tcMapCt4                = "ct4"
+	tcMapCt                 = "ct"
 	tcMapEndpoints          = "endpoints"
 	tcMapEpConfig           = "ep_config"
 	tcMapEvents             = "events"
@@ -160,7 +170,7 @@ type tcProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcMapSpecs struct {
-	Ct4       *ebpf.MapSpec `ebpf:"ct4"`
+	Ct        *ebpf.MapSpec `ebpf:"ct"`
 	Endpoints *ebpf.MapSpec `ebpf:"endpoints"`
 	EpConfig  *ebpf.MapSpec `ebpf:"ep_config"`
 	Events    *ebpf.MapSpec `ebpf:"events"`
@@ -200,7 +210,7 @@ func (o *tcObjects) Close() error {
 //
 // It can be passed to loadTcObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcMaps struct {
-	Ct4       *ebpf.Map `ebpf:"ct4"`
+	Ct        *ebpf.Map `ebpf:"ct"`
 	Endpoints *ebpf.Map `ebpf:"endpoints"`
 	EpConfig  *ebpf.Map `ebpf:"ep_config"`
 	Events    *ebpf.Map `ebpf:"events"`
@@ -212,7 +222,7 @@ type tcMaps struct {
 
 func (m *tcMaps) Close() error {
 	return _TcClose(
-		m.Ct4,
+		m.Ct,
 		m.Endpoints,
 		m.EpConfig,
 		m.Events,

@@ -4,6 +4,10 @@
 /* Policy enforcement on the host side of each endpoint's veth (TCX). */
 #include "common.h"
 
+#ifndef IPPROTO_ICMPV6
+#define IPPROTO_ICMPV6 58
+#endif
+
 #define VERDICT_ALLOWED 0
 #define VERDICT_DROPPED 1
 
@@ -13,10 +17,12 @@
 #define REASON_CT_REPLY 3        /* reply of a known flow */
 #define REASON_NOT_ENFORCED 4    /* new flow, direction not enforced */
 #define REASON_NOT_IP 5          /* ARP and other non-IP: passed */
+#define REASON_ICMP6_LINK 6      /* ICMPv6 neighbour discovery, MLD: passed */
 #define REASON_DROP_POLICY 16    /* no rule allows the flow (default deny) */
 #define REASON_DROP_POLICY_DENY 17 /* a deny rule matches */
-#define REASON_DROP_UNSUPPORTED_L3 18 /* IPv6 in an enforced direction */
+/* 18 was "IPv6 in an enforced direction" (unsupported-l3): no longer emitted */
 #define REASON_DROP_INVALID 19   /* truncated or malformed header */
+#define REASON_DROP_EXT_HDR 20   /* IPv6 extension headers beyond what is parsed */
 #define REASON_MAX 32
 
 #define CT_FLAG_CLOSING 1 /* TCP FIN or RST seen */
@@ -137,16 +143,25 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } policy SEC(".maps");
 
-/* ct4: connection tracking. An entry is created by the first allowed packet
- * of a flow at one endpoint in one direction; its key is that packet's tuple. */
+/* ct: connection tracking, IPv4 and IPv6. An entry is created by the first
+ * allowed packet of a flow at one endpoint in one direction; its key is that
+ * packet's tuple (IPv4 addresses in the first 4 bytes, the rest zero). */
+union addr {
+	__be32 ip4;
+	__u8 ip6[16];
+	__u32 w[4];
+};
+
 struct ct_key {
-	__be32 saddr;
-	__be32 daddr;
+	union addr saddr;
+	union addr daddr;
 	__be16 sport;
 	__be16 dport;
 	__u16 ep_id;
 	__u8 proto;
 	__u8 dir;
+	__u8 family;
+	__u8 pad[3];
 };
 
 struct ct_value {
@@ -164,7 +179,7 @@ struct {
 	__type(value, struct ct_value);
 	__uint(max_entries, 262144);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ct4 SEC(".maps");
+} ct SEC(".maps");
 
 struct metrics_value {
 	__u64 packets;
@@ -184,8 +199,8 @@ struct event {
 	__u64 ktime;
 	__u32 src_identity;
 	__u32 dst_identity;
-	__be32 saddr;
-	__be32 daddr;
+	union addr saddr;
+	union addr daddr;
 	__be16 sport;
 	__be16 dport;
 	__u16 ep_id;
@@ -193,7 +208,8 @@ struct event {
 	__u8 dir;
 	__u8 verdict;
 	__u8 reason;
-	__u16 pad;
+	__u8 family;
+	__u8 pad;
 	__u32 ifindex;
 	__u32 pkt_len;
 };
@@ -205,12 +221,13 @@ struct {
 } events SEC(".maps");
 
 struct pkt {
-	__be32 saddr;
-	__be32 daddr;
+	union addr saddr;
+	union addr daddr;
 	__be16 sport;
 	__be16 dport;  /* for policy: 0 for ICMP */
 	__be16 ct_sport;
 	__be16 ct_dport;
+	__u8 family;
 	__u8 proto;
 	__u8 tcp_flags;
 };
@@ -226,15 +243,22 @@ static __always_inline void count(__u8 dir, __u8 reason, __u32 len)
 	}
 }
 
-static __always_inline __u32 lookup_identity(__be32 addr)
+static __always_inline __u32 lookup_identity(const struct pkt *p,
+						const union addr *a)
 {
-	struct ipcache_key k = {
-		.prefixlen = 32 + 32,
-		.family = AF_INET4,
-		.ip4 = addr,
-	};
-	struct ipcache_value *v = bpf_map_lookup_elem(&ipcache, &k);
+	struct ipcache_key k = {};
+	struct ipcache_value *v;
 
+	if (p->family == AF_INET6) {
+		k.prefixlen = 32 + 128;
+		k.family = AF_INET6;
+		__builtin_memcpy(k.ip6, a->ip6, 16);
+	} else {
+		k.prefixlen = 32 + 32;
+		k.family = AF_INET4;
+		k.ip4 = a->ip4;
+	}
+	v = bpf_map_lookup_elem(&ipcache, &k);
 	return v ? v->identity : IDENTITY_WORLD;
 }
 
@@ -256,6 +280,7 @@ static __always_inline void emit(struct __sk_buff *skb, const struct pkt *p,
 	}
 	e->saddr = p->saddr;
 	e->daddr = p->daddr;
+	e->family = p->family;
 	e->sport = p->sport;
 	e->dport = p->dport;
 	e->ep_id = ep_id;
@@ -269,25 +294,14 @@ static __always_inline void emit(struct __sk_buff *skb, const struct pkt *p,
 	bpf_ringbuf_submit(e, 0);
 }
 
-/* parse fills p from an IPv4 packet; returns 0 or a drop reason. */
-static __always_inline int parse4(struct __sk_buff *skb, struct pkt *p)
+/* parse_l4 reads the L4 header at off of protocol p->proto: ports, TCP
+ * flags, the ICMP echo identifier (icmp_echo: the echo request and reply
+ * types). Returns 0 or a drop reason. */
+static __always_inline int parse_l4(struct __sk_buff *skb, struct pkt *p,
+				    __u32 off, __u8 icmp_proto,
+				    __u8 echo_req, __u8 echo_rep)
 {
-	__u8 iph[20];
 	__u8 l4[14];
-	__u32 off;
-	__u16 frag;
-
-	if (bpf_skb_load_bytes(skb, ETH_HLEN, iph, sizeof(iph)) < 0)
-		return REASON_DROP_INVALID;
-	if ((iph[0] >> 4) != 4 || (iph[0] & 0xf) < 5)
-		return REASON_DROP_INVALID;
-	off = ETH_HLEN + (iph[0] & 0xf) * 4;
-	p->proto = iph[9];
-	__builtin_memcpy(&p->saddr, &iph[12], 4);
-	__builtin_memcpy(&p->daddr, &iph[16], 4);
-	frag = ((__u16)iph[6] << 8 | iph[7]) & 0x1fff;
-	if (frag)
-		return 0; /* non-first fragment: no L4 header, ports 0 */
 
 	switch (p->proto) {
 	case IPPROTO_TCP:
@@ -300,16 +314,23 @@ static __always_inline int parse4(struct __sk_buff *skb, struct pkt *p)
 		if (bpf_skb_load_bytes(skb, off, l4, 4) < 0)
 			return REASON_DROP_INVALID;
 		break;
-	case IPPROTO_ICMP:
+	default:
+		if (p->proto != icmp_proto)
+			return 0;
 		if (bpf_skb_load_bytes(skb, off, l4, 8) < 0)
 			return REASON_DROP_INVALID;
 		/* echo request/reply: the identifier keys the flow both ways */
-		if (l4[0] == 8 || l4[0] == 0) {
+		if (l4[0] == echo_req || l4[0] == echo_rep) {
 			__builtin_memcpy(&p->ct_sport, &l4[4], 2);
 			p->ct_dport = p->ct_sport;
 		}
-		return 0;
-	default:
+		/* ICMPv6 link control, never application data: multicast
+		 * listener queries and reports (130-132, 143) and router and
+		 * neighbour discovery (133-137), without which IPv6 does not
+		 * work on the link. Passed whatever the policy. */
+		if (icmp_proto == IPPROTO_ICMPV6 &&
+		    ((l4[0] >= 130 && l4[0] <= 137) || l4[0] == 143))
+			return REASON_ICMP6_LINK;
 		return 0;
 	}
 	__builtin_memcpy(&p->sport, &l4[0], 2);
@@ -317,6 +338,99 @@ static __always_inline int parse4(struct __sk_buff *skb, struct pkt *p)
 	p->ct_sport = p->sport;
 	p->ct_dport = p->dport;
 	return 0;
+}
+
+/* parse4 fills p from an IPv4 packet; returns 0 or a reason. */
+static __always_inline int parse4(struct __sk_buff *skb, struct pkt *p)
+{
+	__u8 iph[20];
+	__u16 frag;
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, iph, sizeof(iph)) < 0)
+		return REASON_DROP_INVALID;
+	if ((iph[0] >> 4) != 4 || (iph[0] & 0xf) < 5)
+		return REASON_DROP_INVALID;
+	p->family = AF_INET4;
+	p->proto = iph[9];
+	__builtin_memcpy(&p->saddr.ip4, &iph[12], 4);
+	__builtin_memcpy(&p->daddr.ip4, &iph[16], 4);
+	frag = ((__u16)iph[6] << 8 | iph[7]) & 0x1fff;
+	if (frag)
+		return 0; /* non-first fragment: no L4 header, ports 0 */
+	return parse_l4(skb, p, ETH_HLEN + (iph[0] & 0xf) * 4, IPPROTO_ICMP, 8, 0);
+}
+
+/* IPv6 extension headers parse6 walks; more of them is refused. */
+#define IPV6_MAX_EXT_HDRS 6
+#define NEXTHDR_HOP 0
+#define NEXTHDR_ROUTING 43
+#define NEXTHDR_FRAGMENT 44
+#define NEXTHDR_AUTH 51
+#define NEXTHDR_NONE 59
+#define NEXTHDR_DEST 60
+
+/* parse6 fills p from an IPv6 packet, walking its extension headers
+ * (hop-by-hop, routing, destination options, fragment, authentication) to
+ * the L4 header; returns 0 or a reason. A packet with more extension headers
+ * than IPV6_MAX_EXT_HDRS is dropped, never passed unparsed. */
+static __always_inline int parse6(struct __sk_buff *skb, struct pkt *p)
+{
+	__u8 ip6h[40];
+	__u8 ext[4];
+	__u32 off = ETH_HLEN + 40;
+	__u8 nexthdr;
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, ip6h, sizeof(ip6h)) < 0)
+		return REASON_DROP_INVALID;
+	if ((ip6h[0] >> 4) != 6)
+		return REASON_DROP_INVALID;
+	p->family = AF_INET6;
+	nexthdr = ip6h[6];
+	__builtin_memcpy(p->saddr.ip6, &ip6h[8], 16);
+	__builtin_memcpy(p->daddr.ip6, &ip6h[24], 16);
+
+#pragma unroll
+	for (int i = 0; i < IPV6_MAX_EXT_HDRS; i++) {
+		switch (nexthdr) {
+		case NEXTHDR_HOP:
+		case NEXTHDR_ROUTING:
+		case NEXTHDR_DEST:
+			if (bpf_skb_load_bytes(skb, off, ext, 2) < 0)
+				return REASON_DROP_INVALID;
+			nexthdr = ext[0];
+			off += ((__u32)ext[1] + 1) * 8;
+			continue;
+		case NEXTHDR_AUTH:
+			if (bpf_skb_load_bytes(skb, off, ext, 2) < 0)
+				return REASON_DROP_INVALID;
+			nexthdr = ext[0];
+			off += ((__u32)ext[1] + 2) * 4;
+			continue;
+		case NEXTHDR_FRAGMENT:
+			if (bpf_skb_load_bytes(skb, off, ext, 4) < 0)
+				return REASON_DROP_INVALID;
+			nexthdr = ext[0];
+			off += 8;
+			if (((__u16)ext[2] << 8 | ext[3]) & 0xfff8) {
+				p->proto = nexthdr;
+				return 0; /* non-first fragment: no L4 header, ports 0 */
+			}
+			continue;
+		default:
+			p->proto = nexthdr;
+			return parse_l4(skb, p, off, IPPROTO_ICMPV6, 128, 129);
+		}
+	}
+	switch (nexthdr) {
+	case NEXTHDR_HOP:
+	case NEXTHDR_ROUTING:
+	case NEXTHDR_DEST:
+	case NEXTHDR_AUTH:
+	case NEXTHDR_FRAGMENT:
+		return REASON_DROP_EXT_HDR;
+	}
+	p->proto = nexthdr;
+	return parse_l4(skb, p, off, IPPROTO_ICMPV6, 128, 129);
 }
 
 /* policy_match returns the most specific entry for k's identity, or NULL. */
@@ -446,18 +560,18 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		return TC_ACT_UNSPEC;
 	enforced = dir == DIR_INGRESS ? cfg->enforce_ingress : cfg->enforce_egress;
 
-	if (skb->protocol != bpf_htons(ETH_P_IP)) {
-		if (skb->protocol == bpf_htons(ETH_P_IPV6) && enforced) {
-			count(dir, REASON_DROP_UNSUPPORTED_L3, skb->len);
-			emit(skb, &p, ep_id, cfg->identity, IDENTITY_WORLD, dir,
-			     VERDICT_DROPPED, REASON_DROP_UNSUPPORTED_L3);
-			return TC_ACT_SHOT;
-		}
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		reason = parse4(skb, &p);
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		reason = parse6(skb, &p);
+	} else {
 		count(dir, REASON_NOT_IP, skb->len);
 		return TC_ACT_UNSPEC;
 	}
-
-	reason = parse4(skb, &p);
+	if (reason == REASON_ICMP6_LINK) {
+		count(dir, reason, skb->len);
+		return TC_ACT_UNSPEC;
+	}
 	if (reason) {
 		count(dir, reason, skb->len);
 		emit(skb, &p, ep_id, cfg->identity, IDENTITY_WORLD, dir,
@@ -473,7 +587,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	ck.ep_id = ep_id;
 	ck.proto = p.proto;
 	ck.dir = dir;
-	cv = bpf_map_lookup_elem(&ct4, &ck);
+	ck.family = p.family;
+	cv = bpf_map_lookup_elem(&ct, &ck);
 	if (cv && ct_refresh(cv, &p, now, skb->len, 0)) {
 		count(dir, REASON_CT_ESTABLISHED, skb->len);
 		return TC_ACT_UNSPEC;
@@ -486,14 +601,15 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	rk.ep_id = ep_id;
 	rk.proto = p.proto;
 	rk.dir = dir ^ 1;
-	cv = bpf_map_lookup_elem(&ct4, &rk);
+	rk.family = p.family;
+	cv = bpf_map_lookup_elem(&ct, &rk);
 	if (cv && ct_refresh(cv, &p, now, skb->len, 1)) {
 		count(dir, REASON_CT_REPLY, skb->len);
 		return TC_ACT_UNSPEC;
 	}
 
 	/* New flow. */
-	peer_id = lookup_identity(dir == DIR_INGRESS ? p.saddr : p.daddr);
+	peer_id = lookup_identity(&p, dir == DIR_INGRESS ? &p.saddr : &p.daddr);
 	if (enforced)
 		reason = policy_verdict(ep_id, dir, peer_id, &p);
 	else
@@ -516,7 +632,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		if (p.proto == IPPROTO_TCP &&
 		    (p.tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)))
 			nv.flags |= CT_FLAG_CLOSING;
-		bpf_map_update_elem(&ct4, &ck, &nv, BPF_ANY);
+		bpf_map_update_elem(&ct, &ck, &nv, BPF_ANY);
 	}
 	count(dir, reason, skb->len);
 	if (trace_sample &&
