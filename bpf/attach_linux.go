@@ -16,7 +16,8 @@ import (
 // Links are pinned under PinDir/links with names that say what they attach:
 //
 //	tcx_<ifindex>_ingress, tcx_<ifindex>_egress
-//	cgroup_<inode>_<hook>   (hook: connect4, sendmsg4, recvmsg4, getpeername4)
+//	cgroup_<inode>_<hook>   (hook: connect4, sendmsg4, recvmsg4, getpeername4,
+//	                         connect6, sendmsg6, recvmsg6, getpeername6, release)
 //
 // Load finds the program of a pinned link from its name.
 
@@ -35,6 +36,10 @@ var cgroupPoints = []attachPoint{
 	{"sendmsg4", ebpf.AttachCGroupUDP4Sendmsg},
 	{"recvmsg4", ebpf.AttachCGroupUDP4Recvmsg},
 	{"getpeername4", ebpf.AttachCgroupInet4GetPeername},
+	{"connect6", ebpf.AttachCGroupInet6Connect},
+	{"sendmsg6", ebpf.AttachCGroupUDP6Sendmsg},
+	{"recvmsg6", ebpf.AttachCGroupUDP6Recvmsg},
+	{"getpeername6", ebpf.AttachCgroupInet6GetPeername},
 	{"release", ebpf.AttachCgroupInetSockRelease},
 }
 
@@ -60,6 +65,14 @@ func (d *Datapath) program(name string) (*ebpf.Program, bool) {
 		return d.sock.SockRecvmsg4, true
 	case kind == "cgroup" && hook == "getpeername4":
 		return d.sock.SockGetpeername4, true
+	case kind == "cgroup" && hook == "connect6":
+		return d.sock.SockConnect6, true
+	case kind == "cgroup" && hook == "sendmsg6":
+		return d.sock.SockSendmsg6, true
+	case kind == "cgroup" && hook == "recvmsg6":
+		return d.sock.SockRecvmsg6, true
+	case kind == "cgroup" && hook == "getpeername6":
+		return d.sock.SockGetpeername6, true
 	case kind == "cgroup" && hook == "release":
 		return d.sock.SockRelease, true
 	}

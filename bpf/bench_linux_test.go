@@ -203,52 +203,57 @@ func BenchmarkPolicyIptablesVsBPF(b *testing.B) {
 }
 
 // BenchmarkConnectClusterIP compares connect() to a ClusterIP (rewritten by
-// the connect4 program) with connect() straight to the backend, from a
-// process in the attached cgroup, for TCP (full handshake on loopback) and
-// UDP (connect only sets the peer: the hook's cost shows most). Target:
-// ratio <= 1.1.
+// the connect4 or connect6 program) with connect() straight to the backend,
+// from a process in the attached cgroup, for TCP (full handshake on
+// loopback) and UDP (connect only sets the peer: the hook's cost shows
+// most), over IPv4 and IPv6. Target: ratio <= 1.1.
 func BenchmarkConnectClusterIP(b *testing.B) {
 	d := load(b, Options{PinDir: newBPFFS(b)})
 	cg := newCgroup(b)
 	must(b, d.AttachCgroup(cg))
-	be := backendServer(b)
-	fe := netip.MustParseAddrPort("10.96.0.20:80")
-	for _, proto := range []uint8{ProtoTCP, ProtoUDP} {
-		must(b, d.Services().Update(Frontend{Addr: fe.Addr(), Port: fe.Port(), Proto: proto}, []Backend{{Addr: be.Addr(), Port: be.Port()}}))
-	}
 	measure := func(mode string, addr netip.AddrPort, n int) float64 {
 		var r helperBench
 		must(b, json.Unmarshal(runInCgroup(b, cg, mode, addr.String(), fmt.Sprint(n)), &r))
 		return r.NsPerOp
 	}
-	for _, tc := range []struct {
-		mode string
-		n    int
-	}{{"connect-tcp", 10000}, {"connect-udp", 50000}} {
-		// Rounds alternate which goes first; each round's ratio compares
-		// two runs made back to back, so that drift of the machine (other
-		// load, frequency) cancels out. The ratio reported is the median of
-		// those; the medians of the times are reported too.
-		var svc, direct, ratios []float64
-		for range b.N {
-			for i := range 2 * benchRounds {
-				var s, d float64
-				if i%2 == 0 {
-					s = measure(tc.mode, fe, tc.n)
-					d = measure(tc.mode, be, tc.n)
-				} else {
-					d = measure(tc.mode, be, tc.n)
-					s = measure(tc.mode, fe, tc.n)
-				}
-				svc, direct, ratios = append(svc, s), append(direct, d), append(ratios, s/d)
-			}
+	for _, fam := range []struct{ name, lo, fe string }{
+		{"ipv4", "127.0.0.1", "10.96.0.20:80"},
+		{"ipv6", "::1", "[fd00:96::20]:80"},
+	} {
+		be := backendServerOn(b, fam.lo)
+		fe := netip.MustParseAddrPort(fam.fe)
+		for _, proto := range []uint8{ProtoTCP, ProtoUDP} {
+			must(b, d.Services().Update(Frontend{Addr: fe.Addr(), Port: fe.Port(), Proto: proto}, []Backend{{Addr: be.Addr(), Port: be.Port()}}))
 		}
-		s, dd, r := median(svc), median(direct), median(ratios)
-		name := strings.TrimPrefix(tc.mode, "connect-")
-		b.ReportMetric(s, "ns/connect-"+name+"-clusterip")
-		b.ReportMetric(dd, "ns/connect-"+name+"-direct")
-		b.ReportMetric(r, "ratio-"+name+"-clusterip/direct")
-		b.Logf("%s connect(), %d rounds x %d: median ClusterIP %.0f ns, direct %.0f ns; median of the rounds' ratios %.3f (target <= 1.1), ratio of the medians %.3f",
-			name, len(svc), tc.n, s, dd, r, s/dd)
+		for _, tc := range []struct {
+			mode string
+			n    int
+		}{{"connect-tcp", 10000}, {"connect-udp", 50000}} {
+			// Rounds alternate which goes first; each round's ratio compares
+			// two runs made back to back, so that drift of the machine (other
+			// load, frequency) cancels out. The ratio reported is the median of
+			// those; the medians of the times are reported too.
+			var svc, direct, ratios []float64
+			for range b.N {
+				for i := range 2 * benchRounds {
+					var s, d float64
+					if i%2 == 0 {
+						s = measure(tc.mode, fe, tc.n)
+						d = measure(tc.mode, be, tc.n)
+					} else {
+						d = measure(tc.mode, be, tc.n)
+						s = measure(tc.mode, fe, tc.n)
+					}
+					svc, direct, ratios = append(svc, s), append(direct, d), append(ratios, s/d)
+				}
+			}
+			s, dd, r := median(svc), median(direct), median(ratios)
+			name := fam.name + "-" + strings.TrimPrefix(tc.mode, "connect-")
+			b.ReportMetric(s, "ns/connect-"+name+"-clusterip")
+			b.ReportMetric(dd, "ns/connect-"+name+"-direct")
+			b.ReportMetric(r, "ratio-"+name+"-clusterip/direct")
+			b.Logf("%s connect(), %d rounds x %d: median ClusterIP %.0f ns, direct %.0f ns; median of the rounds' ratios %.3f (target <= 1.1), ratio of the medians %.3f",
+				name, len(svc), tc.n, s, dd, r, s/dd)
+		}
 	}
 }

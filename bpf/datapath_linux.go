@@ -62,7 +62,7 @@ func Load(opts Options) (*Datapath, error) {
 		return nil, err
 	}
 	d.policy = policy
-	d.services = &Services{m: d.sock.Lb4Services}
+	d.services = &Services{m4: d.sock.Lb4Services, m6: d.sock.Lb6Services}
 	if err := d.restoreLinks(); err != nil {
 		_ = d.Close()
 		return nil, err
@@ -229,6 +229,6 @@ func (d *Datapath) pinnedMaps() []*ebpf.Map {
 	return []*ebpf.Map{
 		d.tc.Ipcache, d.tc.Endpoints, d.tc.EpConfig, d.tc.PolicyGen,
 		d.tc.Policy, d.tc.Ct, d.tc.Metrics, d.tc.Events,
-		d.sock.Lb4Services, d.sock.Lb4Revnat, d.sock.Lb4RevnatSk,
+		d.sock.Lb4Services, d.sock.Lb4Revnat, d.sock.Lb4RevnatSk, d.sock.Lb6Services, d.sock.Lb6Revnat,
 	}
 }

@@ -90,13 +90,21 @@ func runHelper(args []string) error {
 	return nil
 }
 
-func sockaddr(a netip.AddrPort) *unix.SockaddrInet4 {
-	return &unix.SockaddrInet4{Addr: a.Addr().As4(), Port: int(a.Port())}
+// sockaddr is a's socket address, IPv6 (also for an IPv4-mapped address:
+// an IPv6 socket) or IPv4; family is the socket family to use with it.
+func sockaddr(a netip.AddrPort) (sa unix.Sockaddr, family int) {
+	if a.Addr().Is6() {
+		return &unix.SockaddrInet6{Addr: a.Addr().As16(), Port: int(a.Port())}, unix.AF_INET6
+	}
+	return &unix.SockaddrInet4{Addr: a.Addr().As4(), Port: int(a.Port())}, unix.AF_INET
 }
 
 func fromSockaddr(sa unix.Sockaddr) string {
-	if s, ok := sa.(*unix.SockaddrInet4); ok {
+	switch s := sa.(type) {
+	case *unix.SockaddrInet4:
 		return netip.AddrPortFrom(netip.AddrFrom4(s.Addr), uint16(s.Port)).String()
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(s.Addr), uint16(s.Port)).String()
 	}
 	return fmt.Sprint(sa)
 }
@@ -104,13 +112,14 @@ func fromSockaddr(sa unix.Sockaddr) string {
 // helperTCP connects with raw syscalls so that getpeername is what the
 // kernel (and the getpeername4 program) says.
 func helperTCP(addr netip.AddrPort) (helperResult, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	sa, family := sockaddr(addr)
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return helperResult{}, err
 	}
 	f := os.NewFile(uintptr(fd), "tcp")
 	defer f.Close()
-	if err := unix.Connect(fd, sockaddr(addr)); err != nil {
+	if err := unix.Connect(fd, sa); err != nil {
 		return helperResult{}, fmt.Errorf("connect %v: %w", addr, err)
 	}
 	peer, err := unix.Getpeername(fd)
@@ -127,7 +136,8 @@ func helperTCP(addr netip.AddrPort) (helperResult, error) {
 // helperUDP sends from an unconnected socket (sendmsg4) and receives with
 // recvfrom (recvmsg4).
 func helperUDP(addr netip.AddrPort) (helperResult, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	sa, family := sockaddr(addr)
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return helperResult{}, err
 	}
@@ -136,7 +146,7 @@ func helperUDP(addr netip.AddrPort) (helperResult, error) {
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		return helperResult{}, err
 	}
-	if err := unix.Sendto(fd, []byte("who"), 0, sockaddr(addr)); err != nil {
+	if err := unix.Sendto(fd, []byte("who"), 0, sa); err != nil {
 		return helperResult{}, fmt.Errorf("sendto %v: %w", addr, err)
 	}
 	buf := make([]byte, 256)
@@ -154,8 +164,9 @@ func benchConnect(tcp bool, addr netip.AddrPort, n int) (float64, error) {
 		typ = unix.SOCK_STREAM
 	}
 	var total time.Duration
+	sa, family := sockaddr(addr)
 	for range n {
-		fd, err := unix.Socket(unix.AF_INET, typ|unix.SOCK_CLOEXEC, 0)
+		fd, err := unix.Socket(family, typ|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return 0, err
 		}
@@ -164,7 +175,7 @@ func benchConnect(tcp bool, addr netip.AddrPort, n int) (float64, error) {
 			_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1})
 		}
 		start := time.Now()
-		err = unix.Connect(fd, sockaddr(addr))
+		err = unix.Connect(fd, sa)
 		total += time.Since(start)
 		unix.Close(fd)
 		if err != nil {
@@ -226,14 +237,18 @@ func runInCgroup(tb testing.TB, dir string, args ...string) []byte {
 
 // backendServer is a TCP and UDP server on 127.0.0.1 that answers every
 // connection or datagram with its own address.
-func backendServer(tb testing.TB) netip.AddrPort {
+func backendServer(tb testing.TB) netip.AddrPort { return backendServerOn(tb, "127.0.0.1") }
+
+// backendServerOn is backendServer on the loopback address lo (127.0.0.1
+// or ::1).
+func backendServerOn(tb testing.TB, lo string) netip.AddrPort {
 	tb.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", net.JoinHostPort(lo, "0"))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	addr := netip.MustParseAddrPort(ln.Addr().String())
-	pc, err := net.ListenPacket("udp4", addr.String())
+	pc, err := net.ListenPacket("udp", addr.String())
 	if err != nil {
 		tb.Fatal(err)
 	}

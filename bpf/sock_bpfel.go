@@ -30,6 +30,51 @@ type sockLb4Value struct {
 	Count uint16
 }
 
+type sockLb6Key struct {
+	_    structs.HostLayout
+	Addr struct {
+		_ structs.HostLayout
+		W [4]uint32
+	}
+	Port  uint16
+	Proto uint8
+	Pad   uint8
+	Slot  uint16
+	Pad2  uint16
+}
+
+type sockLb6Value struct {
+	_    structs.HostLayout
+	Addr struct {
+		_ structs.HostLayout
+		W [4]uint32
+	}
+	Port  uint16
+	Count uint16
+}
+
+type sockRevnat6Key struct {
+	_      structs.HostLayout
+	Cookie uint64
+	Addr   struct {
+		_ structs.HostLayout
+		W [4]uint32
+	}
+	Port uint16
+	Pad  uint16
+	Pad2 uint32
+}
+
+type sockRevnat6Value struct {
+	_    structs.HostLayout
+	Addr struct {
+		_ structs.HostLayout
+		W [4]uint32
+	}
+	Port uint16
+	Pad  uint16
+}
+
 type sockRevnatKey struct {
 	_      structs.HostLayout
 	Cookie uint64
@@ -63,11 +108,17 @@ const (
 	sockMapLb4Revnat         = "lb4_revnat"
 	sockMapLb4RevnatSk       = "lb4_revnat_sk"
 	sockMapLb4Services       = "lb4_services"
+	sockMapLb6Revnat         = "lb6_revnat"
+	sockMapLb6Services       = "lb6_services"
 	sockProgSockConnect4     = "sock_connect4"
+	sockProgSockConnect6     = "sock_connect6"
 	sockProgSockGetpeername4 = "sock_getpeername4"
+	sockProgSockGetpeername6 = "sock_getpeername6"
 	sockProgSockRecvmsg4     = "sock_recvmsg4"
+	sockProgSockRecvmsg6     = "sock_recvmsg6"
 	sockProgSockRelease      = "sock_release"
 	sockProgSockSendmsg4     = "sock_sendmsg4"
+	sockProgSockSendmsg6     = "sock_sendmsg6"
 )
 
 // loadSock returns the embedded CollectionSpec for sock.
@@ -113,10 +164,14 @@ type sockSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockProgramSpecs struct {
 	SockConnect4     *ebpf.ProgramSpec `ebpf:"sock_connect4"`
+	SockConnect6     *ebpf.ProgramSpec `ebpf:"sock_connect6"`
 	SockGetpeername4 *ebpf.ProgramSpec `ebpf:"sock_getpeername4"`
+	SockGetpeername6 *ebpf.ProgramSpec `ebpf:"sock_getpeername6"`
 	SockRecvmsg4     *ebpf.ProgramSpec `ebpf:"sock_recvmsg4"`
+	SockRecvmsg6     *ebpf.ProgramSpec `ebpf:"sock_recvmsg6"`
 	SockRelease      *ebpf.ProgramSpec `ebpf:"sock_release"`
 	SockSendmsg4     *ebpf.ProgramSpec `ebpf:"sock_sendmsg4"`
+	SockSendmsg6     *ebpf.ProgramSpec `ebpf:"sock_sendmsg6"`
 }
 
 // sockMapSpecs contains maps before they are loaded into the kernel.
@@ -126,6 +181,8 @@ type sockMapSpecs struct {
 	Lb4Revnat   *ebpf.MapSpec `ebpf:"lb4_revnat"`
 	Lb4RevnatSk *ebpf.MapSpec `ebpf:"lb4_revnat_sk"`
 	Lb4Services *ebpf.MapSpec `ebpf:"lb4_services"`
+	Lb6Revnat   *ebpf.MapSpec `ebpf:"lb6_revnat"`
+	Lb6Services *ebpf.MapSpec `ebpf:"lb6_services"`
 }
 
 // sockVariableSpecs contains global variables before they are loaded into the kernel.
@@ -157,6 +214,8 @@ type sockMaps struct {
 	Lb4Revnat   *ebpf.Map `ebpf:"lb4_revnat"`
 	Lb4RevnatSk *ebpf.Map `ebpf:"lb4_revnat_sk"`
 	Lb4Services *ebpf.Map `ebpf:"lb4_services"`
+	Lb6Revnat   *ebpf.Map `ebpf:"lb6_revnat"`
+	Lb6Services *ebpf.Map `ebpf:"lb6_services"`
 }
 
 func (m *sockMaps) Close() error {
@@ -164,6 +223,8 @@ func (m *sockMaps) Close() error {
 		m.Lb4Revnat,
 		m.Lb4RevnatSk,
 		m.Lb4Services,
+		m.Lb6Revnat,
+		m.Lb6Services,
 	)
 }
 
@@ -178,19 +239,27 @@ type sockVariables struct {
 // It can be passed to loadSockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockPrograms struct {
 	SockConnect4     *ebpf.Program `ebpf:"sock_connect4"`
+	SockConnect6     *ebpf.Program `ebpf:"sock_connect6"`
 	SockGetpeername4 *ebpf.Program `ebpf:"sock_getpeername4"`
+	SockGetpeername6 *ebpf.Program `ebpf:"sock_getpeername6"`
 	SockRecvmsg4     *ebpf.Program `ebpf:"sock_recvmsg4"`
+	SockRecvmsg6     *ebpf.Program `ebpf:"sock_recvmsg6"`
 	SockRelease      *ebpf.Program `ebpf:"sock_release"`
 	SockSendmsg4     *ebpf.Program `ebpf:"sock_sendmsg4"`
+	SockSendmsg6     *ebpf.Program `ebpf:"sock_sendmsg6"`
 }
 
 func (p *sockPrograms) Close() error {
 	return _SockClose(
 		p.SockConnect4,
+		p.SockConnect6,
 		p.SockGetpeername4,
+		p.SockGetpeername6,
 		p.SockRecvmsg4,
+		p.SockRecvmsg6,
 		p.SockRelease,
 		p.SockSendmsg4,
+		p.SockSendmsg6,
 	)
 }
 

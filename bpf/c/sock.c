@@ -117,28 +117,23 @@ static __always_inline __be16 ctx_port(const struct bpf_sock_addr *ctx)
 	return (__be16)port;
 }
 
-/* xlate rewrites ctx's destination if it is a frontend. by_cookie picks the
- * backend by a hash of the socket cookie (sticky per socket), otherwise at
- * random. */
-static __always_inline void xlate(struct bpf_sock_addr *ctx, int by_cookie)
+/* pick4 picks a backend of the IPv4 frontend (addr, port, proto), by a hash
+ * of the socket cookie (by_cookie: sticky per socket) or at random; NULL if
+ * it is not a frontend (or has no backends). */
+static __always_inline struct lb4_value *pick4(__be32 addr, __be16 port,
+					       __u8 proto, __u64 cookie,
+					       int by_cookie)
 {
 	struct lb4_key k = {};
 	struct lb4_value *svc, *be;
-	struct revnat_key rk = {};
-	struct revnat_value rv = {};
-	__u64 cookie;
 	__u32 pick;
 
-	if (ctx->protocol != IPPROTO_TCP && ctx->protocol != IPPROTO_UDP)
-		return;
-	k.addr = ctx->user_ip4;
-	k.port = ctx_port(ctx);
-	k.proto = ctx->protocol;
+	k.addr = addr;
+	k.port = port;
+	k.proto = proto;
 	svc = bpf_map_lookup_elem(&lb4_services, &k);
 	if (!svc || svc->count == 0)
-		return;
-
-	cookie = bpf_get_socket_cookie(ctx);
+		return NULL;
 	if (by_cookie)
 		pick = (__u32)(cookie ^ (cookie >> 32)) * 2654435761u;
 	else
@@ -149,43 +144,81 @@ static __always_inline void xlate(struct bpf_sock_addr *ctx, int by_cookie)
 		/* racing with a shrink: fall back to the first backend */
 		k.slot = 1;
 		be = bpf_map_lookup_elem(&lb4_services, &k);
-		if (!be)
-			return;
 	}
+	return be;
+}
 
-	if (by_cookie || !claim_slot(cookie, be->addr, be->port, ctx->user_ip4, ctx_port(ctx))) {
-		rk.cookie = cookie;
-		rk.addr = be->addr;
-		rk.port = be->port;
-		rv.addr = ctx->user_ip4;
-		rv.port = ctx_port(ctx);
-		bpf_map_update_elem(&lb4_revnat, &rk, &rv, BPF_ANY);
-	}
+/* remember4 records the reverse translation backend -> frontend of a
+ * socket in lb4_revnat. */
+static __always_inline void remember4(__u64 cookie, const struct lb4_value *be,
+				      __be32 fe_addr, __be16 fe_port)
+{
+	struct revnat_key rk = {};
+	struct revnat_value rv = {};
 
+	rk.cookie = cookie;
+	rk.addr = be->addr;
+	rk.port = be->port;
+	rv.addr = fe_addr;
+	rv.port = fe_port;
+	bpf_map_update_elem(&lb4_revnat, &rk, &rv, BPF_ANY);
+}
+
+/* xlate rewrites ctx's destination if it is a frontend. by_cookie picks the
+ * backend by a hash of the socket cookie (sticky per socket), otherwise at
+ * random. */
+static __always_inline void xlate(struct bpf_sock_addr *ctx, int by_cookie)
+{
+	struct lb4_value *be;
+	__u64 cookie;
+
+	if (ctx->protocol != IPPROTO_TCP && ctx->protocol != IPPROTO_UDP)
+		return;
+	cookie = bpf_get_socket_cookie(ctx);
+	be = pick4(ctx->user_ip4, ctx_port(ctx), ctx->protocol, cookie, by_cookie);
+	if (!be)
+		return;
+	if (by_cookie || !claim_slot(cookie, be->addr, be->port, ctx->user_ip4, ctx_port(ctx)))
+		remember4(cookie, be, ctx->user_ip4, ctx_port(ctx));
 	ctx->user_ip4 = be->addr;
 	ctx->user_port = (__u32)be->port;
 }
 
-static __always_inline void revnat(struct bpf_sock_addr *ctx)
+/* revnat4 returns the frontend of the socket cookie's translation to the
+ * backend (addr, port), if any: from its slot, else from lb4_revnat. */
+static __always_inline int revnat4(__u64 cookie, __be32 addr, __be16 port,
+				   __be32 *fe_addr, __be16 *fe_port)
 {
 	struct revnat_key rk = {};
 	struct revnat_value *rv;
 	struct revnat_slot *s;
 
-	rk.cookie = bpf_get_socket_cookie(ctx);
-	rk.addr = ctx->user_ip4;
-	rk.port = ctx_port(ctx);
-	s = sk_slot(rk.cookie);
-	if (s && s->cookie == rk.cookie && s->be_addr == rk.addr && s->be_port == rk.port) {
-		ctx->user_ip4 = s->fe_addr;
-		ctx->user_port = (__u32)s->fe_port;
-		return;
+	s = sk_slot(cookie);
+	if (s && s->cookie == cookie && s->be_addr == addr && s->be_port == port) {
+		*fe_addr = s->fe_addr;
+		*fe_port = s->fe_port;
+		return 1;
 	}
+	rk.cookie = cookie;
+	rk.addr = addr;
+	rk.port = port;
 	rv = bpf_map_lookup_elem(&lb4_revnat, &rk);
 	if (!rv)
-		return;
-	ctx->user_ip4 = rv->addr;
-	ctx->user_port = (__u32)rv->port;
+		return 0;
+	*fe_addr = rv->addr;
+	*fe_port = rv->port;
+	return 1;
+}
+
+static __always_inline void revnat(struct bpf_sock_addr *ctx)
+{
+	__be32 addr;
+	__be16 port;
+
+	if (revnat4(bpf_get_socket_cookie(ctx), ctx->user_ip4, ctx_port(ctx), &addr, &port)) {
+		ctx->user_ip4 = addr;
+		ctx->user_port = (__u32)port;
+	}
 }
 
 SEC("cgroup/connect4")
@@ -216,21 +249,218 @@ int sock_getpeername4(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
+/* IPv6: lb6_services and lb6_revnat are lb4_services and lb4_revnat with
+ * 16-byte addresses. An IPv6 socket's IPv4-mapped destination
+ * (::ffff:a.b.c.d) is an IPv4 frontend: it is translated through lb4_services
+ * (and lb4_revnat) to the mapped backend. IPv6 sockets keep their reverse
+ * translation in lb6_revnat (no slot array). */
+union addr6 {
+	__u32 w[4];
+	__u8 b[16];
+};
+
+struct lb6_key {
+	union addr6 addr;
+	__be16 port;
+	__u8 proto;
+	__u8 pad;
+	__u16 slot;
+	__u16 pad2;
+};
+
+struct lb6_value {
+	union addr6 addr;
+	__be16 port;
+	__u16 count;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct lb6_key);
+	__type(value, struct lb6_value);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb6_services SEC(".maps");
+
+struct revnat6_key {
+	__u64 cookie;
+	union addr6 addr;
+	__be16 port;
+	__u16 pad;
+	__u32 pad2;
+};
+
+struct revnat6_value {
+	union addr6 addr;
+	__be16 port;
+	__u16 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct revnat6_key);
+	__type(value, struct revnat6_value);
+	__uint(max_entries, 262144);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb6_revnat SEC(".maps");
+
+static __always_inline void load_ip6(const struct bpf_sock_addr *ctx, union addr6 *a)
+{
+	a->w[0] = ctx->user_ip6[0];
+	a->w[1] = ctx->user_ip6[1];
+	a->w[2] = ctx->user_ip6[2];
+	a->w[3] = ctx->user_ip6[3];
+}
+
+static __always_inline void store_ip6(struct bpf_sock_addr *ctx, const union addr6 *a)
+{
+	ctx->user_ip6[0] = a->w[0];
+	ctx->user_ip6[1] = a->w[1];
+	ctx->user_ip6[2] = a->w[2];
+	ctx->user_ip6[3] = a->w[3];
+}
+
+static __always_inline int v4mapped(const union addr6 *a)
+{
+	return a->w[0] == 0 && a->w[1] == 0 && a->w[2] == bpf_htonl(0xffff);
+}
+
+static __always_inline void xlate6(struct bpf_sock_addr *ctx, int by_cookie)
+{
+	struct lb6_key k = {};
+	struct lb6_value *svc, *be;
+	struct revnat6_key rk = {};
+	struct revnat6_value rv = {};
+	__u64 cookie;
+	__u32 pick;
+
+	if (ctx->protocol != IPPROTO_TCP && ctx->protocol != IPPROTO_UDP)
+		return;
+	load_ip6(ctx, &k.addr);
+	cookie = bpf_get_socket_cookie(ctx);
+	if (v4mapped(&k.addr)) {
+		struct lb4_value *be4 = pick4(k.addr.w[3], ctx_port(ctx), ctx->protocol, cookie, by_cookie);
+
+		if (!be4)
+			return;
+		remember4(cookie, be4, k.addr.w[3], ctx_port(ctx));
+		ctx->user_ip6[3] = be4->addr;
+		ctx->user_port = (__u32)be4->port;
+		return;
+	}
+	k.port = ctx_port(ctx);
+	k.proto = ctx->protocol;
+	svc = bpf_map_lookup_elem(&lb6_services, &k);
+	if (!svc || svc->count == 0)
+		return;
+	if (by_cookie)
+		pick = (__u32)(cookie ^ (cookie >> 32)) * 2654435761u;
+	else
+		pick = bpf_get_prandom_u32();
+	k.slot = pick % svc->count + 1;
+	be = bpf_map_lookup_elem(&lb6_services, &k);
+	if (!be) {
+		k.slot = 1;
+		be = bpf_map_lookup_elem(&lb6_services, &k);
+		if (!be)
+			return;
+	}
+	rk.cookie = cookie;
+	rk.addr = be->addr;
+	rk.port = be->port;
+	rv.addr = k.addr;
+	rv.port = k.port;
+	bpf_map_update_elem(&lb6_revnat, &rk, &rv, BPF_ANY);
+	store_ip6(ctx, &be->addr);
+	ctx->user_port = (__u32)be->port;
+}
+
+static __always_inline void revnat6(struct bpf_sock_addr *ctx)
+{
+	struct revnat6_key rk = {};
+	struct revnat6_value *rv;
+
+	rk.cookie = bpf_get_socket_cookie(ctx);
+	load_ip6(ctx, &rk.addr);
+	rk.port = ctx_port(ctx);
+	if (v4mapped(&rk.addr)) {
+		__be32 addr;
+		__be16 port;
+
+		if (revnat4(rk.cookie, rk.addr.w[3], rk.port, &addr, &port)) {
+			ctx->user_ip6[3] = addr;
+			ctx->user_port = (__u32)port;
+		}
+		return;
+	}
+	rv = bpf_map_lookup_elem(&lb6_revnat, &rk);
+	if (!rv)
+		return;
+	store_ip6(ctx, &rv->addr);
+	ctx->user_port = (__u32)rv->port;
+}
+
+SEC("cgroup/connect6")
+int sock_connect6(struct bpf_sock_addr *ctx)
+{
+	xlate6(ctx, 0);
+	return 1;
+}
+
+SEC("cgroup/sendmsg6")
+int sock_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	xlate6(ctx, 1);
+	return 1;
+}
+
+SEC("cgroup/recvmsg6")
+int sock_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	revnat6(ctx);
+	return 1;
+}
+
+SEC("cgroup/getpeername6")
+int sock_getpeername6(struct bpf_sock_addr *ctx)
+{
+	revnat6(ctx);
+	return 1;
+}
+
 /* sock_release frees the slot of a connected socket as it closes, or its
- * lb4_revnat entry when it had none. (Unconnected UDP sockets' entries age
- * out of the LRU.) */
+ * revnat entry when it had none. (Unconnected UDP sockets' entries age out
+ * of the LRU.) */
 SEC("cgroup/sock_release")
 int sock_release(struct bpf_sock *ctx)
 {
 	struct revnat_key rk = {};
+	struct revnat6_key rk6 = {};
 	struct revnat_slot *s;
 
-	if (ctx->family != 2 /* AF_INET */ ||
-	    (ctx->protocol != IPPROTO_TCP && ctx->protocol != IPPROTO_UDP))
+	if (ctx->protocol != IPPROTO_TCP && ctx->protocol != IPPROTO_UDP)
+		return 1;
+	rk.cookie = bpf_get_socket_cookie(ctx);
+	if (ctx->family == 10 /* AF_INET6 */) {
+		rk6.cookie = rk.cookie;
+		rk6.addr.w[0] = ctx->dst_ip6[0];
+		rk6.addr.w[1] = ctx->dst_ip6[1];
+		rk6.addr.w[2] = ctx->dst_ip6[2];
+		rk6.addr.w[3] = ctx->dst_ip6[3];
+		rk6.port = ctx->dst_port;
+		if (v4mapped(&rk6.addr)) {
+			rk.addr = rk6.addr.w[3];
+			rk.port = rk6.port;
+			bpf_map_delete_elem(&lb4_revnat, &rk);
+		} else {
+			bpf_map_delete_elem(&lb6_revnat, &rk6);
+		}
+		return 1;
+	}
+	if (ctx->family != 2 /* AF_INET */)
 		return 1;
 	/* The slot first, whatever the socket's state now: a UDP socket may
 	 * have been disconnected (AF_UNSPEC) since it claimed it. */
-	rk.cookie = bpf_get_socket_cookie(ctx);
 	s = sk_slot(rk.cookie);
 	if (s && s->cookie == rk.cookie) {
 		__sync_val_compare_and_swap(&s->cookie, rk.cookie, 0);
