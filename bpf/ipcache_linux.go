@@ -14,8 +14,8 @@ import (
 type IPCacheValue struct {
 	// Identity is the security identity of the prefix.
 	Identity uint32
-	// HostIP is the IPv4 address of the node the endpoints run on (the
-	// tunnel endpoint); the zero Addr for none.
+	// HostIP is the address (IPv4 or IPv6) of the node the endpoints run
+	// on (the tunnel endpoint); the zero Addr for none.
 	HostIP netip.Addr
 	// Flags are free for the caller; the datapath does not interpret them.
 	Flags uint8
@@ -33,10 +33,37 @@ type ipcacheKey struct {
 // rawIPCacheValue mirrors struct ipcache_value: an IPCacheValue as the map
 // stores it.
 type rawIPCacheValue struct {
-	Identity uint32
-	HostIP   [4]byte
-	Flags    uint8
-	Pad      [3]uint8
+	Identity   uint32
+	Flags      uint8
+	HostFamily uint8
+	Pad        [2]uint8
+	HostIP     [16]byte
+}
+
+// rawValue lays out e.
+func rawValue(e IPCacheValue) rawIPCacheValue {
+	v := rawIPCacheValue{Identity: e.Identity, Flags: e.Flags}
+	switch h := e.HostIP.Unmap(); {
+	case h.Is4():
+		v.HostFamily = familyIPv4
+		a := h.As4()
+		copy(v.HostIP[:], a[:])
+	case h.Is6():
+		v.HostFamily, v.HostIP = familyIPv6, h.As16()
+	}
+	return v
+}
+
+// value decodes v.
+func (v rawIPCacheValue) value() IPCacheValue {
+	e := IPCacheValue{Identity: v.Identity, Flags: v.Flags}
+	switch v.HostFamily {
+	case familyIPv4:
+		e.HostIP = netip.AddrFrom4([4]byte(v.HostIP[:4]))
+	case familyIPv6:
+		e.HostIP = netip.AddrFrom16(v.HostIP)
+	}
+	return e
 }
 
 const (
@@ -86,13 +113,10 @@ func (c *IPCache) Update(p netip.Prefix, e IPCacheValue) error {
 	if err != nil {
 		return fmt.Errorf("ipcache update: %w", err)
 	}
-	v := rawIPCacheValue{Identity: e.Identity, Flags: e.Flags}
-	if e.HostIP.IsValid() {
-		if !e.HostIP.Unmap().Is4() {
-			return fmt.Errorf("ipcache update %v: host IP %v is not IPv4: %w", p, e.HostIP, ErrInvalidAddress)
-		}
-		v.HostIP = e.HostIP.Unmap().As4()
+	if e.HostIP.Zone() != "" {
+		return fmt.Errorf("ipcache update %v: host IP %v: a node's address has no zone: %w", p, e.HostIP, ErrInvalidAddress)
 	}
+	v := rawValue(e)
 	if err := c.m.Update(&k, &v, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("ipcache update %v: %w", p, err)
 	}
@@ -123,11 +147,7 @@ func (c *IPCache) List() (map[netip.Prefix]IPCacheValue, error) {
 	)
 	it := c.m.Iterate()
 	for it.Next(&k, &v) {
-		e := IPCacheValue{Identity: v.Identity, Flags: v.Flags}
-		if v.HostIP != [4]byte{} {
-			e.HostIP = netip.AddrFrom4(v.HostIP)
-		}
-		out[k.prefix()] = e
+		out[k.prefix()] = v.value()
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("ipcache list: %w", err)

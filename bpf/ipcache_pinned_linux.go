@@ -40,11 +40,7 @@ func (c *PinnedIPCache) Lookup(p netip.Prefix) (IPCacheValue, bool, error) {
 		}
 		return IPCacheValue{}, false, fmt.Errorf("ipcache lookup %v: %w", p, err)
 	}
-	e := IPCacheValue{Identity: v.Identity, Flags: v.Flags}
-	if v.HostIP != [4]byte{} {
-		e.HostIP = netip.AddrFrom4(v.HostIP)
-	}
-	return e, true, nil
+	return v.value(), true, nil
 }
 
 // Close closes the map (the pin stays).

@@ -67,3 +67,45 @@ func TestIPCacheHoldsAMeshOfEntries(t *testing.T) {
 		t.Fatal("a map of 100 entries took a 101st")
 	}
 }
+
+// Entries of both families, with tunnel endpoints of both families (an
+// IPv6-only cluster's nodes) or none, list and look up as written.
+func TestIPCacheFamilies(t *testing.T) {
+	requireRoot(t)
+	pinDir := newBPFFS(t)
+	d := load(t, Options{PinDir: pinDir})
+	want := map[netip.Prefix]IPCacheValue{
+		netip.MustParsePrefix("10.1.0.5/32"):         {Identity: 65537, HostIP: netip.MustParseAddr("192.168.1.1")},
+		netip.MustParsePrefix("fd00:1::5/128"):       {Identity: 65538, HostIP: netip.MustParseAddr("fd00:ffff::1")},
+		netip.MustParsePrefix("10.2.0.0/16"):         {Identity: 16777217},
+		netip.MustParsePrefix("fd00:2::/64"):         {Identity: 16777218, Flags: 3},
+		netip.MustParsePrefix("10.1.0.6/32"):         {Identity: 65539, HostIP: netip.MustParseAddr("fd00:ffff::2")},
+		netip.MustParsePrefix("fd00:1::6/128"):       {Identity: 65540, HostIP: netip.MustParseAddr("192.168.1.2")},
+		netip.MustParsePrefix("::ffff:10.3.0.1/128"): {Identity: 65541},
+	}
+	for p, v := range want {
+		must(t, d.IPCache().Update(p, v))
+	}
+	// The IPv4-mapped prefix is stored as IPv4.
+	want[netip.MustParsePrefix("10.3.0.1/32")] = want[netip.MustParsePrefix("::ffff:10.3.0.1/128")]
+	delete(want, netip.MustParsePrefix("::ffff:10.3.0.1/128"))
+	got, err := d.IPCache().List()
+	must(t, err)
+	if len(got) != len(want) {
+		t.Fatalf("listed %v, want %v", got, want)
+	}
+	pinned, err := OpenPinnedIPCache(pinDir)
+	must(t, err)
+	defer pinned.Close()
+	for p, v := range want {
+		if got[p] != v {
+			t.Errorf("%v: listed %+v, want %+v", p, got[p], v)
+		}
+		if l, ok, err := pinned.Lookup(p); err != nil || !ok || l != v {
+			t.Errorf("%v: pinned lookup %+v %v %v, want %+v", p, l, ok, err, v)
+		}
+	}
+	if err := d.IPCache().Update(netip.MustParsePrefix("10.9.0.1/32"), IPCacheValue{HostIP: netip.MustParseAddr("fe80::1%eth0")}); err == nil {
+		t.Error("a host IP with a zone was accepted")
+	}
+}

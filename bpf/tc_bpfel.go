@@ -62,11 +62,12 @@ type tcIpcacheKey struct {
 }
 
 type tcIpcacheValue struct {
-	_        structs.HostLayout
-	Identity uint32
-	HostIp   uint32
-	Flags    uint8
-	Pad      [3]uint8
+	_          structs.HostLayout
+	Identity   uint32
+	Flags      uint8
+	HostFamily uint8
+	Pad        [2]uint8
+	HostIp     [16]uint8
 }
 
 type tcMetricsValue struct {

@@ -54,9 +54,10 @@ struct ipcache_key {
 
 struct ipcache_value {
 	__u32 identity;
-	__be32 host_ip; /* tunnel endpoint */
 	__u8 flags;
-	__u8 pad[3];
+	__u8 host_family; /* 0: no host IP, AF_INET4 or AF_INET6 */
+	__u8 pad[2];
+	__u8 host_ip[16]; /* tunnel endpoint; IPv4 in the first 4 bytes */
 };
 
 struct {
