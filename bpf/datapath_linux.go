@@ -21,6 +21,7 @@ type Datapath struct {
 	sock sockObjects
 
 	ipcache   *IPCache
+	cidrs     *CIDRIdentities
 	endpoints *EndpointConfigs
 	policy    *Policy
 	services  *Services
@@ -55,6 +56,7 @@ func Load(opts Options) (*Datapath, error) {
 		return nil, err
 	}
 	d.ipcache = &IPCache{m: d.tc.Ipcache}
+	d.cidrs = &CIDRIdentities{m: d.tc.CidrIds}
 	d.endpoints = &EndpointConfigs{m: d.tc.EpConfig}
 	policy, err := newPolicy(d.tc.Policy, d.tc.PolicyGen)
 	if err != nil {
@@ -156,6 +158,9 @@ func loadError(what string, err error) error {
 // IPCache is the prefix to identity table.
 func (d *Datapath) IPCache() *IPCache { return d.ipcache }
 
+// CIDRIdentities is the prefix to CIDR identity table of rules by address.
+func (d *Datapath) CIDRIdentities() *CIDRIdentities { return d.cidrs }
+
 // IPCacheCapacity is how many entries the ipcache can hold.
 func (d *Datapath) IPCacheCapacity() int { return d.ipcache.Capacity() }
 
@@ -227,7 +232,7 @@ func (d *Datapath) Unpin() error {
 
 func (d *Datapath) pinnedMaps() []*ebpf.Map {
 	return []*ebpf.Map{
-		d.tc.Ipcache, d.tc.Endpoints, d.tc.EpConfig, d.tc.PolicyGen,
+		d.tc.Ipcache, d.tc.CidrIds, d.tc.Endpoints, d.tc.EpConfig, d.tc.PolicyGen,
 		d.tc.Policy, d.tc.Ct, d.tc.Metrics, d.tc.Events,
 		d.sock.Lb4Services, d.sock.Lb4Revnat, d.sock.Lb4RevnatSk, d.sock.Lb6Services, d.sock.Lb6Revnat,
 	}

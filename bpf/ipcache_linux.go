@@ -154,3 +154,52 @@ func (c *IPCache) List() (map[netip.Prefix]IPCacheValue, error) {
 	}
 	return out, nil
 }
+
+// CIDRIdentities maps the CIDR prefixes of the policies to their CIDR
+// identities, for rules that select peers by address (PolicyRule.ByAddress):
+// the datapath looks a peer's address up by longest prefix match when no
+// rule of the peer's own identity allows a flow.
+type CIDRIdentities struct {
+	m *ebpf.Map
+}
+
+// Update sets the identity of prefix p.
+func (c *CIDRIdentities) Update(p netip.Prefix, id uint32) error {
+	k, p, err := ipcacheKeyOf(p)
+	if err != nil {
+		return fmt.Errorf("cidr identity update: %w", err)
+	}
+	if err := c.m.Update(&k, &id, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("cidr identity update %v: %w", p, err)
+	}
+	return nil
+}
+
+// Delete removes prefix p; an absent prefix is not an error.
+func (c *CIDRIdentities) Delete(p netip.Prefix) error {
+	k, p, err := ipcacheKeyOf(p)
+	if err != nil {
+		return fmt.Errorf("cidr identity delete: %w", err)
+	}
+	if err := c.m.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("cidr identity delete %v: %w", p, err)
+	}
+	return nil
+}
+
+// List returns every prefix and its identity.
+func (c *CIDRIdentities) List() (map[netip.Prefix]uint32, error) {
+	out := map[netip.Prefix]uint32{}
+	var (
+		k  ipcacheKey
+		id uint32
+	)
+	it := c.m.Iterate()
+	for it.Next(&k, &id) {
+		out[k.prefix()] = id
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("cidr identity list: %w", err)
+	}
+	return out, nil
+}

@@ -30,7 +30,18 @@ type PolicyRule struct {
 	Port, EndPort uint16
 	// Deny rules win over allow rules that match the same traffic.
 	Deny bool
+	// ByAddress: Identity is a CIDR identity (see CIDRIdentities) and the
+	// rule also matches peers by address: a flow whose peer address lies
+	// in a prefix of that identity matches, whatever the peer's own
+	// identity (a pod inside a Kubernetes NetworkPolicy ipBlock). Only for
+	// allow rules of a non-zero identity.
+	ByAddress bool
 }
+
+// IdentityByAddress marks the policy entries of ByAddress rules: they are
+// keyed by the CIDR identity with this bit set (IDENTITY_BY_ADDR). No
+// identity has it.
+const IdentityByAddress uint32 = 1 << 31
 
 // PolicyEntry is one entry of the policy map as the datapath sees it: a rule
 // expanded into a protocol and an aligned block of ports.
@@ -100,16 +111,22 @@ func expandRules(rules []PolicyRule) ([]PolicyEntry, error) {
 		if r.Proto == 0 && r.Port != 0 {
 			protos = []uint8{ProtoTCP, ProtoUDP, ProtoSCTP}
 		}
-		for _, proto := range protos {
-			k := entryKey{ingress: r.Ingress, identity: r.Identity, proto: proto}
-			if r.Port == 0 {
-				set[k] = set[k] || r.Deny
-				continue
-			}
-			end := max(r.EndPort, r.Port)
-			for _, b := range portBlocks(r.Port, end) {
-				k.port, k.portBits = uint16(b[0]), uint8(b[1])
-				set[k] = set[k] || r.Deny
+		ids := []uint32{r.Identity}
+		if r.ByAddress {
+			ids = append(ids, r.Identity|IdentityByAddress)
+		}
+		for _, id := range ids {
+			for _, proto := range protos {
+				k := entryKey{ingress: r.Ingress, identity: id, proto: proto}
+				if r.Port == 0 {
+					set[k] = set[k] || r.Deny
+					continue
+				}
+				end := max(r.EndPort, r.Port)
+				for _, b := range portBlocks(r.Port, end) {
+					k.port, k.portBits = uint16(b[0]), uint8(b[1])
+					set[k] = set[k] || r.Deny
+				}
 			}
 		}
 	}
@@ -125,6 +142,12 @@ func expandRules(rules []PolicyRule) ([]PolicyEntry, error) {
 }
 
 func validateRule(r PolicyRule) error {
+	if r.Identity&IdentityByAddress != 0 {
+		return fmt.Errorf("%w: identity %d has bit 31 set (reserved for rules by address)", ErrInvalidRule, r.Identity)
+	}
+	if r.ByAddress && (r.Deny || r.Identity == 0) {
+		return fmt.Errorf("%w: a rule by address is an allow rule of a CIDR identity", ErrInvalidRule)
+	}
 	if r.Port == 0 && r.EndPort != 0 {
 		return fmt.Errorf("%w: EndPort without Port", ErrInvalidRule)
 	}

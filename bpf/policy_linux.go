@@ -16,6 +16,7 @@ const (
 	dirEgress  = 1
 
 	policyMaskAnyProto = 1 << 17 // POLICY_MASK_ANY_PROTO
+	policyMaskByAddr   = 1 << 18 // POLICY_MASK_BY_ADDR
 )
 
 // policyKey mirrors struct policy_key.
@@ -79,6 +80,9 @@ func policyMasks(entries []PolicyEntry) [2]uint32 {
 			m[dir] |= policyMaskAnyProto
 		} else {
 			m[dir] |= 1 << e.PortBits
+		}
+		if e.Identity&IdentityByAddress != 0 {
+			m[dir] |= policyMaskByAddr
 		}
 	}
 	return m

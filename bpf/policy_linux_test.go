@@ -323,3 +323,48 @@ func TestPolicyReplaceRace(t *testing.T) {
 		t.Fatalf("%d of %d packets dropped, %d allowed, during policy replacement", dropped, runs*2000, allowed)
 	}
 }
+
+// Rules by address (Kubernetes NetworkPolicy ipBlock) match a pod inside
+// the block whatever its identity; a CIDR rule without it (Cilium's
+// semantics) does not; the longest prefix decides, so an exception inside
+// the block (its own CIDR identity, not selected) takes the pod out.
+func TestPolicyByAddress(t *testing.T) { forEachFamily(t, testPolicyByAddress) }
+
+func testPolicyByAddress(t *testing.T, family int) {
+	const cidrID, holeID = 16777300, 16777301
+	e := newPolicyEnvFor(t, envOpts{Family: family})
+	bits := 24
+	if family == 6 {
+		bits = 64
+	}
+	block := netip.PrefixFrom(e.a.ip, bits).Masked()
+	must(t, e.d.SetPolicy(epB, []PolicyRule{
+		{Identity: cidrID, Ingress: true, Proto: ProtoTCP, Port: 8080, ByAddress: true},
+		{Identity: cidrID, Ingress: true, Proto: ProtoTCP, Port: 8081},
+	}))
+	e.expectTCP(t, 8080, false, ReasonPolicyDenied) // the block is not known yet
+
+	must(t, e.d.CIDRIdentities().Update(block, cidrID))
+	e.expectTCP(t, 8080, true, 0)
+	e.expectTCP(t, 8081, false, ReasonPolicyDenied) // by identity only: A is idA
+
+	must(t, e.d.CIDRIdentities().Update(hostPrefix(e.a.ip), holeID))
+	e.expectTCP(t, 8080, false, ReasonPolicyDenied)
+	must(t, e.d.CIDRIdentities().Delete(hostPrefix(e.a.ip)))
+	e.expectTCP(t, 8080, true, 0)
+
+	got, err := e.d.CIDRIdentities().List()
+	must(t, err)
+	if len(got) != 1 || got[block] != cidrID {
+		t.Fatalf("CIDR identities %v, want %v -> %d", got, block, cidrID)
+	}
+	for _, bad := range []PolicyRule{
+		{Identity: cidrID, Ingress: true, ByAddress: true, Deny: true},
+		{Identity: 0, Ingress: true, ByAddress: true},
+		{Identity: cidrID | IdentityByAddress, Ingress: true},
+	} {
+		if err := e.d.SetPolicy(epB, []PolicyRule{bad}); err == nil {
+			t.Errorf("rule %+v accepted", bad)
+		}
+	}
+}

@@ -91,6 +91,13 @@ func TestExpandRules(t *testing.T) {
 			{Ingress: true, Identity: 5, Proto: ProtoUDP, Deny: true},
 			{Identity: 5, Proto: ProtoUDP},
 		},
+	}, {
+		name:  "a rule by address is also keyed by its tagged identity",
+		rules: []PolicyRule{{Identity: 16777217, Ingress: true, Proto: ProtoTCP, Port: 80, ByAddress: true}},
+		want: []PolicyEntry{
+			{Ingress: true, Identity: 16777217, Proto: ProtoTCP, Port: 80, PortBits: 16},
+			{Ingress: true, Identity: 16777217 | IdentityByAddress, Proto: ProtoTCP, Port: 80, PortBits: 16},
+		},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := expandRules(tc.rules)

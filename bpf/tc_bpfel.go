@@ -105,6 +105,7 @@ type tcPolicyValue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	tcMapCidrIds            = "cidr_ids"
 	tcMapCt                 = "ct"
 	tcMapEndpoints          = "endpoints"
 	tcMapEpConfig           = "ep_config"
@@ -171,6 +172,7 @@ type tcProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcMapSpecs struct {
+	CidrIds   *ebpf.MapSpec `ebpf:"cidr_ids"`
 	Ct        *ebpf.MapSpec `ebpf:"ct"`
 	Endpoints *ebpf.MapSpec `ebpf:"endpoints"`
 	EpConfig  *ebpf.MapSpec `ebpf:"ep_config"`
@@ -211,6 +213,7 @@ func (o *tcObjects) Close() error {
 //
 // It can be passed to loadTcObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcMaps struct {
+	CidrIds   *ebpf.Map `ebpf:"cidr_ids"`
 	Ct        *ebpf.Map `ebpf:"ct"`
 	Endpoints *ebpf.Map `ebpf:"endpoints"`
 	EpConfig  *ebpf.Map `ebpf:"ep_config"`
@@ -223,6 +226,7 @@ type tcMaps struct {
 
 func (m *tcMaps) Close() error {
 	return _TcClose(
+		m.CidrIds,
 		m.Ct,
 		m.Endpoints,
 		m.EpConfig,

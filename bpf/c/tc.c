@@ -69,6 +69,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ipcache SEC(".maps");
 
+/* cidr_ids: the CIDR prefixes of the policies and their CIDR identities, for
+ * rules that select peers by address whatever their own identity. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct ipcache_key);
+	__type(value, __u32);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cidr_ids SEC(".maps");
+
 /* endpoints: host-side ifindex -> endpoint id, written by AttachEndpoint. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -99,6 +110,12 @@ struct {
  * rule set is written under the next generation and activated by one update
  * of this map, so a replacement never has a window without rules. */
 #define POLICY_MASK_ANY_PROTO (1u << 17)
+/* Bit 18: the direction has rules that select peers by address (Kubernetes
+ * NetworkPolicy ipBlock): their entries are keyed by the CIDR identity with
+ * IDENTITY_BY_ADDR set, probed with the CIDR identity of the peer's address
+ * (cidr_ids) when no entry of the peer's own identity allows the flow. */
+#define POLICY_MASK_BY_ADDR (1u << 18)
+#define IDENTITY_BY_ADDR (1u << 31)
 struct policy_gen_value {
 	__u8 gen;
 	__u8 pad[3];
@@ -244,21 +261,28 @@ static __always_inline void count(__u8 dir, __u8 reason, __u32 len)
 	}
 }
 
+static __always_inline void ipcache_key_of(const struct pkt *p,
+					   const union addr *a,
+					   struct ipcache_key *k)
+{
+	if (p->family == AF_INET6) {
+		k->prefixlen = 32 + 128;
+		k->family = AF_INET6;
+		__builtin_memcpy(k->ip6, a->ip6, 16);
+	} else {
+		k->prefixlen = 32 + 32;
+		k->family = AF_INET4;
+		k->ip4 = a->ip4;
+	}
+}
+
 static __always_inline __u32 lookup_identity(const struct pkt *p,
-						const union addr *a)
+					       const union addr *a)
 {
 	struct ipcache_key k = {};
 	struct ipcache_value *v;
 
-	if (p->family == AF_INET6) {
-		k.prefixlen = 32 + 128;
-		k.family = AF_INET6;
-		__builtin_memcpy(k.ip6, a->ip6, 16);
-	} else {
-		k.prefixlen = 32 + 32;
-		k.family = AF_INET4;
-		k.ip4 = a->ip4;
-	}
+	ipcache_key_of(p, a, &k);
 	v = bpf_map_lookup_elem(&ipcache, &k);
 	return v ? v->identity : IDENTITY_WORLD;
 }
@@ -461,9 +485,11 @@ policy_match(struct policy_key *k, __u32 mask, __u16 dport)
 	return NULL;
 }
 
-/* policy_verdict returns REASON_POLICY_ALLOW or a drop reason. */
+/* policy_verdict returns REASON_POLICY_ALLOW or a drop reason for a new
+ * flow with the peer of identity peer_id at address peer. */
 static __always_inline __u8 policy_verdict(__u16 ep_id, __u8 dir,
-					   __u32 peer_id, const struct pkt *p)
+					   __u32 peer_id, const struct pkt *p,
+					   const union addr *peer)
 {
 	struct policy_key k = {};
 	struct policy_value *exact, *any;
@@ -503,6 +529,24 @@ static __always_inline __u8 policy_verdict(__u16 ep_id, __u8 dir,
 	if (any) {
 		__sync_fetch_and_add(&any->packets, 1);
 		return REASON_POLICY_ALLOW;
+	}
+	/* No entry of the peer's identity allows the flow: rules that select
+	 * peers by address may (a pod inside an ipBlock). */
+	if (mask & POLICY_MASK_BY_ADDR) {
+		struct ipcache_key ck = {};
+		__u32 *cid;
+
+		ipcache_key_of(p, peer, &ck);
+		cid = bpf_map_lookup_elem(&cidr_ids, &ck);
+		if (cid) {
+			k.identity = *cid | IDENTITY_BY_ADDR;
+			k.proto = p->proto;
+			exact = policy_match(&k, mask, dport);
+			if (exact && !exact->deny) {
+				__sync_fetch_and_add(&exact->packets, 1);
+				return REASON_POLICY_ALLOW;
+			}
+		}
 	}
 	return REASON_DROP_POLICY;
 }
@@ -548,6 +592,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	__u16 *ep;
 	__u16 ep_id;
 	__u32 peer_id;
+	const union addr *peer;
 	__u64 now;
 	__u8 reason;
 	int enforced;
@@ -610,9 +655,10 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	}
 
 	/* New flow. */
-	peer_id = lookup_identity(&p, dir == DIR_INGRESS ? &p.saddr : &p.daddr);
+	peer = dir == DIR_INGRESS ? &p.saddr : &p.daddr;
+	peer_id = lookup_identity(&p, peer);
 	if (enforced)
-		reason = policy_verdict(ep_id, dir, peer_id, &p);
+		reason = policy_verdict(ep_id, dir, peer_id, &p, peer);
 	else
 		reason = REASON_NOT_ENFORCED;
 
