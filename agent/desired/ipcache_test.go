@@ -21,55 +21,9 @@ import (
 // one commit batch at a time with IPCacheAt, always give what IPCache
 // computes from scratch.
 func TestIPCacheAtMatchesTheJoin(t *testing.T) {
-	const cluster, node = "cluster1", "n1"
-	for seed := range uint64(20) {
-		rng := rand.New(rand.NewPCG(seed, 7))
-		st, err := state.New(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sub := st.Subscribe(ipcacheTables...)
-		applied := map[netip.Prefix]datapath.IPCacheEntry{}
-		for round := range 60 {
-			if err := st.Update(func(w *state.WriteTxn) error {
-				for range 1 + rng.IntN(6) {
-					if err := randomWrite(w, rng, cluster); err != nil {
-						return err
-					}
-				}
-				return nil
-			}); err != nil {
-				t.Fatal(err)
-			}
-			if rng.IntN(3) > 0 && round != 59 {
-				continue // let changes pile up over several commits
-			}
-			changes, sn, lost := sub.Next()
-			keys := map[netip.Prefix]struct{}{}
-			if lost {
-				for k := range applied {
-					keys[k] = struct{}{}
-				}
-				for k := range IPCache(sn, cluster, node) {
-					keys[k] = struct{}{}
-				}
-			}
-			for _, c := range changes {
-				IPCacheKeys(sn, c, keys)
-			}
-			for k := range keys {
-				if v, ok := IPCacheAt(sn, cluster, node, k); ok {
-					applied[k] = v
-				} else {
-					delete(applied, k)
-				}
-			}
-			if diff := cmp.Diff(IPCache(sn, cluster, node), applied, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
-				t.Fatalf("seed %d round %d: incremental ipcache differs from the join (-join +incremental):\n%s", seed, round, diff)
-			}
-		}
-		sub.Close()
-	}
+	const cluster = "cluster1"
+	checkJoin(t, ipcacheJoin{cluster: cluster, node: "n1"}, ipcacheTables, 20, 60, 6,
+		func(w *state.WriteTxn, rng *rand.Rand) error { return randomWrite(w, rng, cluster) })
 }
 
 // randomWrite makes one random change to the ipcache, attachments,

@@ -3,6 +3,7 @@ package desired
 import (
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"testing"
 
@@ -20,55 +21,25 @@ import (
 // peer may announce), applied through a subscription's changes with
 // ServicesAt, always give what Services computes from scratch.
 func TestServicesAtMatchesTheJoin(t *testing.T) {
-	const cluster = "cluster1"
-	for seed := range uint64(30) {
-		rng := rand.New(rand.NewPCG(seed, 11))
-		st, err := state.New(nil)
-		if err != nil {
-			t.Fatal(err)
+	checkJoin(t, servicesJoin{cluster: "cluster1"}, servicesTables, 30, 80, 4, randomServiceWrite)
+}
+
+// The incremental routing peers agree with the full join: random node
+// writes of this cluster (this node among them) and of peers, with and
+// without addresses.
+func TestPeerAtMatchesTheJoin(t *testing.T) {
+	checkJoin(t, peersJoin{cluster: "cluster1", node: "n0"}, []string{state.TableNodes}, 10, 60, 3, func(w *state.WriteTxn, rng *rand.Rand) error {
+		c := []string{"cluster1", "cluster2"}[rng.IntN(2)]
+		name := fmt.Sprint("n", rng.IntN(3))
+		if rng.IntN(4) == 0 {
+			return w.DeleteNode(c, name)
 		}
-		sub := st.Subscribe(servicesTables...)
-		applied := map[datapath.ServiceKey]datapath.Service{}
-		for round := range 80 {
-			if err := st.Update(func(w *state.WriteTxn) error {
-				for range 1 + rng.IntN(4) {
-					if err := randomServiceWrite(w, rng); err != nil {
-						return err
-					}
-				}
-				return nil
-			}); err != nil {
-				t.Fatal(err)
-			}
-			if rng.IntN(3) > 0 && round != 79 {
-				continue // let changes pile up over several commits
-			}
-			changes, sn, lost := sub.Next()
-			keys := map[datapath.ServiceKey]struct{}{}
-			if lost {
-				for k := range applied {
-					keys[k] = struct{}{}
-				}
-				for k := range Services(sn, cluster) {
-					keys[k] = struct{}{}
-				}
-			}
-			for _, c := range changes {
-				ServicesKeys(sn, c, keys)
-			}
-			for k := range keys {
-				if v, ok := ServicesAt(sn, cluster, k); ok {
-					applied[k] = v
-				} else {
-					delete(applied, k)
-				}
-			}
-			if diff := cmp.Diff(Services(sn, cluster), applied, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
-				t.Fatalf("seed %d round %d: incremental services differ from the join (-join +incremental):\n%s", seed, round, diff)
-			}
+		n := schema.Node{Name: name, Cluster: c, WireguardPubKey: fmt.Sprint("key", rng.IntN(2))}
+		if rng.IntN(3) > 0 {
+			n.IPAddresses = []schema.NodeAddress{{Type: schema.AddressInternalIP, IP: net.IP{192, 168, byte(rng.IntN(2)), 1}}}
 		}
-		sub.Close()
-	}
+		return w.UpsertNode(c, n)
+	})
 }
 
 // randomServiceWrite makes one random change to the local Services, the

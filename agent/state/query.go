@@ -107,6 +107,18 @@ func (sn *Snapshot) ServicesOf(cluster string) []ServiceRow {
 	return collect[ServiceRow](sn.txn, TableServices, IndexCluster, cluster)
 }
 
+// Node returns the node name of cluster.
+func (sn *Snapshot) Node(cluster, name string) (NodeRow, bool) {
+	if cluster == "" || name == "" {
+		return NodeRow{}, false
+	}
+	row, _ := first[NodeRow](sn.txn, TableNodes, IndexID, cluster, name)
+	if row == nil {
+		return NodeRow{}, false
+	}
+	return *row, true
+}
+
 // Nodes returns the nodes of cluster, or of every cluster when cluster is
 // "", sorted by cluster then name.
 func (sn *Snapshot) Nodes(cluster string) []NodeRow {
