@@ -7,8 +7,6 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/clustermesh/clustermesh/agent/datapath"
 	"github.com/clustermesh/clustermesh/agent/state"
 	"github.com/clustermesh/clustermesh/kvstore/schema"
