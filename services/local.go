@@ -98,12 +98,19 @@ func Local(cluster string, svc *corev1.Service, epSlices []*discoveryv1.Endpoint
 }
 
 // Targets returns where connections to fe go among the selected backends:
-// each backend that has a port of fe's name and protocol, in the order of
-// backends, once per address.
+// each backend of fe's address family that has a port of fe's name and
+// protocol, in the order of backends, once per address. A dual-stack
+// Service's IPv4 cluster IP thus gets its IPv4 backends only and its IPv6
+// cluster IP its IPv6 ones (IPv4-mapped addresses count as IPv4): a socket
+// connected to one family cannot be translated to the other.
 func Targets(fe Frontend, backends []Backend) []Target {
 	var out []Target
 	seen := map[netip.Addr]bool{}
+	v4 := fe.Addr.Unmap().Is4()
 	for _, be := range backends {
+		if be.Addr.Unmap().Is4() != v4 {
+			continue
+		}
 		l4, ok := be.Ports[fe.Name]
 		if !ok || l4.Protocol != fe.Protocol || seen[be.Addr] {
 			continue

@@ -49,7 +49,12 @@ type Backend struct {
 //     duplicates, and among peers the cluster first by name wins.
 //   - AffinityLocal uses remote backends only when no local one is left;
 //     AffinityRemote uses local backends only when no remote one is left;
-//     AffinityNone (and any unknown value) uses both.
+//     AffinityNone (and any unknown value) uses both. Affinity is decided
+//     per address family, as a frontend gets only backends of its own
+//     family (Targets): AffinityLocal keeps the remote IPv6 backends when
+//     no local IPv6 one is left, even if local IPv4 ones are, so that the
+//     IPv6 cluster IP of a dual-stack Service is not left without
+//     backends; AffinityRemote likewise.
 //
 // Inputs are not modified and the result does not alias them.
 func Merge(localCluster, namespace, name string, local []Backend, ann Annotations, remotes []schema.ClusterService) []Backend {
@@ -86,15 +91,31 @@ func Merge(localCluster, namespace, name string, local []Backend, ann Annotation
 
 	switch ann.Affinity {
 	case AffinityLocal:
-		if len(locals) > 0 {
-			remoteBackends = nil
-		}
+		remoteBackends = withoutFamiliesOf(remoteBackends, locals)
 	case AffinityRemote:
-		if len(remoteBackends) > 0 {
-			locals = nil
-		}
+		locals = withoutFamiliesOf(locals, remoteBackends)
 	}
 	return sortBackends(append(locals, remoteBackends...))
+}
+
+// withoutFamiliesOf returns the backends of bs whose address family has
+// no backend in preferred (the addresses are unmapped).
+func withoutFamiliesOf(bs, preferred []Backend) []Backend {
+	var has4, has6 bool
+	for _, b := range preferred {
+		if b.Addr.Is4() {
+			has4 = true
+		} else {
+			has6 = true
+		}
+	}
+	out := bs[:0:0]
+	for _, b := range bs {
+		if b.Addr.Is4() && !has4 || b.Addr.Is6() && !has6 {
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 // peers returns the remote ClusterServices Merge uses, sorted by cluster,
