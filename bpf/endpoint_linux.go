@@ -56,6 +56,19 @@ func (c *EndpointConfigs) Delete(id uint16) error {
 	return nil
 }
 
+// Get returns the configuration of endpoint id as the kernel holds it, and
+// false if it has none.
+func (c *EndpointConfigs) Get(id uint16) (EndpointConfig, bool, error) {
+	var v epConfigValue
+	if err := c.m.Lookup(id, &v); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return EndpointConfig{}, false, nil
+		}
+		return EndpointConfig{}, false, fmt.Errorf("endpoint config lookup %d: %w", id, err)
+	}
+	return EndpointConfig{Identity: v.Identity, EnforceIngress: v.EnforceIngress != 0, EnforceEgress: v.EnforceEgress != 0}, true, nil
+}
+
 // List returns every endpoint configuration in the kernel.
 func (c *EndpointConfigs) List() (map[uint16]EndpointConfig, error) {
 	out := map[uint16]EndpointConfig{}

@@ -203,6 +203,10 @@ func TestChainEnforcesPolicy(t *testing.T) {
 
 	// DEL detaches; a second DEL is fine.
 	o := pods["other"]
+	oat, ok := run.agent.State.Snapshot().Attachment(datapath.AttachmentKey(o.cid, "eth0"))
+	if !ok {
+		t.Fatal("other's attachment is not in the agent's state")
+	}
 	for range 2 {
 		if err := ch.del(t.Context(), o.cid, o.netns, ns, "other"); err != nil {
 			t.Fatalf("DEL: %v", err)
@@ -210,7 +214,7 @@ func TestChainEnforcesPolicy(t *testing.T) {
 	}
 	testutil.Eventually(t, 30*time.Second, "other's attachment removed", func() bool {
 		held, err := run.agent.Datapath.Attachments().List(t.Context())
-		_, still := held[datapath.AttachmentKey(o.cid, "eth0")]
+		_, still := held[oat.HostIfIndex]
 		return err == nil && len(held) == 2 && !still
 	})
 

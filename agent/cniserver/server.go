@@ -52,9 +52,10 @@ type Config struct {
 	// interfaces ("": the agent's).
 	EndpointNetNS string
 	// Policies and Attachments are the policies and attachments
-	// reconcilers, whose objects an ADD waits for.
+	// reconcilers, whose objects an ADD waits for: the pod's datapath ID
+	// and its host interface's index.
 	Policies    Objects[uint16, datapath.EndpointPolicy]
-	Attachments Objects[string, datapath.Attachment]
+	Attachments Objects[int, datapath.Attachment]
 }
 
 // Server serves the CNI plugin's routes of the local API.

@@ -56,7 +56,7 @@ func TestCNIRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	policies, attachments := newObjects[uint16, datapath.EndpointPolicy](), newObjects[string, datapath.Attachment]()
+	policies, attachments := newObjects[uint16, datapath.EndpointPolicy](), newObjects[int, datapath.Attachment]()
 	mux := http.NewServeMux()
 	New(Config{Node: "n1", State: st, Policies: policies, Attachments: attachments}).Register(mux)
 	do := func(method, path, body string) (int, string) {
@@ -101,7 +101,13 @@ func TestCNIRoutes(t *testing.T) {
 		t.Fatal("the attachment is not in the state after the ADD")
 	}
 	policies.hold(7, pol)
-	attachments.hold(at.Key, datapath.Attachment{IfName: "lo", IfIndex: at.HostIfIndex, EndpointID: 7})
+	// Another endpoint's policy on the interface is not the pod's.
+	attachments.hold(at.HostIfIndex, datapath.Attachment{IfName: "lo", EndpointID: 8})
+	if code, body := do(http.MethodPut, path+"?wait=50ms", add); code != http.StatusServiceUnavailable ||
+		!strings.Contains(body, "enforces the policy of endpoint 8, not the pod's (7)") {
+		t.Fatalf("PUT while the interface has another endpoint's policy: %d %s, want 503 saying so", code, body)
+	}
+	attachments.hold(at.HostIfIndex, datapath.Attachment{IfName: "lo", EndpointID: 7})
 	code, body := do(http.MethodPut, path, add)
 	var got cniapi.Status
 	if err := json.Unmarshal([]byte(body), &got); code != http.StatusOK || err != nil {

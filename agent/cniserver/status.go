@@ -27,9 +27,14 @@ func (s *Server) attachmentStatus(at state.AttachmentRow) (cniapi.Status, error)
 	if p := s.cfg.Policies.Object(row.DatapathID); !p.Held || !reflect.DeepEqual(p.Applied, row.Policy) {
 		return st, fmt.Errorf("the policy of pod %s is not in the datapath yet%s", pod, errSuffix(p.Err))
 	}
-	h := s.cfg.Attachments.Object(at.Key)
-	if !h.Held || h.Applied.IfIndex != at.HostIfIndex || h.Applied.EndpointID != row.DatapathID {
+	h := s.cfg.Attachments.Object(at.HostIfIndex)
+	if !h.Held {
 		return st, fmt.Errorf("interface %s of pod %s is not attached yet%s", at.HostIfName, pod, errSuffix(h.Err))
+	}
+	if h.Applied.EndpointID != row.DatapathID {
+		return st, fmt.Errorf("interface %s (index %d) of pod %s enforces the policy of endpoint %d, not the pod's (%d), yet: "+
+			"if another attachment claims the interface, it is stale (see the agent's log)%s",
+			at.HostIfName, at.HostIfIndex, pod, h.Applied.EndpointID, row.DatapathID, errSuffix(h.Err))
 	}
 	st.Attached = true
 	return st, nil

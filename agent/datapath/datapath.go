@@ -4,9 +4,17 @@
 // implementations satisfy the same interface.
 //
 // Rules: only reconcilers call a Datapath; every operation is idempotent
-// (an Update of an equal value and a Delete of an absent key succeed); List
-// returns what the kernel holds, so that a restarted agent can reconcile
-// against pinned state without removing live entries first.
+// (an Update of an equal value and a Delete of an absent key succeed); an
+// Update of a key the kernel already holds changes it in place: at no
+// moment is the key absent, nor stricter than both the old and the new
+// value. List returns the keys the kernel holds, with the values as far as
+// the kernel records them: an implementation may keep less than a value
+// carries (the eBPF datapath keeps no cluster or service names, and policy
+// rules only as expanded into entries), but what it lists never equals a
+// desired value the kernel does not enforce. So a restarted agent
+// reconciles against pinned state without removing live entries first: a
+// value List gives back only in part differs from the desired one, and the
+// reconciler's first pass rewrites it, with equal kernel content.
 package datapath
 
 import (
@@ -87,7 +95,11 @@ type PolicyRule struct {
 	Deny          bool
 }
 
-// Table is one kind of kernel state keyed by K.
+// Table is one kind of kernel state keyed by K. List returns exactly the
+// keys the kernel holds (an Update's key comes back as given, or the Update
+// fails), each with its value as far as the kernel records it: what Update
+// wrote, or less of it (dptest.Kept says what, per implementation), never
+// something equal to a value the kernel does not enforce.
 type Table[K comparable, V any] interface {
 	Update(ctx context.Context, key K, value V) error
 	Delete(ctx context.Context, key K) error
@@ -103,21 +115,22 @@ type Datapath interface {
 	// state.Endpoint.DatapathID), the key of the kernel's per-endpoint maps.
 	Policies() Table[uint16, EndpointPolicy]
 	// Attachments are the host-side interfaces of local endpoints, keyed
-	// by AttachmentKey: the datapath enforces the policy of EndpointID on
-	// each.
-	Attachments() Table[string, Attachment]
+	// by interface index (what the kernel knows them by): the datapath
+	// enforces the policy of EndpointID on each.
+	Attachments() Table[int, Attachment]
 }
 
 // Attachment is where an endpoint's traffic passes: the host side of its
-// interface, as the CNI chain created it (from a state.AttachmentRow).
+// interface, as the CNI chain created it (from a state.AttachmentRow), keyed
+// by its index.
 type Attachment struct {
+	// IfName is the interface's name (List: as the kernel names it now).
 	IfName     string
-	IfIndex    int
 	EndpointID uint16 // the endpoint's datapath ID
 }
 
 // AttachmentKey names the attachment of a container's interface (CNI's
-// container ID and interface name).
+// container ID and interface name): the key of state.AttachmentRow.
 func AttachmentKey(containerID, ifName string) string { return containerID + "/" + ifName }
 
 // Allows is the verdict the datapath gives a new flow of the endpoint with

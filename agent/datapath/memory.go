@@ -8,13 +8,14 @@ import (
 	"sync"
 )
 
-// Memory is the in-memory datapath.
+// Memory is the in-memory datapath: it keeps every value whole, so List
+// returns exactly what Update wrote.
 type Memory struct {
 	ipcache  *MemTable[netip.Prefix, IPCacheEntry]
 	peers    *MemTable[string, Peer]
 	services *MemTable[ServiceKey, Service]
 	policies *MemTable[uint16, EndpointPolicy]
-	attached *MemTable[string, Attachment]
+	attached *MemTable[int, Attachment]
 }
 
 // NewMemory returns an empty in-memory datapath.
@@ -24,7 +25,7 @@ func NewMemory() *Memory {
 		peers:    NewMemTable[string, Peer](),
 		services: NewMemTable[ServiceKey, Service](),
 		policies: NewMemTable[uint16, EndpointPolicy](),
-		attached: NewMemTable[string, Attachment](),
+		attached: NewMemTable[int, Attachment](),
 	}
 }
 
@@ -41,7 +42,7 @@ func (m *Memory) Services() Table[ServiceKey, Service] { return m.services }
 func (m *Memory) Policies() Table[uint16, EndpointPolicy] { return m.policies }
 
 // Attachments implements Datapath.
-func (m *Memory) Attachments() Table[string, Attachment] { return m.attached }
+func (m *Memory) Attachments() Table[int, Attachment] { return m.attached }
 
 // MemIPCache gives tests the concrete table (fault injection, counters).
 func (m *Memory) MemIPCache() *MemTable[netip.Prefix, IPCacheEntry] { return m.ipcache }

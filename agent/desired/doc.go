@@ -12,7 +12,7 @@
 //   - Services: every frontend of every local Service with its selected
 //     backends, local and from peers.
 //   - Policies and Attachments: this node's endpoints' policies and the
-//     CNI attachments whose policy is computed.
+//     CNI attachments whose policy is computed, by host interface index.
 //
 // Rules: the joins are functions of a snapshot (no I/O, nothing kept, the
 // snapshot is not modified); only IPCacheSource keeps something, its

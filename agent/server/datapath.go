@@ -17,7 +17,7 @@ import (
 func (a *Agent) loadBPF(ctx context.Context) error {
 	cfg := a.cfg
 	dp, err := bpfdp.New(ctx, bpf.Options{PinDir: cfg.BPFPinDir, TCAttach: cfg.TCAttach,
-		IPCacheMaxEntries: cfg.BPFIPCacheMaxEntries, PolicyMaxEntries: cfg.BPFPolicyMaxEntries}, cfg.EndpointNetNS)
+		IPCacheMaxEntries: cfg.BPFIPCacheMaxEntries, PolicyMaxEntries: cfg.BPFPolicyMaxEntries}, cfg.EndpointNetNS, bpfdp.WithLogger(a.log))
 	if err != nil {
 		return fmt.Errorf("--datapath=bpf: load the eBPF datapath (pinned under --bpf-pin-dir %s): %w", cfg.BPFPinDir, err)
 	}

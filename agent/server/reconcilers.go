@@ -15,7 +15,7 @@ import (
 // which keep each object's status: the CNI ADD waits on them.
 func (a *Agent) newReconcilers() (
 	policies *reconciler.Reconciler[uint16, datapath.EndpointPolicy],
-	attachments *reconciler.Reconciler[string, datapath.Attachment],
+	attachments *reconciler.Reconciler[int, datapath.Attachment],
 ) {
 	st, cluster, node, log := a.State, a.cfg.ClusterName, a.cfg.NodeName, a.log
 	policies = reconciler.New(reconciler.Config[uint16, datapath.EndpointPolicy]{
@@ -23,10 +23,10 @@ func (a *Agent) newReconcilers() (
 		Changed: st.WatchTables(state.TablePolicies, state.TableInitialized).Changed,
 		Desired: func() map[uint16]datapath.EndpointPolicy { return desired.Policies(st.Snapshot()) },
 	})
-	attachments = reconciler.New(reconciler.Config[string, datapath.Attachment]{
+	attachments = reconciler.New(reconciler.Config[int, datapath.Attachment]{
 		Name: "attachments", Table: a.Datapath.Attachments(), Initialized: a.ready, Log: log, TrackObjects: true,
 		Changed: st.WatchTables(state.TableAttachments, state.TablePolicies, state.TableInitialized).Changed,
-		Desired: func() map[string]datapath.Attachment { return desired.Attachments(st.Snapshot()) },
+		Desired: newAttachmentsDesired(st, log),
 	})
 	a.reconcilers = []statusRunner{
 		policies,

@@ -2,7 +2,6 @@ package bpfdp
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"sync"
 
@@ -12,125 +11,81 @@ import (
 )
 
 // attachmentsTable attaches the tc programs to endpoints' host-side
-// interfaces. The kernel knows interfaces by index; a record per interface
-// keeps the attachment's key and name.
+// interfaces, keyed by interface index as the kernel knows them. The kernel
+// keeps each interface's endpoint ID; List reads the interface's name from
+// netlink.
 type attachmentsTable struct {
 	b     *bpf.Datapath
-	rec   *records
 	netns string // network namespace of the interfaces ("": the agent's)
 
 	mu sync.Mutex // serializes changes
 }
 
-func attachmentID(ifindex int) recordID {
-	var id recordID
-	binary.BigEndian.PutUint32(id[:4], uint32(ifindex))
-	return id
-}
-
-// encodeAttachment is the record: version, key, interface name, endpoint.
-func encodeAttachment(key string, a datapath.Attachment) []byte {
-	b := []byte{recordVersion}
-	b = appendString(b, key)
-	b = appendString(b, a.IfName)
-	return binary.BigEndian.AppendUint16(b, a.EndpointID)
-}
-
-func decodeAttachment(data []byte, ifindex int) (string, datapath.Attachment, error) {
-	r := reader{b: data}
-	r.version()
-	key := r.str()
-	a := datapath.Attachment{IfName: r.str(), IfIndex: ifindex, EndpointID: r.u16()}
-	if err := r.done(); err != nil {
-		return "", datapath.Attachment{}, err
-	}
-	return key, a, nil
-}
-
-// Update implements datapath.Table: the programs first, then the record.
-// Moving a key to another interface detaches the old one.
-func (t *attachmentsTable) Update(ctx context.Context, key string, a datapath.Attachment) error {
-	if key == "" || a.IfIndex <= 0 || a.EndpointID == 0 {
-		return fmt.Errorf("attach %q: need a key, an interface index and an endpoint ID, got %+v", key, a)
+// Update implements datapath.Table. Attaching an interface already
+// attached keeps its TCX links (moved to the current programs) or clsact
+// filters (replaced atomically) and only sets its endpoint ID: its traffic
+// is never left unfiltered.
+func (t *attachmentsTable) Update(_ context.Context, ifindex int, a datapath.Attachment) error {
+	if ifindex <= 0 || a.EndpointID == 0 {
+		return fmt.Errorf("attach ifindex %d (%s): need an interface index and an endpoint ID, got endpoint %d", ifindex, a.IfName, a.EndpointID)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	held, err := t.list()
-	if err != nil {
-		return fmt.Errorf("attach %s: %w", key, err)
-	}
-	if old, ok := held[key]; ok && old.IfIndex != a.IfIndex {
-		if err := t.detach(old.IfIndex); err != nil {
-			return fmt.Errorf("attach %s: %w", key, err)
-		}
-	}
-	if err := netnsutil.Do(t.netns, func() error { return t.b.AttachEndpoint(a.IfIndex, a.EndpointID) }); err != nil {
-		return fmt.Errorf("attach %s (%s): %w", key, a.IfName, err)
-	}
-	if err := t.rec.put(kindAttachment, attachmentID(a.IfIndex), encodeAttachment(key, a)); err != nil {
-		return fmt.Errorf("attach %s: %w", key, err)
+	if err := netnsutil.Do(t.netns, func() error { return t.b.AttachEndpoint(ifindex, a.EndpointID) }); err != nil {
+		return fmt.Errorf("attach %s (ifindex %d): %w", a.IfName, ifindex, err)
 	}
 	return nil
 }
 
 // Delete implements datapath.Table.
-func (t *attachmentsTable) Delete(_ context.Context, key string) error {
+func (t *attachmentsTable) Delete(_ context.Context, ifindex int) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	held, err := t.list()
-	if err != nil {
-		return fmt.Errorf("detach %s: %w", key, err)
-	}
-	a, ok := held[key]
-	if !ok {
-		return nil
-	}
-	if err := t.detach(a.IfIndex); err != nil {
-		return fmt.Errorf("detach %s: %w", key, err)
+	if err := netnsutil.Do(t.netns, func() error { return t.b.DetachEndpoint(ifindex) }); err != nil {
+		return fmt.Errorf("detach ifindex %d: %w", ifindex, err)
 	}
 	return nil
 }
 
-func (t *attachmentsTable) detach(ifindex int) error {
-	if err := netnsutil.Do(t.netns, func() error { return t.b.DetachEndpoint(ifindex) }); err != nil {
-		return err
-	}
-	return t.rec.delete(kindAttachment, attachmentID(ifindex))
-}
-
-// List implements datapath.Table: the recorded attachments whose programs
-// are attached (an interface that is gone is not).
-func (t *attachmentsTable) List(context.Context) (map[string]datapath.Attachment, error) {
+// List implements datapath.Table: the interfaces attached in both
+// directions, with their endpoint IDs and their names ("" for an interface
+// netlink does not know, gone since).
+func (t *attachmentsTable) List(context.Context) (map[int]datapath.Attachment, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.list()
-}
-
-func (t *attachmentsTable) list() (map[string]datapath.Attachment, error) {
 	var live map[int]uint16
 	err := netnsutil.Do(t.netns, func() (err error) {
 		live, err = t.b.AttachedEndpoints()
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list attachments: %w", err)
 	}
-	recs, err := t.rec.list(kindAttachment)
+	names, err := t.ifNames()
 	if err != nil {
 		return nil, fmt.Errorf("list attachments: %w", err)
 	}
-	out := make(map[string]datapath.Attachment, len(recs))
-	for id, data := range recs {
-		ifindex := int(binary.BigEndian.Uint32(id[:4]))
-		ep, ok := live[ifindex]
-		if !ok {
-			continue
-		}
-		key, a, err := decodeAttachment(data, ifindex)
-		if err != nil || a.EndpointID != ep {
-			continue // not what this table wrote: not an attachment it holds
-		}
-		out[key] = a
+	out := make(map[int]datapath.Attachment, len(live))
+	for ifindex, ep := range live {
+		out[ifindex] = datapath.Attachment{IfName: names[ifindex], EndpointID: ep}
+	}
+	return out, nil
+}
+
+// ifNames returns the name of every interface of the namespace by index.
+func (t *attachmentsTable) ifNames() (map[int]string, error) {
+	h, err := netnsutil.Netlink(t.netns)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	links, err := h.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("list interfaces: %w", err)
+	}
+	out := make(map[int]string, len(links))
+	for _, l := range links {
+		out[l.Attrs().Index] = l.Attrs().Name
 	}
 	return out, nil
 }

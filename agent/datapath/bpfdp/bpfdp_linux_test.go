@@ -1,13 +1,18 @@
 package bpfdp_test
 
 import (
+	"bytes"
 	"errors"
-	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 
 	"github.com/clustermesh/clustermesh/agent/datapath"
 	"github.com/clustermesh/clustermesh/agent/datapath/bpfdp"
@@ -86,23 +91,31 @@ func TestRefusals(t *testing.T) {
 	}
 }
 
-// When the kernel holds something its record does not describe (a crash
-// between the two writes, or another writer), List returns what the
-// kernel holds, rebuilt without the record: a reconciler sees a difference
-// and rewrites it.
-func TestKernelWinsOverRecords(t *testing.T) {
+// List returns what the kernel holds, whoever wrote it: rules rebuilt
+// from the kernel's entries (one per entry), backends as the kernel holds
+// them; rules of an endpoint without configuration (a crash between the
+// two writes) come back as a rule no Update accepts, so that a reconciler
+// rewrites the endpoint.
+func TestListIsTheKernel(t *testing.T) {
 	d := open(t, newKernel(t))
 	ctx := t.Context()
 	rules := []datapath.PolicyRule{{Identity: 2000, Ingress: true, Proto: 6, Port: 8080}}
 	must(t, d.Policies().Update(ctx, 5, datapath.EndpointPolicy{Identity: 1000, EnforceIngress: true, Rules: rules}))
 	must(t, d.BPF().SetPolicy(5, []bpf.PolicyRule{{Identity: 3000, Ingress: true, Port: 1024, EndPort: 1027}}))
-	want := datapath.EndpointPolicy{Identity: 1000, EnforceIngress: true, Rules: []datapath.PolicyRule{
-		{Identity: 3000, Ingress: true, Proto: bpf.ProtoTCP, Port: 1024, EndPort: 1027},
-		{Identity: 3000, Ingress: true, Proto: bpf.ProtoUDP, Port: 1024, EndPort: 1027},
-		{Identity: 3000, Ingress: true, Proto: bpf.ProtoSCTP, Port: 1024, EndPort: 1027},
-	}}
-	if diff := cmp.Diff(map[uint16]datapath.EndpointPolicy{5: want}, dptest.Held(t, d.Policies())); diff != "" {
+	must(t, d.BPF().SetPolicy(6, []bpf.PolicyRule{{Identity: 3000, Ingress: true, Proto: 6}}))
+	want := map[uint16]datapath.EndpointPolicy{
+		5: {Identity: 1000, EnforceIngress: true, Rules: []datapath.PolicyRule{
+			{Identity: 3000, Ingress: true, Proto: bpf.ProtoTCP, Port: 1024, EndPort: 1027},
+			{Identity: 3000, Ingress: true, Proto: bpf.ProtoUDP, Port: 1024, EndPort: 1027},
+			{Identity: 3000, Ingress: true, Proto: bpf.ProtoSCTP, Port: 1024, EndPort: 1027},
+		}},
+		6: {Rules: []datapath.PolicyRule{{EndPort: 1}}},
+	}
+	if diff := cmp.Diff(want, dptest.Held(t, d.Policies())); diff != "" {
 		t.Fatalf("policies (-want +got):\n%s", diff)
+	}
+	if err := d.Policies().Update(ctx, 7, want[6]); !errors.Is(err, bpf.ErrInvalidRule) {
+		t.Fatalf("Update of the rules listed for an endpoint without configuration: %v, want bpf.ErrInvalidRule", err)
 	}
 
 	key := datapath.ServiceKey{Addr: netip.MustParseAddr("10.96.0.1"), Port: 443, Protocol: "TCP"}
@@ -114,46 +127,52 @@ func TestKernelWinsOverRecords(t *testing.T) {
 	if diff := cmp.Diff(map[datapath.ServiceKey]datapath.Service{key: wantSvc}, dptest.Held(t, d.Services()), dptest.CmpOptions()); diff != "" {
 		t.Fatalf("services (-want +got):\n%s", diff)
 	}
-
-	// An ipcache entry with a cluster index this package never allocated.
-	must(t, d.BPF().IPCache().Update(netip.MustParsePrefix("10.9.0.0/16"), bpf.IPCacheValue{Identity: 7, Flags: 77}))
-	got := dptest.Held(t, d.IPCache())[netip.MustParsePrefix("10.9.0.0/16")]
-	if got.Cluster != "<unknown cluster index 77>" {
-		t.Fatalf("cluster of a foreign entry: %q", got.Cluster)
-	}
 }
 
-// Cluster indices (255) are reclaimed from names no entry uses any more.
-func TestClusterIndicesReclaimed(t *testing.T) {
+// Older versions pinned two companion maps beside the bpf pins: New removes
+// them and their directory, and says so.
+func TestLegacyPinsRemoved(t *testing.T) {
 	pinDir := newKernel(t)
-	d := open(t, pinDir)
-	ctx := t.Context()
-	prefix := func(i int) netip.Prefix { return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 3, byte(i), 0}), 24) }
-	for i := range 255 {
-		must(t, d.IPCache().Update(ctx, prefix(i), datapath.IPCacheEntry{Identity: 1, Cluster: fmt.Sprintf("c%d", i)}))
+	meta := pinDir + "-meta" // where they were
+	must(t, os.MkdirAll(meta, 0o700))
+	for _, spec := range []*ebpf.MapSpec{
+		{Name: "cm_records", Type: ebpf.Hash, KeySize: 12, ValueSize: 1024, MaxEntries: 1 << 16, Flags: unix.BPF_F_NO_PREALLOC, Pinning: ebpf.PinByName},
+		{Name: "cm_clusters", Type: ebpf.Array, KeySize: 4, ValueSize: 64, MaxEntries: 256, Pinning: ebpf.PinByName},
+	} {
+		m, err := ebpf.NewMapWithOptions(spec, ebpf.MapOptions{PinPath: meta})
+		must(t, err)
+		must(t, m.Close())
 	}
-	if err := d.IPCache().Update(ctx, prefix(255), datapath.IPCacheEntry{Identity: 1, Cluster: "one-too-many"}); err == nil {
-		t.Fatal("a 256th cluster name got an index while 255 are in use")
+	var logs bytes.Buffer
+	d := openWith(t, bpf.Options{PinDir: pinDir}, "", bpfdp.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	if _, err := os.Stat(meta); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s after New: %v, want it removed", meta, err)
 	}
-	must(t, d.IPCache().Delete(ctx, prefix(0)))
-	must(t, d.IPCache().Update(ctx, prefix(255), datapath.IPCacheEntry{Identity: 1, Cluster: "reuses-c0"}))
+	for _, name := range []string{"cm_records", "cm_clusters"} {
+		if !strings.Contains(logs.String(), filepath.Join(meta, name)) {
+			t.Errorf("the removal of %s is not logged:\n%s", name, logs.String())
+		}
+	}
+	must(t, d.Close())
 
-	d = dptest.Restart(t, d, opener(pinDir)).(*bpfdp.Datapath)
-	held := dptest.Held(t, d.IPCache())
-	if len(held) != 255 || held[prefix(255)].Cluster != "reuses-c0" || held[prefix(254)].Cluster != "c254" {
-		t.Fatalf("after a restart: %d entries, %+v, %+v", len(held), held[prefix(255)], held[prefix(254)])
+	// Something else left in the directory: it stays, with a warning; the
+	// datapath works.
+	must(t, os.MkdirAll(filepath.Join(meta, "other"), 0o700))
+	logs.Reset()
+	d = openWith(t, bpf.Options{PinDir: pinDir}, "", bpfdp.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	if !strings.Contains(logs.String(), "level=WARN") {
+		t.Errorf("a directory that could not be removed is not logged:\n%s", logs.String())
 	}
+	must(t, d.IPCache().Update(t.Context(), netip.MustParsePrefix("10.1.0.0/16"), datapath.IPCacheEntry{Identity: 1}))
 }
 
-// Unpin removes the companion maps with the bpf pins.
+// Unpin removes every pin.
 func TestUnpin(t *testing.T) {
 	pinDir := newKernel(t)
 	d := open(t, pinDir)
 	must(t, d.Unpin())
 	must(t, d.Close())
-	for _, dir := range []string{pinDir, bpfdp.MetaDir(pinDir)} {
-		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
-			t.Fatalf("%s after Unpin: %v", dir, err)
-		}
+	if _, err := os.Stat(pinDir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s after Unpin: %v", pinDir, err)
 	}
 }

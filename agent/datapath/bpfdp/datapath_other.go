@@ -14,7 +14,7 @@ import (
 type Datapath struct{ datapath.Datapath }
 
 // New returns bpf.ErrNotSupported outside linux.
-func New(context.Context, bpf.Options, string) (*Datapath, error) {
+func New(context.Context, bpf.Options, string, ...Option) (*Datapath, error) {
 	return nil, fmt.Errorf("open eBPF datapath: %w", bpf.ErrNotSupported)
 }
 

@@ -41,7 +41,14 @@ func newKernel(t *testing.T) string {
 // open opens the datapath pinned in pinDir and closes it at cleanup.
 func open(t *testing.T, pinDir string) *bpfdp.Datapath {
 	t.Helper()
-	d, err := bpfdp.New(t.Context(), bpf.Options{PinDir: pinDir}, "")
+	return openWith(t, bpf.Options{PinDir: pinDir}, "")
+}
+
+// openWith opens the datapath of opts, with endpoints' interfaces in the
+// network namespace at netns, and closes it at cleanup.
+func openWith(t *testing.T, opts bpf.Options, netns string, o ...bpfdp.Option) *bpfdp.Datapath {
+	t.Helper()
+	d, err := bpfdp.New(t.Context(), opts, netns, o...)
 	if err != nil {
 		t.Fatalf("bpfdp.New: %v", err)
 	}

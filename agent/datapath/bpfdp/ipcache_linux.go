@@ -4,19 +4,17 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"sync"
 
 	"github.com/clustermesh/clustermesh/agent/datapath"
 	"github.com/clustermesh/clustermesh/bpf"
 	"github.com/clustermesh/clustermesh/identity"
 )
 
-// ipcacheTable is the ipcache: bpf.IPCache, with the cluster of an entry as
-// an index into the cluster table in the entry's Flags.
+// ipcacheTable is the ipcache: bpf.IPCache. The kernel keeps an entry's
+// identity and tunnel endpoint, not its cluster (see KeptIPCache). An
+// Update of a held prefix replaces its value in place.
 type ipcacheTable struct {
-	c        *bpf.IPCache
-	clusters *clusterTable
-	mu       sync.Mutex // serializes changes (cluster index allocation)
+	c *bpf.IPCache
 }
 
 // checkPrefix rejects prefixes the kernel would store under another key
@@ -37,28 +35,10 @@ func (t *ipcacheTable) Update(_ context.Context, p netip.Prefix, e datapath.IPCa
 	if e.HostIP.IsValid() && (!e.HostIP.Is4() || e.HostIP.IsUnspecified()) {
 		return fmt.Errorf("ipcache update %v: host IP %v: the eBPF datapath holds a tunnel endpoint as a non-zero IPv4 address: %w", p, e.HostIP, ErrNotSupported)
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	idx, err := t.clusters.index(e.Cluster, t.indicesInUse)
-	if err != nil {
-		return fmt.Errorf("ipcache update %v: %w", p, err)
-	}
-	if err := t.c.Update(p, bpf.IPCacheValue{Identity: uint32(e.Identity), HostIP: e.HostIP, Flags: idx}); err != nil {
+	if err := t.c.Update(p, bpf.IPCacheValue{Identity: uint32(e.Identity), HostIP: e.HostIP}); err != nil {
 		return fmt.Errorf("ipcache update: %w", err)
 	}
 	return nil
-}
-
-func (t *ipcacheTable) indicesInUse() (map[uint8]bool, error) {
-	held, err := t.c.List()
-	if err != nil {
-		return nil, err
-	}
-	used := map[uint8]bool{}
-	for _, e := range held {
-		used[e.Flags] = true
-	}
-	return used, nil
 }
 
 // Delete implements datapath.Table. Prefixes the kernel cannot hold are
@@ -67,17 +47,14 @@ func (t *ipcacheTable) Delete(_ context.Context, p netip.Prefix) error {
 	if checkPrefix(p) != nil {
 		return nil
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	if err := t.c.Delete(p); err != nil {
 		return fmt.Errorf("ipcache delete: %w", err)
 	}
 	return nil
 }
 
-// List implements datapath.Table. An entry whose cluster index is unknown
-// (not written by this package) gets a cluster name no valid name equals,
-// so that a reconciler rewrites it.
+// List implements datapath.Table: every prefix with its identity and tunnel
+// endpoint; Cluster is "".
 func (t *ipcacheTable) List(context.Context) (map[netip.Prefix]datapath.IPCacheEntry, error) {
 	held, err := t.c.List()
 	if err != nil {
@@ -85,11 +62,7 @@ func (t *ipcacheTable) List(context.Context) (map[netip.Prefix]datapath.IPCacheE
 	}
 	out := make(map[netip.Prefix]datapath.IPCacheEntry, len(held))
 	for p, e := range held {
-		name, ok := t.clusters.name(e.Flags)
-		if !ok {
-			name = fmt.Sprintf("<unknown cluster index %d>", e.Flags)
-		}
-		out[p] = datapath.IPCacheEntry{Identity: identity.NumericIdentity(e.Identity), HostIP: e.HostIP, Cluster: name}
+		out[p] = datapath.IPCacheEntry{Identity: identity.NumericIdentity(e.Identity), HostIP: e.HostIP}
 	}
 	return out, nil
 }

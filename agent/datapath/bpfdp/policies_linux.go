@@ -2,7 +2,6 @@ package bpfdp
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"sync"
 
@@ -12,29 +11,13 @@ import (
 )
 
 // policiesTable is the per-endpoint policy: bpf.EndpointConfigs holds the
-// identity and enforcement, bpf.Policy the rules expanded into entries, and
-// a record per endpoint the rules as they were given.
+// identity and enforcement, bpf.Policy the rules expanded into entries
+// (see KeptPolicy for what List gives back).
 type policiesTable struct {
 	cfgs   *bpf.EndpointConfigs
 	policy *bpf.Policy
-	rec    *records
 
-	mu      sync.Mutex                    // serializes changes; guards written
-	written map[uint16]bpf.EndpointConfig // configurations in the kernel
-}
-
-func policyID(ep uint16) recordID {
-	var id recordID
-	binary.BigEndian.PutUint16(id[:2], ep)
-	return id
-}
-
-func bpfRules(rules []datapath.PolicyRule) []bpf.PolicyRule {
-	out := make([]bpf.PolicyRule, len(rules))
-	for i, r := range rules {
-		out[i] = bpf.PolicyRule{Identity: uint32(r.Identity), Ingress: r.Ingress, Proto: r.Proto, Port: r.Port, EndPort: r.EndPort, Deny: r.Deny}
-	}
-	return out
+	mu sync.Mutex // serializes changes, so that the config read stays current
 }
 
 func endpointConfig(p datapath.EndpointPolicy) bpf.EndpointConfig {
@@ -45,45 +28,42 @@ func endpointConfig(p datapath.EndpointPolicy) bpf.EndpointConfig {
 // both the old and the new policy: a direction that stops being enforced
 // stops before the rules change, one that starts being enforced starts
 // after the new rules are in place (and bpf.Policy.Set swaps rules
-// atomically).
+// atomically, and leaves rules equal to the kernel's untouched). The old
+// configuration is the kernel's, read here: after an agent restart too,
+// the rewrite of a held endpoint relaxes first what the kernel enforces.
 func (t *policiesTable) Update(_ context.Context, ep uint16, p datapath.EndpointPolicy) error {
-	rec := encodePolicy(p)
 	cfg := endpointConfig(p)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	old, had := t.written[ep]
+	old, had, err := t.cfgs.Get(ep)
+	if err != nil {
+		return fmt.Errorf("policy update of endpoint %d: %w", ep, err)
+	}
 	if had && (old.EnforceIngress && !cfg.EnforceIngress || old.EnforceEgress && !cfg.EnforceEgress) {
 		relaxed := bpf.EndpointConfig{Identity: cfg.Identity, EnforceIngress: old.EnforceIngress && cfg.EnforceIngress, EnforceEgress: old.EnforceEgress && cfg.EnforceEgress}
 		if err := t.cfgs.Update(ep, relaxed); err != nil {
 			return fmt.Errorf("policy update: %w", err)
 		}
-		t.written[ep] = relaxed
 	}
 	if err := t.policy.Set(ep, bpfRules(p.Rules)); err != nil {
 		return fmt.Errorf("policy update: %w", err)
 	}
-	if err := t.cfgs.Update(ep, cfg); err != nil {
-		return fmt.Errorf("policy update: %w", err)
-	}
-	t.written[ep] = cfg
-	if err := t.rec.put(kindPolicy, policyID(ep), rec); err != nil {
-		return fmt.Errorf("policy update of endpoint %d: %w", ep, err)
+	if !had || old != cfg {
+		if err := t.cfgs.Update(ep, cfg); err != nil {
+			return fmt.Errorf("policy update: %w", err)
+		}
 	}
 	return nil
 }
 
-// Delete implements datapath.Table: the record, then the configuration (the
-// endpoint's traffic then passes untouched), then the rules.
+// Delete implements datapath.Table: the configuration (the endpoint's
+// traffic then passes untouched), then the rules.
 func (t *policiesTable) Delete(_ context.Context, ep uint16) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if err := t.rec.delete(kindPolicy, policyID(ep)); err != nil {
-		return fmt.Errorf("policy delete of endpoint %d: %w", ep, err)
-	}
 	if err := t.cfgs.Delete(ep); err != nil {
 		return fmt.Errorf("policy delete: %w", err)
 	}
-	delete(t.written, ep)
 	if err := t.policy.Delete(ep); err != nil {
 		return fmt.Errorf("policy delete: %w", err)
 	}
@@ -91,9 +71,11 @@ func (t *policiesTable) Delete(_ context.Context, ep uint16) error {
 }
 
 // List implements datapath.Table: every endpoint with a configuration or
-// rules in the kernel. Where the endpoint's record expands to exactly the
-// entries the kernel holds, its rules are the record's (as given);
-// otherwise they are rebuilt from the entries (see fromEntries).
+// rules in the kernel, with its identity and enforcement, and its rules
+// rebuilt from the kernel's entries (rulesOf; nil if it has no rules, which
+// the datapath treats as no rule). An endpoint with rules and no
+// configuration (a crash between the two writes) gets rules no desired
+// value equals, so that a reconciler rewrites it.
 func (t *policiesTable) List(context.Context) (map[uint16]datapath.EndpointPolicy, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -105,64 +87,21 @@ func (t *policiesTable) List(context.Context) (map[uint16]datapath.EndpointPolic
 	if err != nil {
 		return nil, fmt.Errorf("policy list: %w", err)
 	}
-	recs, err := t.rec.list(kindPolicy)
-	if err != nil {
-		return nil, fmt.Errorf("policy list: %w", err)
-	}
 	out := make(map[uint16]datapath.EndpointPolicy, len(cfgs))
-	for ep := range cfgs {
-		out[ep] = datapath.EndpointPolicy{}
-	}
-	for ep := range entries {
-		out[ep] = datapath.EndpointPolicy{}
-	}
-	for ep := range out {
-		cfg, hasCfg := cfgs[ep]
-		es, hasRules := entries[ep]
-		if p, err := decodePolicy(recs[policyID(ep)]); err == nil && hasCfg && hasRules && cfg == endpointConfig(p) && expandsTo(p.Rules, es) {
-			out[ep] = p
-			continue
-		}
+	for ep, cfg := range cfgs {
 		out[ep] = datapath.EndpointPolicy{
 			Identity:       identity.NumericIdentity(cfg.Identity),
 			EnforceIngress: cfg.EnforceIngress,
 			EnforceEgress:  cfg.EnforceEgress,
-			Rules:          fromEntries(es),
 		}
+	}
+	for ep, es := range entries {
+		p, hasCfg := out[ep]
+		p.Rules = rulesOf(es)
+		if !hasCfg {
+			p.Rules = []datapath.PolicyRule{unlisted}
+		}
+		out[ep] = p
 	}
 	return out, nil
-}
-
-// expandsTo reports whether rules are what the kernel's entries were made
-// from.
-func expandsTo(rules []datapath.PolicyRule, held []bpf.PolicyEntry) bool {
-	want, err := bpf.ExpandRules(bpfRules(rules))
-	if err != nil || len(want) != len(held) {
-		return false
-	}
-	for i, e := range held {
-		e.Packets = 0
-		if e != want[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// fromEntries rebuilds rules from kernel entries, one rule per entry (a
-// port block becomes a range), in the entries' order. They are not the
-// rules as given but expand to the same entries: the same policy.
-func fromEntries(es []bpf.PolicyEntry) []datapath.PolicyRule {
-	out := make([]datapath.PolicyRule, 0, len(es))
-	for _, e := range es {
-		r := datapath.PolicyRule{Identity: identity.NumericIdentity(e.Identity), Ingress: e.Ingress, Proto: e.Proto, Deny: e.Deny}
-		if e.Proto != 0 && e.PortBits > 0 {
-			r.Port = e.Port
-			if e.PortBits < 16 {
-				r.EndPort = e.Port + uint16(1<<(16-e.PortBits)-1)
-			}
-		}
-		out = append(out, r)
-	}
-	return out
 }

@@ -66,7 +66,8 @@ func policiesCase() tableCase[uint16, datapath.EndpointPolicy] {
 		k2:    4095,
 		// Rules as a policy compiler may hand them over: unsorted, with a
 		// duplicate, a port without protocol, a range, and a deny covering
-		// an allow. They must come back as given.
+		// an allow. They come back as the implementation keeps them
+		// (Impl.Kept).
 		v1: datapath.EndpointPolicy{Identity: 1000, EnforceIngress: true, Rules: []datapath.PolicyRule{
 			{Identity: 2000, Ingress: true, Proto: 6, Port: 8080},
 			{Identity: 0, Ingress: true, Port: 53},
@@ -94,5 +95,18 @@ func peersCase() tableCase[string, datapath.Peer] {
 		v1:    peer("cluster-2", "node-1", "192.168.1.2", "10.2.0.0/24"),
 		v2:    peer("cluster-2", "node-1", "192.168.1.3", "10.2.0.0/24", "fd00:2::/64"),
 		v3:    peer("cluster-3", "node-1", "192.168.2.2"),
+	}
+}
+
+// attachmentsCase attaches the interfaces *ifs (set by the kernel).
+func attachmentsCase(ifs *[2]Interface) tableCase[int, datapath.Attachment] {
+	return tableCase[int, datapath.Attachment]{
+		table: func(dp datapath.Datapath) datapath.Table[int, datapath.Attachment] { return dp.Attachments() },
+		samples: func(c *tableCase[int, datapath.Attachment]) {
+			c.k1, c.k2 = ifs[0].Index, ifs[1].Index
+			c.v1 = datapath.Attachment{IfName: ifs[0].Name, EndpointID: 1}
+			c.v2 = datapath.Attachment{IfName: ifs[0].Name, EndpointID: 4095}
+			c.v3 = datapath.Attachment{IfName: ifs[1].Name, EndpointID: 2}
+		},
 	}
 }

@@ -1,0 +1,91 @@
+package bpfdp
+
+import (
+	"slices"
+
+	"github.com/clustermesh/clustermesh/agent/datapath"
+	"github.com/clustermesh/clustermesh/bpf"
+	"github.com/clustermesh/clustermesh/identity"
+)
+
+// What the kernel keeps of a value an Update accepted: List returns exactly
+// this for it. The functions are pure (no kernel access), for tests and for
+// callers that compare what they wrote with what the kernel holds.
+
+// KeptIPCache is what the ipcache keeps of e: its identity and tunnel
+// endpoint, not its cluster.
+func KeptIPCache(e datapath.IPCacheEntry) datapath.IPCacheEntry {
+	return datapath.IPCacheEntry{Identity: e.Identity, HostIP: e.HostIP}
+}
+
+// KeptService is what the services map keeps of s: its backends' addresses
+// (IPv4, unmapped) and ports in order, nil if none; no service name nor
+// backend cluster.
+func KeptService(s datapath.Service) datapath.Service {
+	if len(s.Backends) == 0 {
+		return datapath.Service{}
+	}
+	out := datapath.Service{Backends: make([]datapath.Backend, len(s.Backends))}
+	for i, be := range s.Backends {
+		out.Backends[i] = datapath.Backend{Addr: be.Addr.Unmap(), Port: be.Port}
+	}
+	return out
+}
+
+// KeptPolicy is what the endpoint maps keep of p: its identity and
+// enforcement, and its rules as the kernel's entries give them back (see
+// rulesOf): one rule per entry, not the rules as given, but the same
+// policy.
+func KeptPolicy(p datapath.EndpointPolicy) datapath.EndpointPolicy {
+	entries, err := bpf.ExpandRules(bpfRules(p.Rules))
+	if err != nil {
+		return p // Update refuses p: the kernel keeps nothing of it
+	}
+	p.Rules = rulesOf(entries)
+	return p
+}
+
+func bpfRules(rules []datapath.PolicyRule) []bpf.PolicyRule {
+	out := make([]bpf.PolicyRule, len(rules))
+	for i, r := range rules {
+		out[i] = bpf.PolicyRule{Identity: uint32(r.Identity), Ingress: r.Ingress, Proto: r.Proto, Port: r.Port, EndPort: r.EndPort, Deny: r.Deny}
+	}
+	return out
+}
+
+// unlisted stands for kernel entries that no rules expand to (not written
+// by bpf.Policy.Set): an invalid rule (EndPort without Port), which no
+// policy an Update accepts contains, so that a reconciler sees a
+// difference and rewrites the endpoint.
+var unlisted = datapath.PolicyRule{EndPort: 1}
+
+// rulesOf returns rules that expand to exactly the kernel's entries es
+// (sorted as bpf.Policy.List sorts them): one rule per entry, a port block
+// becoming a range, in the entries' order, never nil. Where no rules expand
+// to es, the result is []PolicyRule{unlisted}. So two policies whose rules
+// expand to the same entries are kept equal, and a listed policy equals a
+// desired one only if the kernel enforces exactly the desired rules.
+func rulesOf(es []bpf.PolicyEntry) []datapath.PolicyRule {
+	out := make([]datapath.PolicyRule, 0, len(es))
+	for _, e := range es {
+		r := datapath.PolicyRule{Identity: identity.NumericIdentity(e.Identity), Ingress: e.Ingress, Proto: e.Proto, Deny: e.Deny}
+		if e.Proto != 0 && e.PortBits > 0 {
+			r.Port = e.Port
+			if e.PortBits < 16 {
+				r.EndPort = e.Port + uint16(1<<(16-e.PortBits)-1)
+			}
+		}
+		out = append(out, r)
+	}
+	back, err := bpf.ExpandRules(bpfRules(out))
+	if err != nil || !slices.EqualFunc(back, es, sameEntry) {
+		return []datapath.PolicyRule{unlisted}
+	}
+	return out
+}
+
+// sameEntry compares entries but for their counters.
+func sameEntry(a, b bpf.PolicyEntry) bool {
+	a.Packets, b.Packets = 0, 0
+	return a == b
+}
