@@ -93,6 +93,13 @@ type PolicyRule struct {
 	// not 0, ends an inclusive range starting at Port.
 	Port, EndPort uint16
 	Deny          bool
+	// ByAddress: Identity is a CIDR identity and the rule also matches a
+	// peer whose address lies in that identity's prefix (the longest CIDR
+	// prefix of the policies holding it), whatever the peer's own identity:
+	// Kubernetes NetworkPolicy ipBlock, which selects pods by address. An
+	// allow rule only. Cilium-style CIDR rules leave it false: they match
+	// only peers whose identity is the CIDR's (addresses outside the pods).
+	ByAddress bool
 }
 
 // Table is one kind of kernel state keyed by K. List returns exactly the
@@ -138,8 +145,16 @@ func AttachmentKey(containerID, ifName string) string { return containerID + "/"
 // passes; otherwise a matching allow rule must exist. Every implementation
 // must decide exactly this.
 func (p EndpointPolicy) Allows(peer identity.NumericIdentity, ingress bool, proto uint8, port uint16) bool {
+	return p.AllowsAt(peer, 0, ingress, proto, port)
+}
+
+// AllowsAt is Allows for a peer whose address has the CIDR identity
+// addrCIDR (that of the longest CIDR prefix of the policies holding it; 0
+// for none): a rule by address of that identity matches it too.
+func (p EndpointPolicy) AllowsAt(peer, addrCIDR identity.NumericIdentity, ingress bool, proto uint8, port uint16) bool {
 	match := func(r PolicyRule) bool {
-		return r.Ingress == ingress && (r.Identity == 0 || r.Identity == peer) &&
+		return r.Ingress == ingress &&
+			(r.Identity == 0 || r.Identity == peer || r.ByAddress && !r.Deny && addrCIDR != 0 && r.Identity == addrCIDR) &&
 			(r.Proto == 0 || r.Proto == proto) &&
 			(r.Port == 0 || port >= r.Port && port <= max(r.Port, r.EndPort))
 	}

@@ -113,7 +113,15 @@ func (c *compiler) k8sPeer(field, ns string, p networkingv1.NetworkPolicyPeer) (
 			c.problem(field, "InvalidPeer", "ipBlock cannot be combined with podSelector or namespaceSelector; split the peer")
 			return nil, false
 		}
-		return c.cidr(field+".ipBlock", p.IPBlock.CIDR, p.IPBlock.Except)
+		m, ok := c.cidr(field+".ipBlock", p.IPBlock.CIDR, p.IPBlock.Except)
+		if cm, isCIDR := m.(cidrMatcher); ok && isCIDR {
+			// A NetworkPolicy's ipBlock selects every address inside,
+			// pods too (upstream's e2e suite probes pod IPs); the
+			// project's Cilium-style kinds keep Cilium's semantics.
+			cm.byAddress = true
+			return cm, true
+		}
+		return m, ok
 	}
 	switch {
 	case p.PodSelector == nil && p.NamespaceSelector == nil:

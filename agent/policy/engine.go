@@ -134,7 +134,7 @@ func (e *Engine) selectionChanged(s *selEntry, id identity.NumericIdentity, sele
 	}
 	for re := range s.users {
 		for ep := range re.subjects {
-			e.addEntries(ep, re, []identity.NumericIdentity{id}, delta)
+			e.addEntries(ep, re, []identity.NumericIdentity{id}, byAddress(s.m), delta)
 		}
 	}
 }
@@ -228,23 +228,31 @@ func (e *Engine) rebuildEndpoint(ee *epEntry) {
 // ee.
 func (e *Engine) addRuleEntries(ee *epEntry, re *ruleEntry, delta int) {
 	if re.r.allPeers {
-		e.addEntries(ee, re, []identity.NumericIdentity{0}, delta)
+		e.addEntries(ee, re, []identity.NumericIdentity{0}, false, delta)
 	}
 	for _, s := range re.sels {
 		ids := make([]identity.NumericIdentity, 0, len(s.ids))
 		for id := range s.ids {
 			ids = append(ids, id)
 		}
-		e.addEntries(ee, re, ids, delta)
+		e.addEntries(ee, re, ids, byAddress(s.m), delta)
 	}
 }
 
+// byAddress reports whether m's CIDR identities also select pods by
+// address.
+func byAddress(m matcher) bool {
+	cm, ok := m.(cidrMatcher)
+	return ok && cm.byAddress
+}
+
 // addEntries adds or removes the entries of rule re for peers ids on ee.
-func (e *Engine) addEntries(ee *epEntry, re *ruleEntry, ids []identity.NumericIdentity, delta int) {
+func (e *Engine) addEntries(ee *epEntry, re *ruleEntry, ids []identity.NumericIdentity, byAddr bool, delta int) {
 	ports := e.resolvePorts(re.r, ee)
 	for _, id := range ids {
 		for _, p := range ports {
-			k := datapath.PolicyRule{Identity: id, Ingress: re.r.ingress, Proto: p.proto, Port: p.port, EndPort: p.endPort, Deny: re.r.deny}
+			k := datapath.PolicyRule{Identity: id, Ingress: re.r.ingress, Proto: p.proto, Port: p.port, EndPort: p.endPort, Deny: re.r.deny,
+				ByAddress: byAddr && !re.r.deny}
 			n := ee.entries[k] + delta
 			if n <= 0 {
 				delete(ee.entries, k)
@@ -353,7 +361,7 @@ func SortRules(rs []datapath.PolicyRule) []datapath.PolicyRule {
 	slices.SortFunc(rs, func(a, b datapath.PolicyRule) int {
 		return cmp.Or(-cmp.Compare(b2i(a.Ingress), b2i(b.Ingress)), cmp.Compare(a.Identity, b.Identity),
 			cmp.Compare(a.Proto, b.Proto), cmp.Compare(a.Port, b.Port), cmp.Compare(a.EndPort, b.EndPort),
-			cmp.Compare(b2i(a.Deny), b2i(b.Deny)))
+			cmp.Compare(b2i(a.Deny), b2i(b.Deny)), cmp.Compare(b2i(a.ByAddress), b2i(b.ByAddress)))
 	})
 	return rs
 }

@@ -45,6 +45,9 @@ func (m clusterEntity) key() string { return "entity:cluster:" + m.cluster }
 type cidrMatcher struct {
 	prefix netip.Prefix
 	except []netip.Prefix
+	// byAddress: the rule also selects pods whose address is inside
+	// (Kubernetes NetworkPolicy ipBlock); see datapath.PolicyRule.ByAddress.
+	byAddress bool
 }
 
 func within(inner, outer netip.Prefix) bool {
@@ -65,6 +68,9 @@ func (m cidrMatcher) matches(id *Identity) bool {
 
 func (m cidrMatcher) key() string {
 	var b strings.Builder
+	if m.byAddress {
+		b.WriteString("addr-")
+	}
 	b.WriteString("cidr:" + m.prefix.String())
 	for _, e := range m.except {
 		b.WriteString("!" + e.String())

@@ -1,8 +1,11 @@
 package policy
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/clustermesh/clustermesh/identity"
 )
 
 type check struct {
@@ -344,6 +347,66 @@ func TestVerdicts(t *testing.T) {
 				if c.dst != nil && !m.allowed(t, c.src, *c.dst, c.proto, c.port) {
 					t.Errorf("policy deleted: %s → %s still denied", c.src.name, c.dst.name)
 				}
+			}
+		})
+	}
+}
+
+// A NetworkPolicy's ipBlock selects pods by address (its rules are by
+// address: a pod inside the block is allowed whatever its identity, one in
+// an except hole is not); a Cilium-style CIDR rule does not select pods.
+func TestIPBlockSelectsPodsByAddress(t *testing.T) {
+	for _, tc := range []struct {
+		name, doc string
+		byAddr    bool
+	}{
+		{"NetworkPolicy ipBlock", clientEgressRange, true},
+		{"toCIDRSet", `
+apiVersion: clustermesh.io/v1alpha1
+kind: ClusterMeshNetworkPolicy
+metadata: {name: cidr-only, namespace: dev}
+spec:
+  endpointSelector: {matchLabels: {app: client}}
+  egress:
+  - toCIDRSet: [{cidr: 10.0.0.0/8, except: [10.1.0.0/16]}]
+`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newMesh(true)
+			m.apply(t, "cluster1", tc.doc)
+			e := m["cluster1"]
+			var block, hole identity.NumericIdentity
+			var inside, outside netip.Prefix
+			for p, id := range e.CIDRIdentities() {
+				if block == 0 || p.Bits() < inside.Bits() {
+					if block != 0 {
+						hole, outside = block, inside
+					}
+					block, inside = id, p
+				} else {
+					hole, outside = id, p
+				}
+			}
+			if block == 0 || hole == 0 {
+				t.Fatalf("CIDR identities %v: want a block and an except hole", e.CIDRIdentities())
+			}
+			p, _ := e.EndpointPolicy(client.ns + "/" + client.name)
+			for _, r := range p.Rules {
+				if r.Identity == block && r.ByAddress != tc.byAddr {
+					t.Fatalf("rule %+v: ByAddress %v, want %v", r, r.ByAddress, tc.byAddr)
+				}
+			}
+			// A pod (db's identity) at an address inside the block, and one
+			// in the hole.
+			proto, port := ProtoTCP, uint16(443)
+			if got := p.AllowsAt(db.id, block, false, proto, port); got != tc.byAddr {
+				t.Errorf("pod inside %v: allowed %v, want %v", inside, got, tc.byAddr)
+			}
+			if p.AllowsAt(db.id, hole, false, proto, port) {
+				t.Errorf("pod inside the except %v: allowed", outside)
+			}
+			if !p.AllowsAt(block, block, false, proto, port) {
+				t.Errorf("an address of the block outside the pods: refused")
 			}
 		})
 	}

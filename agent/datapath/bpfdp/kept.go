@@ -48,7 +48,7 @@ func KeptPolicy(p datapath.EndpointPolicy) datapath.EndpointPolicy {
 func bpfRules(rules []datapath.PolicyRule) []bpf.PolicyRule {
 	out := make([]bpf.PolicyRule, len(rules))
 	for i, r := range rules {
-		out[i] = bpf.PolicyRule{Identity: uint32(r.Identity), Ingress: r.Ingress, Proto: r.Proto, Port: r.Port, EndPort: r.EndPort, Deny: r.Deny}
+		out[i] = bpf.PolicyRule{Identity: uint32(r.Identity), Ingress: r.Ingress, Proto: r.Proto, Port: r.Port, EndPort: r.EndPort, Deny: r.Deny, ByAddress: r.ByAddress}
 	}
 	return out
 }
@@ -61,13 +61,22 @@ var unlisted = datapath.PolicyRule{EndPort: 1}
 
 // rulesOf returns rules that expand to exactly the kernel's entries es
 // (sorted as bpf.Policy.List sorts them): one rule per entry, a port block
-// becoming a range, in the entries' order, never nil. Where no rules expand
-// to es, the result is []PolicyRule{unlisted}. So two policies whose rules
-// expand to the same entries are kept equal, and a listed policy equals a
-// desired one only if the kernel enforces exactly the desired rules.
+// becoming a range, in the entries' order, never nil; an entry of a rule by
+// address (bpf.IdentityByAddress) marks the rule of its untagged twin.
+// Where no rules expand to es, the result is []PolicyRule{unlisted}. So two
+// policies whose rules expand to the same entries are kept equal, and a
+// listed policy equals a desired one only if the kernel enforces exactly
+// the desired rules.
 func rulesOf(es []bpf.PolicyEntry) []datapath.PolicyRule {
 	out := make([]datapath.PolicyRule, 0, len(es))
+	at := map[bpf.PolicyEntry]int{} // untagged entry (no counter) -> its rule
+	var tagged []bpf.PolicyEntry
 	for _, e := range es {
+		e.Packets = 0
+		if e.Identity&bpf.IdentityByAddress != 0 {
+			tagged = append(tagged, e)
+			continue
+		}
 		r := datapath.PolicyRule{Identity: identity.NumericIdentity(e.Identity), Ingress: e.Ingress, Proto: e.Proto, Deny: e.Deny}
 		if e.Proto != 0 && e.PortBits > 0 {
 			r.Port = e.Port
@@ -75,7 +84,16 @@ func rulesOf(es []bpf.PolicyEntry) []datapath.PolicyRule {
 				r.EndPort = e.Port + uint16(1<<(16-e.PortBits)-1)
 			}
 		}
+		at[e] = len(out)
 		out = append(out, r)
+	}
+	for _, e := range tagged {
+		e.Identity &^= bpf.IdentityByAddress
+		i, ok := at[e]
+		if !ok {
+			return []datapath.PolicyRule{unlisted}
+		}
+		out[i].ByAddress = true
 	}
 	back, err := bpf.ExpandRules(bpfRules(out))
 	if err != nil || !slices.EqualFunc(back, es, sameEntry) {

@@ -1,0 +1,12 @@
+// Package netpol checks Kubernetes NetworkPolicy semantics the way the
+// upstream e2e suite (k8s.io/kubernetes test/e2e/network/netpol) does: a
+// model of namespaces x, y, z with pods a, b, c, the suite's policies, and a
+// probe of every pair of pods, compared with the suite's expected truth
+// table. Here the probes are real connections through the eBPF datapath
+// between network namespaces of one node, with each pod's policy computed
+// by the agent's policy engine (the fast tier); the multi-cluster tier runs
+// on the bed (e2e/bed).
+//
+// The package has tests only; it needs root (it loads BPF programs and
+// creates network namespaces), like the datapath's own tests.
+package netpol

@@ -1,0 +1,33 @@
+package netpol
+
+import (
+	"fmt"
+	"testing"
+)
+
+// TestNetworkPolicyMatrix runs every scenario of the upstream suite over
+// IPv4 and over IPv6: for each step, the policies go through the agent's
+// engine into the datapath, then every pair of pods is probed for each of
+// the step's ports and protocols and compared with the expected truth
+// table.
+func TestNetworkPolicyMatrix(t *testing.T) {
+	w := newWorld(t)
+	all := make([]podName, len(w.pods))
+	for i, p := range w.pods {
+		all[i] = p.name
+	}
+	for _, family := range []int{4, 6} {
+		for _, sc := range scenarios {
+			t.Run(fmt.Sprintf("IPv%d/%s", family, sc.name), func(t *testing.T) {
+				for _, st := range sc.steps {
+					w.apply(t, st.policies(w, family)...)
+					for _, ps := range st.probes {
+						r := newReachability(all, true)
+						ps.expect(r)
+						w.check(t, family, probeCase{port: ps.port, proto: ps.proto, want: r})
+					}
+				}
+			})
+		}
+	}
+}
