@@ -68,7 +68,9 @@ func labels(kv ...string) map[string]string {
 	return m
 }
 
-func sel(kv ...string) *metav1.LabelSelector { return &metav1.LabelSelector{MatchLabels: labels(kv...)} }
+func sel(kv ...string) *metav1.LabelSelector {
+	return &metav1.LabelSelector{MatchLabels: labels(kv...)}
+}
 
 func selExpr(key string, op metav1.LabelSelectorOperator, values ...string) *metav1.LabelSelector {
 	return &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: key, Operator: op, Values: values}}}
