@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -60,14 +61,35 @@ func (s *recordSink) DeleteService(_, ns, name string) {
 }
 func (s *recordSink) Drain(string) {}
 
-// fuzzClaims: the local cluster owns 10.1.0.0/16 and node 192.168.1.10.
+// fuzzClaims: the local cluster owns 10.1.0.0/16 and fd00:1::/48, and
+// nodes 192.168.1.10 and 2001:db8:1::10.
 type fuzzClaims struct{}
 
 func (fuzzClaims) PodCIDROwner(_ string, p netip.Prefix) (string, bool) {
-	return "cluster1", netip.MustParsePrefix("10.1.0.0/16").Overlaps(p)
+	return "cluster1", netip.MustParsePrefix("10.1.0.0/16").Overlaps(p) || netip.MustParsePrefix("fd00:1::/48").Overlaps(p)
 }
 func (fuzzClaims) NodeIPOwner(_ string, ip netip.Addr) (string, bool) {
-	return "cluster1", ip == netip.MustParseAddr("192.168.1.10")
+	return "cluster1", ip == netip.MustParseAddr("192.168.1.10") || ip == netip.MustParseAddr("2001:db8:1::10")
+}
+
+// fuzzVictimNodes are the local cluster's node addresses.
+var fuzzVictimNodes = []netip.Addr{netip.MustParseAddr("192.168.1.10"), netip.MustParseAddr("2001:db8:1::10")}
+
+// fuzzIPv6 builds an IPv6 address of the fuzz mesh from two bytes: in
+// fd00:<a>::/32 (the peer's recorded fd00:2::/48, the local cluster's
+// fd00:1::/48, others) or a special range.
+func fuzzIPv6(a, b byte) string {
+	switch a % 8 {
+	case 0:
+		return "::1"
+	case 1:
+		return fmt.Sprintf("fe80::%x", b)
+	case 2:
+		return fmt.Sprintf("ff02::%x", b)
+	case 3:
+		return fmt.Sprintf("2001:db8:%x::10", b%4)
+	}
+	return fmt.Sprintf("fd00:%x:0:%x::%x", a%4, b%4, b)
 }
 
 // FuzzRemotePath writes random sequences of keys and values of every kind
@@ -80,11 +102,12 @@ func (fuzzClaims) NodeIPOwner(_ string, ip netip.Addr) (string, bool) {
 func FuzzRemotePath(f *testing.F) {
 	f.Add([]byte{0, 1, 10, 2, 1, 0, 24, 192, 168, 2, 10, 2, 3, 10, 2, 1, 5, 0, 3, 1, 4, 10, 2, 1, 5}, "k8s:app=x;k8s:io.cilium.k8s.policy.cluster=cluster2;")
 	f.Add([]byte{0, 2, 0, 0, 0, 0, 0, 127, 0, 0, 1, 2, 9, 127, 0, 0, 1, 1, 6, 7}, "reserved:host;")
+	f.Add([]byte{5, 1, 2, 1, 0, 1, 3, 2, 10, 6, 6, 1, 3, 2, 1, 0, 7, 6, 1, 1, 5}, "k8s:app=x;k8s:io.cilium.k8s.policy.cluster=cluster2;")
 	f.Fuzz(func(t *testing.T, ops []byte, raw string) {
 		layout, _ := identity.NewLayout(255)
 		sink := newRecordSink()
 		v := newValidator("cluster2", 2, layout, schema.DefaultPaths(), sink, newRejections("cluster2", slog.New(slog.DiscardHandler), nil))
-		v.trust = Trust{ClusterID: 2, PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.2.0.0/16")}}
+		v.trust = Trust{ClusterID: 2, PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.2.0.0/16"), netip.MustParsePrefix("fd00:2::/48")}}
 		v.claims = fuzzClaims{}
 		p := v.paths
 		deleted := map[string]bool{}
@@ -99,7 +122,7 @@ func FuzzRemotePath(f *testing.F) {
 		for steps := 0; len(ops) > 0 && steps < 64; steps++ {
 			op := next()
 			var key, value string
-			switch op % 5 {
+			switch op % 8 {
 			case 0: // node
 				name := fmt.Sprint("n", next()%4)
 				key = p.Node("cluster2", name)
@@ -126,6 +149,31 @@ func FuzzRemotePath(f *testing.F) {
 				if next()%2 == 0 {
 					value = raw
 				}
+			case 5: // a dual-stack or IPv6-only node
+				name := fmt.Sprint("n", next()%4)
+				key = p.Node("cluster2", name)
+				cidr := fmt.Sprintf(`{"IP":"fd00:%x:0:%x::","Mask":"%s"}`, next()%4, next()%4,
+					[]string{"//////////8AAAAAAAAAAA==", "////////AAAAAAAAAAAAAA==", "AAAAAAAAAAAAAAAAAAAAAA==", "/wAAAAAAAAAAAAAAAAAAAA=="}[next()%4])
+				v4 := ""
+				if next()%2 == 0 {
+					v4 = fmt.Sprintf(`"IPv4AllocCIDR":{"IP":"10.2.%d.0","Mask":"////AA=="},`, next()%4)
+				}
+				value = fmt.Sprintf(`{"Name":%q,"Cluster":"cluster2","IPAddresses":[{"Type":"InternalIP","IP":%q},{"Type":"InternalIP","IP":"192.168.2.%d"}],`+
+					`%s"IPv6AllocCIDR":%s,"ClusterID":2}`, name, fuzzIPv6(next(), next()), next(), v4, cidr)
+			case 6: // an IPv6 ip entry, its host of either family
+				ip := fuzzIPv6(next(), next())
+				key = p.IPDefaultPrefix() + ip
+				host := fuzzIPv6(next(), next())
+				if next()%2 == 0 {
+					host = fmt.Sprintf("192.168.%d.%d", next()%4, next())
+				}
+				value = fmt.Sprintf(`{"IP":%q,"Mask":null,"HostIP":%q,"ID":%d,"Key":0,"Metadata":"","K8sNamespace":"default","K8sPodName":"p"}`,
+					ip, host, []uint32{131073, 131074, 65537, 2, 1}[next()%5])
+			case 7: // a service with an IPv6 and an IPv4 backend
+				key = p.Service("cluster2", "default", "svc")
+				value = fmt.Sprintf(`{"cluster":"cluster2","namespace":"default","name":"svc","frontends":{},"backends":{%q:{"http":{"Protocol":"TCP","Port":80}},`+
+					`"10.2.%d.%d":{"http":{"Protocol":"TCP","Port":80}}},"labels":{},"selector":{},"includeExternal":true,"shared":true,"clusterID":2}`,
+					fuzzIPv6(next(), next()), next()%4, next())
 			}
 			up, del := v.upsertNode, v.deleteNode
 			switch {
@@ -152,8 +200,15 @@ func checkInvariants(t *testing.T, v *validator, s *recordSink, deleted map[stri
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	own := netip.MustParsePrefix("10.2.0.0/16")
-	inOwn := func(p netip.Prefix) bool { return own.Bits() <= p.Bits() && own.Contains(p.Addr()) }
+	own := []netip.Prefix{netip.MustParsePrefix("10.2.0.0/16"), netip.MustParsePrefix("fd00:2::/48")}
+	inOwn := func(p netip.Prefix) bool {
+		for _, o := range own {
+			if o.Bits() <= p.Bits() && o.Contains(p.Addr()) {
+				return true
+			}
+		}
+		return false
+	}
 	type holder struct {
 		cidr  netip.Prefix
 		addrs []netip.Addr
@@ -167,7 +222,7 @@ func checkInvariants(t *testing.T, v *validator, s *recordSink, deleted map[stri
 		for _, a := range n.IPAddresses {
 			ip, _ := netip.AddrFromSlice(a.IP)
 			ip = ip.Unmap()
-			if ip == netip.MustParseAddr("192.168.1.10") || ip.IsLoopback() || ip.IsUnspecified() || ip.IsMulticast() {
+			if slices.Contains(fuzzVictimNodes, ip) || ip.IsLoopback() || ip.IsUnspecified() || ip.IsMulticast() || ip.IsLinkLocalUnicast() {
 				t.Fatalf("node %s accepted with address %v", name, ip)
 			}
 			addrs = append(addrs, ip)
@@ -223,7 +278,7 @@ func checkInvariants(t *testing.T, v *validator, s *recordSink, deleted map[stri
 				t.Fatalf("service %s: backend %q accepted", k, ip)
 			}
 			a = a.Unmap()
-			inNode := holds(netip.PrefixFrom(a, 32), netip.Addr{})
+			inNode := holds(netip.PrefixFrom(a, a.BitLen()), netip.Addr{})
 			for _, n := range s.nodes {
 				for _, na := range n.IPAddresses {
 					if x, _ := netip.AddrFromSlice(na.IP); x.Unmap() == a {

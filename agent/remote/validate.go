@@ -43,7 +43,11 @@ type validator struct {
 	mu        sync.Mutex
 	nodes     map[string]nodeInfo     // accepted nodes by name
 	cidrIndex map[netip.Prefix]string // pod CIDR of an accepted node → the node
-	keyIndex  map[string]string       // WireGuard key of an accepted node → the node
+	// cidrBuckets holds the pod CIDRs of cidrIndex no wider than a
+	// re-check bucket (a /24 or a /64, bucketBits) by their bucket, so
+	// that a pod CIDR's overlap with narrower ones is a lookup.
+	cidrBuckets map[netip.Prefix]map[netip.Prefix]struct{}
+	keyIndex    map[string]string // WireGuard key of an accepted node → the node
 	ipIndex
 	services map[string]svcRec            // accepted and quarantined services by key
 	known    map[Kind]map[string]struct{} // accepted keys of nodes and identities
@@ -58,7 +62,7 @@ type nodeInfo struct {
 
 func newValidator(peer string, id identity.ClusterID, layout identity.Layout, paths schema.Paths, sink Sink, rej *rejections) *validator {
 	v := &validator{peer: peer, id: id, layout: layout, paths: paths, sink: sink, rej: rej,
-		nodes: map[string]nodeInfo{}, cidrIndex: map[netip.Prefix]string{}, keyIndex: map[string]string{}, ipIndex: newIPIndex(), services: map[string]svcRec{}, known: map[Kind]map[string]struct{}{}}
+		nodes: map[string]nodeInfo{}, cidrIndex: map[netip.Prefix]string{}, cidrBuckets: map[netip.Prefix]map[netip.Prefix]struct{}{}, keyIndex: map[string]string{}, ipIndex: newIPIndex(), services: map[string]svcRec{}, known: map[Kind]map[string]struct{}{}}
 	for _, k := range Kinds {
 		v.known[k] = map[string]struct{}{}
 	}
@@ -171,6 +175,13 @@ func (v *validator) setNodeLocked(name string, info nodeInfo) {
 		for _, c := range old.cidrs {
 			if v.cidrIndex[c] == name {
 				delete(v.cidrIndex, c)
+				if c.Bits() >= bucketBits(c) {
+					b := bucketOf(c)
+					delete(v.cidrBuckets[b], c)
+					if len(v.cidrBuckets[b]) == 0 {
+						delete(v.cidrBuckets, b)
+					}
+				}
 			}
 		}
 		if v.keyIndex[old.key] == name {
@@ -184,6 +195,13 @@ func (v *validator) setNodeLocked(name string, info nodeInfo) {
 	v.nodes[name] = info
 	for _, c := range info.cidrs {
 		v.cidrIndex[c] = name
+		if c.Bits() >= bucketBits(c) {
+			b := bucketOf(c)
+			if v.cidrBuckets[b] == nil {
+				v.cidrBuckets[b] = map[netip.Prefix]struct{}{}
+			}
+			v.cidrBuckets[b][c] = struct{}{}
+		}
 	}
 	if info.key != "" {
 		v.keyIndex[info.key] = name
@@ -191,8 +209,10 @@ func (v *validator) setNodeLocked(name string, info nodeInfo) {
 }
 
 // overlapLocked finds a pod CIDR of another of the peer's nodes that
-// overlaps c: one that contains it (a lookup per prefix length), or, for a
-// c wider than a node's usual /24, one inside it (a scan).
+// overlaps c: one that contains it (a lookup per prefix length), or one
+// inside it: among the pod CIDRs of c's bucket (a /24, or a /64 for IPv6)
+// when c is no wider than a bucket, else by a scan (a node's pod CIDR
+// wider than a bucket is rare).
 func (v *validator) overlapLocked(name string, c netip.Prefix) (string, netip.Prefix, bool) {
 	for bits := c.Bits(); bits >= 0; bits-- {
 		sup := netip.PrefixFrom(c.Addr(), bits).Masked()
@@ -200,14 +220,32 @@ func (v *validator) overlapLocked(name string, c netip.Prefix) (string, netip.Pr
 			return other, sup, true
 		}
 	}
-	if c.Bits() < bucketBits(c) {
-		for oc, other := range v.cidrIndex {
-			if other != name && c.Overlaps(oc) {
-				return other, oc, true
+	if c.Bits() >= bucketBits(c) {
+		var found netip.Prefix
+		for oc := range v.cidrBuckets[bucketOf(c)] {
+			// The first in address order, whatever the map's order.
+			if other := v.cidrIndex[oc]; other != name && c.Overlaps(oc) && (!found.IsValid() || comparePrefix(oc, found) < 0) {
+				found = oc
 			}
+		}
+		if found.IsValid() {
+			return v.cidrIndex[found], found, true
+		}
+		return "", netip.Prefix{}, false
+	}
+	for oc, other := range v.cidrIndex {
+		if other != name && c.Overlaps(oc) {
+			return other, oc, true
 		}
 	}
 	return "", netip.Prefix{}, false
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return a.Bits() - b.Bits()
 }
 
 // KeyClaims is optionally implemented by Claims: who else in the mesh
