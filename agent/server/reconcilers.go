@@ -37,8 +37,7 @@ func (a *Agent) newReconcilers() (
 		}),
 		reconciler.New(reconciler.Config[string, datapath.Peer]{
 			Name: "peers", Table: a.Datapath.Peers(), Initialized: a.ready, Log: log,
-			Changed: st.WatchTables(state.TableNodes, state.TableInitialized).Changed,
-			Desired: func() map[string]datapath.Peer { return desired.Peers(st.Snapshot(), cluster, node) },
+			Incremental: desired.NewPeersSource(st, cluster, node),
 		}),
 		reconciler.New(reconciler.Config[datapath.ServiceKey, datapath.Service]{
 			Name: "services", Table: a.Datapath.Services(), Initialized: a.ready, Log: log,

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -33,14 +34,14 @@ func TestRefusals(t *testing.T) {
 		do   func() error
 		del  func() error
 	}{
-		{"IPv6 frontend", bpfdp.ErrNotSupported,
+		{"IPv6 frontend with an IPv4 backend", bpfdp.ErrNotSupported,
 			func() error {
 				return d.Services().Update(ctx, datapath.ServiceKey{Addr: netip.MustParseAddr("fd00::1"), Port: 80, Protocol: "TCP"}, svc)
 			},
 			func() error {
 				return d.Services().Delete(ctx, datapath.ServiceKey{Addr: netip.MustParseAddr("fd00::1"), Port: 80, Protocol: "TCP"})
 			}},
-		{"IPv4-mapped frontend", bpfdp.ErrNotSupported,
+		{"IPv4-mapped frontend", bpfdp.ErrNotCanonical,
 			func() error {
 				return d.Services().Update(ctx, datapath.ServiceKey{Addr: netip.AddrFrom16(v4.As16()), Port: 80, Protocol: "TCP"}, svc)
 			}, nil},
@@ -51,7 +52,7 @@ func TestRefusals(t *testing.T) {
 			func() error {
 				return d.Services().Delete(ctx, datapath.ServiceKey{Addr: v4, Port: 80, Protocol: "SCTP"})
 			}},
-		{"IPv6 backend", bpfdp.ErrNotSupported,
+		{"IPv6 backend of an IPv4 frontend", bpfdp.ErrNotSupported,
 			func() error {
 				return d.Services().Update(ctx, datapath.ServiceKey{Addr: v4, Port: 80, Protocol: "TCP"},
 					datapath.Service{Backends: []datapath.Backend{{Addr: netip.MustParseAddr("fd00::2"), Port: 80}}})
@@ -65,9 +66,9 @@ func TestRefusals(t *testing.T) {
 			func() error {
 				return d.IPCache().Update(ctx, netip.MustParsePrefix("::ffff:10.1.0.0/112"), datapath.IPCacheEntry{Identity: 1})
 			}, nil},
-		{"IPv6 tunnel endpoint", bpfdp.ErrNotSupported,
+		{"tunnel endpoint with a zone", bpfdp.ErrNotSupported,
 			func() error {
-				return d.IPCache().Update(ctx, netip.MustParsePrefix("10.1.0.0/16"), datapath.IPCacheEntry{Identity: 1, HostIP: netip.MustParseAddr("fd00::3")})
+				return d.IPCache().Update(ctx, netip.MustParsePrefix("10.1.0.0/16"), datapath.IPCacheEntry{Identity: 1, HostIP: netip.MustParseAddr("fe80::3%eth0")})
 			}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -84,6 +85,19 @@ func TestRefusals(t *testing.T) {
 	}
 	if held := dptest.Held(t, d.IPCache()); len(held) != 0 {
 		t.Fatalf("ipcache after refusals: %v", held)
+	}
+	// IPv6 frontends with IPv6 backends, and IPv6 tunnel endpoints, are
+	// held.
+	fe6 := datapath.ServiceKey{Addr: netip.MustParseAddr("fd00:96::1"), Port: 80, Protocol: "TCP"}
+	svc6 := datapath.Service{Backends: []datapath.Backend{{Addr: netip.MustParseAddr("fd00:1::5"), Port: 8080}}}
+	must(t, d.Services().Update(ctx, fe6, svc6))
+	if held := dptest.Held(t, d.Services()); !reflect.DeepEqual(held[fe6], svc6) {
+		t.Fatalf("IPv6 service held as %+v, want %+v", held[fe6], svc6)
+	}
+	e6 := datapath.IPCacheEntry{Identity: 7, HostIP: netip.MustParseAddr("fd00:ffff::3")}
+	must(t, d.IPCache().Update(ctx, netip.MustParsePrefix("fd00:1::5/128"), e6))
+	if held := dptest.Held(t, d.IPCache()); held[netip.MustParsePrefix("fd00:1::5/128")] != e6 {
+		t.Fatalf("IPv6 tunnel endpoint held as %+v, want %+v", held, e6)
 	}
 	err := d.Policies().Update(ctx, 1, datapath.EndpointPolicy{Rules: []datapath.PolicyRule{{Proto: 6, Port: 90, EndPort: 80}}})
 	if !errors.Is(err, bpf.ErrInvalidRule) {

@@ -70,8 +70,9 @@ func (d *Datapath) IPCache() datapath.Table[netip.Prefix, datapath.IPCacheEntry]
 // encryption work), so this table starts empty after a restart.
 func (d *Datapath) Peers() datapath.Table[string, datapath.Peer] { return d.peers }
 
-// Services implements datapath.Datapath: IPv4 TCP and UDP frontends only;
-// Update of others fails with ErrNotSupported. The kernel keeps backends'
+// Services implements datapath.Datapath: TCP and UDP frontends of either
+// family, each with backends of its own family; Update of others fails
+// with ErrNotSupported. The kernel keeps backends'
 // addresses and ports only (KeptService).
 func (d *Datapath) Services() datapath.Table[datapath.ServiceKey, datapath.Service] {
 	return d.services

@@ -32,8 +32,8 @@ func (t *ipcacheTable) Update(_ context.Context, p netip.Prefix, e datapath.IPCa
 	if err := checkPrefix(p); err != nil {
 		return fmt.Errorf("ipcache update: %w", err)
 	}
-	if e.HostIP.IsValid() && (!e.HostIP.Is4() || e.HostIP.IsUnspecified()) {
-		return fmt.Errorf("ipcache update %v: host IP %v: the eBPF datapath holds a tunnel endpoint as a non-zero IPv4 address: %w", p, e.HostIP, ErrNotSupported)
+	if e.HostIP.IsValid() && (e.HostIP.IsUnspecified() || e.HostIP.Zone() != "") {
+		return fmt.Errorf("ipcache update %v: host IP %v: a tunnel endpoint is a node's address (IPv4 or IPv6, no zone): %w", p, e.HostIP, ErrNotSupported)
 	}
 	if err := t.c.Update(p, bpf.IPCacheValue{Identity: uint32(e.Identity), HostIP: e.HostIP}); err != nil {
 		return fmt.Errorf("ipcache update: %w", err)

@@ -13,14 +13,14 @@ import (
 // callers that compare what they wrote with what the kernel holds.
 
 // KeptIPCache is what the ipcache keeps of e: its identity and tunnel
-// endpoint, not its cluster.
+// endpoint (an IPv4-mapped one as IPv4), not its cluster.
 func KeptIPCache(e datapath.IPCacheEntry) datapath.IPCacheEntry {
-	return datapath.IPCacheEntry{Identity: e.Identity, HostIP: e.HostIP}
+	return datapath.IPCacheEntry{Identity: e.Identity, HostIP: e.HostIP.Unmap()}
 }
 
-// KeptService is what the services map keeps of s: its backends' addresses
-// (IPv4, unmapped) and ports in order, nil if none; no service name nor
-// backend cluster.
+// KeptService is what the services maps keep of s: its backends' addresses
+// (unmapped) and ports in order, nil if none; no service name nor backend
+// cluster.
 func KeptService(s datapath.Service) datapath.Service {
 	if len(s.Backends) == 0 {
 		return datapath.Service{}

@@ -20,10 +20,11 @@ type servicesTable struct {
 var protocols = map[string]uint8{"TCP": bpf.ProtoTCP, "UDP": bpf.ProtoUDP}
 
 // frontend returns the kernel frontend of k, or an error saying why the
-// eBPF datapath cannot hold it (IPv6, SCTP).
+// eBPF datapath cannot hold it (SCTP; an address not in canonical form,
+// which List would return as another key: IPv4-mapped, with a zone).
 func frontend(k datapath.ServiceKey) (bpf.Frontend, error) {
-	if !k.Addr.Is4() {
-		return bpf.Frontend{}, fmt.Errorf("frontend %v: socket load balancing is IPv4 only: %w", k.Addr, ErrNotSupported)
+	if !k.Addr.IsValid() || k.Addr.Is4In6() || k.Addr.Zone() != "" {
+		return bpf.Frontend{}, fmt.Errorf("frontend %v: give an IPv4 address as such, an IPv6 one without zone: %w", k.Addr, ErrNotCanonical)
 	}
 	proto, ok := protocols[k.Protocol]
 	if !ok {
@@ -50,8 +51,8 @@ func (t *servicesTable) Update(_ context.Context, k datapath.ServiceKey, s datap
 	}
 	bes := make([]bpf.Backend, len(s.Backends))
 	for i, be := range s.Backends {
-		if !be.Addr.Unmap().Is4() {
-			return fmt.Errorf("service update %v: backend %v: socket load balancing is IPv4 only: %w", fe, be.Addr, ErrNotSupported)
+		if be.Addr.Unmap().Is4() != fe.Addr.Is4() {
+			return fmt.Errorf("service update %v: backend %v: a frontend's backends are of its family: %w", fe, be.Addr, ErrNotSupported)
 		}
 		bes[i] = bpf.Backend{Addr: be.Addr.Unmap(), Port: be.Port}
 	}

@@ -8,9 +8,9 @@ import (
 	"github.com/clustermesh/clustermesh/identity"
 )
 
-// The samples stay within what every implementation holds (IPv4 frontends
-// and tunnel endpoints, TCP and UDP services, masked prefixes); what one
-// implementation refuses is tested in its own package.
+// The samples stay within what every implementation holds (frontends and
+// tunnel endpoints of both families, TCP and UDP services, masked
+// prefixes); what one implementation refuses is tested in its own package.
 
 func ipcacheCase() tableCase[netip.Prefix, datapath.IPCacheEntry] {
 	return tableCase[netip.Prefix, datapath.IPCacheEntry]{
@@ -19,7 +19,7 @@ func ipcacheCase() tableCase[netip.Prefix, datapath.IPCacheEntry] {
 		k2:    netip.MustParsePrefix("fd00:10::/64"),
 		v1:    datapath.IPCacheEntry{Identity: 0x010203, HostIP: netip.MustParseAddr("192.168.0.2"), Cluster: "cluster-1"},
 		v2:    datapath.IPCacheEntry{Identity: 4000, Cluster: ""},
-		v3:    datapath.IPCacheEntry{Identity: 5000, HostIP: netip.MustParseAddr("192.168.0.3"), Cluster: "cluster-2"},
+		v3:    datapath.IPCacheEntry{Identity: 5000, HostIP: netip.MustParseAddr("fd00:ffff::3"), Cluster: "cluster-2"},
 	}
 }
 
@@ -37,7 +37,7 @@ func servicesCase() tableCase[datapath.ServiceKey, datapath.Service] {
 	return tableCase[datapath.ServiceKey, datapath.Service]{
 		table: func(dp datapath.Datapath) datapath.Table[datapath.ServiceKey, datapath.Service] { return dp.Services() },
 		k1:    datapath.ServiceKey{Addr: netip.MustParseAddr("10.96.0.10"), Port: 53, Protocol: "UDP"},
-		k2:    datapath.ServiceKey{Addr: netip.MustParseAddr("10.96.0.1"), Port: 443, Protocol: "TCP"},
+		k2:    datapath.ServiceKey{Addr: netip.MustParseAddr("fd00:96::1"), Port: 443, Protocol: "TCP"},
 		v1: datapath.Service{Namespace: "kube-system", Name: "kube-dns", Backends: []datapath.Backend{
 			{Addr: netip.MustParseAddr("10.0.2.5"), Port: 53, Cluster: "cluster-2"},
 			{Addr: netip.MustParseAddr("10.0.1.5"), Port: 53},
