@@ -58,6 +58,12 @@ func NodeToSchema(cluster string, clusterID uint32, node *corev1.Node) (schema.N
 			problems = append(problems, fmt.Sprintf("node %s: pod CIDR %q is not a valid prefix; fix spec.podCIDRs", node.Name, c))
 			continue
 		}
+		if p.Addr().Is4In6() {
+			// The schema has no IPv4-mapped prefix (Cilium's cidr.CIDR
+			// reads it as IPv4): written as such, the node would not
+			// encode at all. Masked, it is at least a /96.
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
 		cidr := schema.NewCIDR(p)
 		switch {
 		case p.Addr().Is4() && n.IPv4AllocCIDR == nil:

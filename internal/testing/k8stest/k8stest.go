@@ -46,8 +46,20 @@ type Cluster struct {
 	env    *envtest.Environment
 }
 
+// Option configures the kube-apiserver Start runs.
+type Option func(*envtest.Environment)
+
+// DualStack gives the kube-apiserver an IPv4 and an IPv6 Service CIDR
+// (10.0.0.0/24, envtest's default, and fd00:10:96::/112), so that
+// Services may be dual-stack or IPv6.
+func DualStack() Option {
+	return func(env *envtest.Environment) {
+		env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.0.0.0/24,fd00:10:96::/112")
+	}
+}
+
 // Start starts a kube-apiserver with the project's CRDs installed.
-func Start(t testing.TB) *Cluster {
+func Start(t testing.TB, opts ...Option) *Cluster {
 	t.Helper()
 	dir := AssetsDir()
 	for _, bin := range []string{"kube-apiserver", "etcd"} {
@@ -63,6 +75,9 @@ func Start(t testing.TB) *Cluster {
 		BinaryAssetsDirectory: dir,
 		CRDs:                  crds,
 		ErrorIfCRDPathMissing: true,
+	}
+	for _, o := range opts {
+		o(env)
 	}
 	cfg, err := env.Start()
 	if err != nil {
