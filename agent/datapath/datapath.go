@@ -125,6 +125,10 @@ type Datapath interface {
 	// by interface index (what the kernel knows them by): the datapath
 	// enforces the policy of EndpointID on each.
 	Attachments() Table[int, Attachment]
+	// CIDRIdentities are the prefixes of the policies and their CIDR
+	// identities, where rules by address (PolicyRule.ByAddress) look a
+	// peer's address up, by longest prefix match.
+	CIDRIdentities() Table[netip.Prefix, identity.NumericIdentity]
 }
 
 // Attachment is where an endpoint's traffic passes: the host side of its

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"reflect"
 	"sync"
+
+	"github.com/clustermesh/clustermesh/identity"
 )
 
 // Memory is the in-memory datapath: it keeps every value whole, so List
@@ -16,6 +18,7 @@ type Memory struct {
 	services *MemTable[ServiceKey, Service]
 	policies *MemTable[uint16, EndpointPolicy]
 	attached *MemTable[int, Attachment]
+	cidrs    *MemTable[netip.Prefix, identity.NumericIdentity]
 }
 
 // NewMemory returns an empty in-memory datapath.
@@ -26,6 +29,7 @@ func NewMemory() *Memory {
 		services: NewMemTable[ServiceKey, Service](),
 		policies: NewMemTable[uint16, EndpointPolicy](),
 		attached: NewMemTable[int, Attachment](),
+		cidrs:    NewMemTable[netip.Prefix, identity.NumericIdentity](),
 	}
 }
 
@@ -43,6 +47,9 @@ func (m *Memory) Policies() Table[uint16, EndpointPolicy] { return m.policies }
 
 // Attachments implements Datapath.
 func (m *Memory) Attachments() Table[int, Attachment] { return m.attached }
+
+// CIDRIdentities implements Datapath.
+func (m *Memory) CIDRIdentities() Table[netip.Prefix, identity.NumericIdentity] { return m.cidrs }
 
 // MemIPCache gives tests the concrete table (fault injection, counters).
 func (m *Memory) MemIPCache() *MemTable[netip.Prefix, IPCacheEntry] { return m.ipcache }

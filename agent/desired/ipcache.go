@@ -9,8 +9,9 @@ import (
 )
 
 // IPCache is the ipcache the datapath must hold: every pod IP of every
-// cluster, and the addresses of every node (this node as host, the others
-// as remote-node) where no pod claims the address.
+// cluster, the addresses of every node (this node as host, the others as
+// remote-node) where no pod claims the address, and the CIDR identities of
+// the policies where nothing else claims the prefix.
 func IPCache(sn *state.Snapshot, cluster, node string) map[netip.Prefix]datapath.IPCacheEntry {
 	rows := sn.IPCache()
 	out := make(map[netip.Prefix]datapath.IPCacheEntry, len(rows))
@@ -46,6 +47,11 @@ func IPCache(sn *state.Snapshot, cluster, node string) map[netip.Prefix]datapath
 			if _, taken := out[p]; !taken {
 				out[p] = datapath.IPCacheEntry{Identity: id, HostIP: ip, Cluster: n.Cluster}
 			}
+		}
+	}
+	for _, r := range sn.CIDRIdentities() {
+		if _, taken := out[r.Prefix]; !taken {
+			out[r.Prefix] = datapath.IPCacheEntry{Identity: r.ID, Cluster: cluster}
 		}
 	}
 	return out

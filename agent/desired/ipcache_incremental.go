@@ -16,17 +16,18 @@ import (
 // agree with IPCache.
 
 // ipcacheTables are the tables IPCache joins.
-var ipcacheTables = []string{state.TableIPCache, state.TableAttachments, state.TableEndpoints, state.TableNodes}
+var ipcacheTables = []string{state.TableIPCache, state.TableAttachments, state.TableEndpoints, state.TableNodes, state.TableCIDRIdentities}
 
 // IPCacheAt returns the entry IPCache has for p, if any: the ipcache row
 // of p, else (a single address) this node's pod that the CNI plugin
-// attached with that IP, else a node with that address.
+// attached with that IP, else a node with that address, else the CIDR
+// identity of p.
 func IPCacheAt(sn *state.Snapshot, cluster, node string, p netip.Prefix) (datapath.IPCacheEntry, bool) {
 	if r, ok := sn.IPCacheRow(p); ok {
 		return datapath.IPCacheEntry{Identity: r.ID, HostIP: r.HostIP, Cluster: r.Cluster}, true
 	}
 	if !p.IsSingleIP() {
-		return datapath.IPCacheEntry{}, false
+		return cidrEntry(sn, cluster, p)
 	}
 	ip := p.Addr()
 	if ats := sn.AttachmentsWithIP(ip); len(ats) > 0 {
@@ -43,6 +44,14 @@ func IPCacheAt(sn *state.Snapshot, cluster, node string, p netip.Prefix) (datapa
 			id = identity.ReservedHost
 		}
 		return datapath.IPCacheEntry{Identity: id, HostIP: ip, Cluster: n.Cluster}, true
+	}
+	return cidrEntry(sn, cluster, p)
+}
+
+// cidrEntry is the ipcache entry of p's CIDR identity, if it has one.
+func cidrEntry(sn *state.Snapshot, cluster string, p netip.Prefix) (datapath.IPCacheEntry, bool) {
+	if id, ok := sn.CIDRIdentity(p); ok {
+		return datapath.IPCacheEntry{Identity: id, Cluster: cluster}, true
 	}
 	return datapath.IPCacheEntry{}, false
 }
@@ -75,6 +84,12 @@ func IPCacheKeys(sn *state.Snapshot, c state.Change, keys map[netip.Prefix]struc
 				for _, ip := range n.Addrs() {
 					host(ip)
 				}
+			}
+		}
+	case state.TableCIDRIdentities:
+		for _, raw := range []any{c.Before, c.After} {
+			if r, ok := raw.(*state.CIDRIdentityRow); ok {
+				keys[r.Prefix] = struct{}{}
 			}
 		}
 	case state.TableEndpoints:

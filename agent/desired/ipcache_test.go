@@ -37,7 +37,7 @@ func randomWrite(w *state.WriteTxn, rng *rand.Rand, local string) error {
 	}
 	clusters := []string{local, "cluster2"}
 	pods := []string{"a", "b", "c"}
-	switch rng.IntN(8) {
+	switch rng.IntN(10) {
 	case 0, 1:
 		a := addr()
 		bits := a.BitLen()
@@ -79,6 +79,17 @@ func randomWrite(w *state.WriteTxn, rng *rand.Rand, local string) error {
 			n.IPAddresses = append(n.IPAddresses, schema.NodeAddress{Type: schema.AddressInternalIP, IP: net.IP(addr().AsSlice())})
 		}
 		return w.UpsertNode(c, n)
+	case 8, 9: // a policy's CIDR identity, at prefixes the other tables claim too
+		a := addr()
+		bits := a.BitLen()
+		if rng.IntN(2) == 0 {
+			bits -= 8
+		}
+		p, _ := a.Prefix(bits)
+		if rng.IntN(3) == 0 {
+			return w.DeleteCIDRIdentity(p)
+		}
+		return w.UpsertCIDRIdentity(p, identity.NumericIdentity(1<<24+rng.IntN(3)))
 	default:
 		if rng.IntN(6) == 0 {
 			return w.Drain("cluster2") // a peer gone: a host block loses some of its entries

@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/clustermesh/clustermesh/agent/state"
+	"github.com/clustermesh/clustermesh/identity"
 )
 
 // checkJoin checks that join's incremental form agrees with its full one:
@@ -66,4 +67,15 @@ func checkJoin[K comparable, V any](t *testing.T, join Join[K, V], tables []stri
 		}
 		sub.Close()
 	}
+}
+
+// The incremental CIDR identities agree with the full table.
+func TestCIDRIdentityAtMatchesTheJoin(t *testing.T) {
+	checkJoin(t, cidrsJoin{}, []string{state.TableCIDRIdentities}, 5, 40, 3, func(w *state.WriteTxn, rng *rand.Rand) error {
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(rng.IntN(3)), 0, 0}), 16)
+		if rng.IntN(3) == 0 {
+			return w.DeleteCIDRIdentity(p)
+		}
+		return w.UpsertCIDRIdentity(p, identity.NumericIdentity(1<<24+rng.IntN(3)))
+	})
 }

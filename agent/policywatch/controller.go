@@ -3,7 +3,7 @@
 // from the agent's state (identities of every cluster, this node's
 // endpoints, the cluster's named ports), and writes its results back into
 // the state: each endpoint's policy (policies table) and the CIDR
-// identities of policies (ipcache rows of state.PolicyCluster).
+// identities of policies (the state's cidridentities table).
 //
 // Rules: one goroutine (Run) owns the engine. Informer handlers only mark
 // policies dirty. The state is read through snapshots and diffed by row
@@ -333,7 +333,7 @@ func (c *Controller) write(sn *state.Snapshot) error {
 		}
 		for p := range c.cidrs {
 			if _, ok := cidrs[p]; !ok {
-				if err := t.DeleteIP(state.PolicyCluster, p); err != nil {
+				if err := t.DeleteCIDRIdentity(p); err != nil {
 					return err
 				}
 			}
@@ -342,7 +342,7 @@ func (c *Controller) write(sn *state.Snapshot) error {
 			if old, ok := c.cidrs[p]; ok && old == id {
 				continue
 			}
-			if err := t.UpsertIP(state.IPCacheRow{Prefix: p, Cluster: state.PolicyCluster, ID: id}); err != nil {
+			if err := t.UpsertCIDRIdentity(p, id); err != nil {
 				return err
 			}
 		}

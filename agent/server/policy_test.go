@@ -101,7 +101,10 @@ func testPolicies(t *testing.T, kube *k8stest.Cluster) {
 		ipc, _ := b.agent.Datapath.IPCache().List(t.Context())
 		cidr, ok1 := ipc[netipPrefix("172.16.0.0/12")]
 		except, ok2 := ipc[netipPrefix("172.16.5.0/24")]
-		return ok1 && ok2 && p.Allows(cidr.Identity, false, 6, 443) && !p.Allows(except.Identity, false, 6, 443)
+		// The same identities in the datapath's table of rules by address.
+		ids, _ := b.agent.Datapath.CIDRIdentities().List(t.Context())
+		return ok1 && ok2 && p.Allows(cidr.Identity, false, 6, 443) && !p.Allows(except.Identity, false, 6, 443) &&
+			ids[netipPrefix("172.16.0.0/12")] == cidr.Identity && ids[netipPrefix("172.16.5.0/24")] == except.Identity
 	})
 	var got localapi.PoliciesResponse
 	b.get(t, "/v1/policies", &got)

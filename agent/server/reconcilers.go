@@ -7,6 +7,7 @@ import (
 	"github.com/clustermesh/clustermesh/agent/desired"
 	"github.com/clustermesh/clustermesh/agent/reconciler"
 	"github.com/clustermesh/clustermesh/agent/state"
+	"github.com/clustermesh/clustermesh/identity"
 )
 
 // newReconcilers builds the reconcilers of every datapath table, each
@@ -38,6 +39,10 @@ func (a *Agent) newReconcilers() (
 		reconciler.New(reconciler.Config[string, datapath.Peer]{
 			Name: "peers", Table: a.Datapath.Peers(), Initialized: a.ready, Log: log,
 			Incremental: desired.NewPeersSource(st, cluster, node),
+		}),
+		reconciler.New(reconciler.Config[netip.Prefix, identity.NumericIdentity]{
+			Name: "cidr-identities", Table: a.Datapath.CIDRIdentities(), Initialized: a.ready, Log: log,
+			Incremental: desired.NewCIDRIdentitiesSource(st),
 		}),
 		reconciler.New(reconciler.Config[datapath.ServiceKey, datapath.Service]{
 			Name: "services", Table: a.Datapath.Services(), Initialized: a.ready, Log: log,

@@ -12,11 +12,6 @@ import (
 // policy reconciler reads it.
 const TablePolicies = "policies"
 
-// PolicyCluster is the Cluster of the ipcache rows the policy controller
-// writes (the CIDR identities of policies). It is not a valid cluster name,
-// so no peer can own or remove those rows.
-const PolicyCluster = "policy:cidr"
-
 // EndpointPolicyRow is a row of the policies table.
 type EndpointPolicyRow struct {
 	Key string

@@ -120,16 +120,17 @@ func dbSchema() *memdb.DBSchema {
 		// No cluster index on the ipcache: it would double the memory and
 		// the write cost of the largest table for the one rare operation
 		// that needs it (Drain), which scans instead.
-		TableIPCache:       table(TableIPCache, prefixIndex{}),
-		TableNodes:         table(TableNodes, compound("Cluster", "Name"), byCluster, &memdb.IndexSchema{Name: IndexAddr, Indexer: addrIndex{}, AllowMissing: true}),
-		TableServices:      table(TableServices, compound("Cluster", "Namespace", "Name"), byCluster, &memdb.IndexSchema{Name: IndexName, Indexer: compound("Namespace", "Name")}),
-		TableInitialized:   table(TableInitialized, str("Source")),
-		tablePrefixLens:    table(tablePrefixLens, prefixLenIndex{}),
-		TableEndpoints:     table(TableEndpoints, compound("Namespace", "Name")),
-		TableLocalServices: table(TableLocalServices, compound("Namespace", "Name"), &memdb.IndexSchema{Name: IndexAddr, Indexer: addrIndex{}, AllowMissing: true}),
-		TablePolicies:      table(TablePolicies, str("Key")),
-		TableNamedPorts:    table(TableNamedPorts, str("Name")),
-		TableAttachments:   table(TableAttachments, str("Key"), &memdb.IndexSchema{Name: IndexAddr, Indexer: addrIndex{}, AllowMissing: true}),
+		TableIPCache:        table(TableIPCache, prefixIndex{}),
+		TableNodes:          table(TableNodes, compound("Cluster", "Name"), byCluster, &memdb.IndexSchema{Name: IndexAddr, Indexer: addrIndex{}, AllowMissing: true}),
+		TableServices:       table(TableServices, compound("Cluster", "Namespace", "Name"), byCluster, &memdb.IndexSchema{Name: IndexName, Indexer: compound("Namespace", "Name")}),
+		TableInitialized:    table(TableInitialized, str("Source")),
+		tablePrefixLens:     table(tablePrefixLens, prefixLenIndex{}),
+		TableEndpoints:      table(TableEndpoints, compound("Namespace", "Name")),
+		TableLocalServices:  table(TableLocalServices, compound("Namespace", "Name"), &memdb.IndexSchema{Name: IndexAddr, Indexer: addrIndex{}, AllowMissing: true}),
+		TablePolicies:       table(TablePolicies, str("Key")),
+		TableNamedPorts:     table(TableNamedPorts, str("Name")),
+		TableCIDRIdentities: table(TableCIDRIdentities, cidrIndex{}),
+		TableAttachments:    table(TableAttachments, str("Key"), &memdb.IndexSchema{Name: IndexAddr, Indexer: addrIndex{}, AllowMissing: true}),
 	}}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/clustermesh/clustermesh/agent/datapath"
 	"github.com/clustermesh/clustermesh/bpf"
+	"github.com/clustermesh/clustermesh/identity"
 )
 
 // Datapath implements datapath.Datapath with the eBPF datapath. Its tables
@@ -20,6 +21,7 @@ type Datapath struct {
 	services *servicesTable
 	policies *policiesTable
 	attached *attachmentsTable
+	cidrs    *cidrsTable
 	peers    *datapath.MemTable[string, datapath.Peer]
 
 	mu     sync.Mutex // guards closed
@@ -54,6 +56,7 @@ func New(ctx context.Context, opts bpf.Options, attachNetNS string, o ...Option)
 		services: &servicesTable{s: b.Services()},
 		policies: &policiesTable{cfgs: b.EndpointConfigs(), policy: b.Policy()},
 		attached: &attachmentsTable{b: b, netns: attachNetNS},
+		cidrs:    &cidrsTable{c: b.CIDRIdentities()},
 		peers:    datapath.NewMemTable[string, datapath.Peer](),
 	}, nil
 }
@@ -76,6 +79,12 @@ func (d *Datapath) Peers() datapath.Table[string, datapath.Peer] { return d.peer
 // addresses and ports only (KeptService).
 func (d *Datapath) Services() datapath.Table[datapath.ServiceKey, datapath.Service] {
 	return d.services
+}
+
+// CIDRIdentities implements datapath.Datapath (bpf.CIDRIdentities): keys
+// must be masked prefixes, IPv4 ones as such, as for the ipcache.
+func (d *Datapath) CIDRIdentities() datapath.Table[netip.Prefix, identity.NumericIdentity] {
+	return d.cidrs
 }
 
 // Policies implements datapath.Datapath. The kernel keeps rules as entries

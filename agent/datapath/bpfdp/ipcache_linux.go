@@ -66,3 +66,44 @@ func (t *ipcacheTable) List(context.Context) (map[netip.Prefix]datapath.IPCacheE
 	}
 	return out, nil
 }
+
+// cidrsTable is bpf.CIDRIdentities, with the ipcache's rule for keys.
+type cidrsTable struct {
+	c *bpf.CIDRIdentities
+}
+
+// Update implements datapath.Table.
+func (t *cidrsTable) Update(_ context.Context, p netip.Prefix, id identity.NumericIdentity) error {
+	if err := checkPrefix(p); err != nil {
+		return fmt.Errorf("cidr identity update: %w", err)
+	}
+	if err := t.c.Update(p, uint32(id)); err != nil {
+		return fmt.Errorf("cidr identity update: %w", err)
+	}
+	return nil
+}
+
+// Delete implements datapath.Table. Prefixes the kernel cannot hold are
+// absent.
+func (t *cidrsTable) Delete(_ context.Context, p netip.Prefix) error {
+	if checkPrefix(p) != nil {
+		return nil
+	}
+	if err := t.c.Delete(p); err != nil {
+		return fmt.Errorf("cidr identity delete: %w", err)
+	}
+	return nil
+}
+
+// List implements datapath.Table.
+func (t *cidrsTable) List(context.Context) (map[netip.Prefix]identity.NumericIdentity, error) {
+	held, err := t.c.List()
+	if err != nil {
+		return nil, fmt.Errorf("cidr identity list: %w", err)
+	}
+	out := make(map[netip.Prefix]identity.NumericIdentity, len(held))
+	for p, id := range held {
+		out[p] = identity.NumericIdentity(id)
+	}
+	return out, nil
+}

@@ -55,6 +55,7 @@ func Run(t *testing.T, impl Impl) {
 	t.Run("IPCache", func(t *testing.T) { testTable(t, impl.NewKernel, ipcacheCase(), impl.Kept.IPCache) })
 	t.Run("Services", func(t *testing.T) { testTable(t, impl.NewKernel, servicesCase(), impl.Kept.Services) })
 	t.Run("Policies", func(t *testing.T) { testTable(t, impl.NewKernel, policiesCase(), impl.Kept.Policies) })
+	t.Run("CIDRIdentities", func(t *testing.T) { testTable(t, impl.NewKernel, cidrsCase(), nil) })
 	t.Run("Peers", func(t *testing.T) {
 		c := peersCase()
 		c.volatile = impl.VolatilePeers

@@ -110,3 +110,16 @@ func attachmentsCase(ifs *[2]Interface) tableCase[int, datapath.Attachment] {
 		},
 	}
 }
+
+func cidrsCase() tableCase[netip.Prefix, identity.NumericIdentity] {
+	return tableCase[netip.Prefix, identity.NumericIdentity]{
+		table: func(dp datapath.Datapath) datapath.Table[netip.Prefix, identity.NumericIdentity] {
+			return dp.CIDRIdentities()
+		},
+		k1: netip.MustParsePrefix("10.0.0.0/8"),
+		k2: netip.MustParsePrefix("fd00:1::/64"),
+		v1: 1 << 24,
+		v2: 1<<24 + 1,
+		v3: 1<<24 + 2,
+	}
+}
