@@ -6,8 +6,6 @@ import (
 	"sync"
 	"testing"
 
-	networkingv1 "k8s.io/api/networking/v1"
-
 	"github.com/clustermesh/clustermesh/agent/datapath"
 	"github.com/clustermesh/clustermesh/agent/policy"
 	"github.com/clustermesh/clustermesh/bpf"
@@ -15,11 +13,12 @@ import (
 	"github.com/clustermesh/clustermesh/kvstore/schema"
 )
 
-// apply computes every pod's policy from nps with the agent's policy
-// engine and writes it into the datapath, with the CIDR identities of the
-// policies (the ipcache for addresses outside the pods, and cidr_ids for
-// rules by address).
-func (w *world) apply(t *testing.T, nps ...*networkingv1.NetworkPolicy) {
+// apply computes every pod's policy from the step's policies with the
+// agent's policy engine and writes it into the datapath, with the CIDR
+// identities of the policies (the ipcache for addresses outside the pods,
+// and cidr_ids for rules by address). The pods and namespaces have the
+// model's labels, or the step's where it relabels them.
+func (w *world) apply(t *testing.T, st step, family int) {
 	t.Helper()
 	e := policy.NewEngine(policy.Config{Cluster: "cluster1"})
 	named := map[string][]schema.NamedPort{}
@@ -28,12 +27,19 @@ func (w *world) apply(t *testing.T, nps ...*networkingv1.NetworkPolicy) {
 	}
 	for _, p := range w.pods {
 		ns := p.name.ns()
-		labels := identity.PodLabels("cluster1", ns, "default", p.podLabels(), nsLabels(ns))
+		podL, nsL := p.podLabels(), nsLabels(ns)
+		if l, ok := st.podLabels[p.name]; ok {
+			podL = l
+		}
+		if l, ok := st.nsLabels[ns]; ok {
+			nsL = l
+		}
+		labels := identity.PodLabels("cluster1", ns, "default", podL, nsL)
 		e.UpsertIdentity(policy.Identity{ID: p.id, Labels: labels})
 		e.UpsertEndpoint(policy.Endpoint{Key: string(p.name), Namespace: ns, ID: p.id, Labels: labels, NamedPorts: namedPorts()})
 	}
 	e.SetNamedPorts(named)
-	for _, np := range nps {
+	for _, np := range st.policies(w, family) {
 		key, c := e.CompileNetworkPolicy(np)
 		if ps := c.Problems(); len(ps) > 0 {
 			t.Fatalf("policy %s/%s: %v", np.Namespace, np.Name, ps)
@@ -62,7 +68,8 @@ func bpfRules(rules []datapath.PolicyRule) []bpf.PolicyRule {
 
 // setCIDRs makes the datapath's CIDR identities those of the engine: in
 // cidr_ids all of them, in the ipcache those that are not a pod's own
-// address (a pod's entry is its identity).
+// address (a pod's entry is its identity: neither replaced nor, once no
+// policy names the address, removed).
 func (w *world) setCIDRs(t *testing.T, want map[netip.Prefix]identity.NumericIdentity) {
 	t.Helper()
 	pods := map[netip.Prefix]bool{}
@@ -74,7 +81,9 @@ func (w *world) setCIDRs(t *testing.T, want map[netip.Prefix]identity.NumericIde
 	for pfx := range held {
 		if _, ok := want[pfx]; !ok {
 			must(t, w.d.CIDRIdentities().Delete(pfx))
-			must(t, w.d.IPCache().Delete(pfx))
+			if !pods[pfx] {
+				must(t, w.d.IPCache().Delete(pfx))
+			}
 		}
 	}
 	for pfx, id := range want {

@@ -2,14 +2,15 @@ package netpol
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 )
 
-// TestNetworkPolicyMatrix runs every scenario of the upstream suite over
-// IPv4 and over IPv6: for each step, the policies go through the agent's
-// engine into the datapath, then every pair of pods is probed for each of
-// the step's ports and protocols and compared with the expected truth
-// table.
+// TestNetworkPolicyMatrix runs every scenario of the upstream suite
+// (scenarios, then moreScenarios) over IPv4 and over IPv6: for each step,
+// the policies go through the agent's engine into the datapath, then every
+// pair of pods is probed for each of the step's ports and protocols and
+// compared with the expected truth table.
 func TestNetworkPolicyMatrix(t *testing.T) {
 	w := newWorld(t)
 	all := make([]podName, len(w.pods))
@@ -17,10 +18,10 @@ func TestNetworkPolicyMatrix(t *testing.T) {
 		all[i] = p.name
 	}
 	for _, family := range []int{4, 6} {
-		for _, sc := range scenarios {
+		for _, sc := range slices.Concat(scenarios, moreScenarios) {
 			t.Run(fmt.Sprintf("IPv%d/%s", family, sc.name), func(t *testing.T) {
 				for _, st := range sc.steps {
-					w.apply(t, st.policies(w, family)...)
+					w.apply(t, st, family)
 					for _, ps := range st.probes {
 						r := newReachability(all, true)
 						ps.expect(r)

@@ -12,10 +12,17 @@ type scenario struct {
 	steps []step
 }
 
-// step is the complete set of policies present, and the probes to make.
+// step is the complete set of policies present, the labels of pods and
+// namespaces where they differ from the model's, and the probes to make.
 type step struct {
 	policies func(w *world, family int) []*networkingv1.NetworkPolicy
-	probes   []probeSpec
+	// podLabels and nsLabels replace, for this step, the labels of the
+	// pods and namespaces they name (a relabel, as the suite's
+	// AddPodLabels and AddNamespaceLabel: the pod keeps its identity
+	// number, the engine sees its new labels).
+	podLabels map[podName]map[string]string
+	nsLabels  map[string]map[string]string
+	probes    []probeSpec
 }
 
 // probeSpec is a port and protocol, and how the expected truth table
