@@ -1,6 +1,7 @@
 package desired
 
 import (
+	"net/netip"
 	"strings"
 
 	"github.com/clustermesh/clustermesh/agent/datapath"
@@ -23,17 +24,20 @@ func Peers(sn *state.Snapshot, cluster, node string) map[string]datapath.Peer {
 func peerKey(cluster, node string) string { return cluster + "/" + node }
 
 // peerOf returns the routing peer of node n, if it is one: not this node,
-// and with an address to send its traffic to.
+// and with an address to send its traffic to: its first InternalIP, IPv4
+// before IPv6, else its first ExternalIP, IPv4 before IPv6. Its pod CIDRs
+// are those of both families.
 func peerOf(n state.NodeRow, cluster, node string) (datapath.Peer, bool) {
 	if n.Cluster == cluster && n.Name == node {
 		return datapath.Peer{}, false
 	}
-	ip := n.Node.InternalIP(false)
-	if !ip.IsValid() {
-		ip = n.Node.InternalIP(true)
-	}
-	if !ip.IsValid() {
-		ip = n.Node.Address(schema.AddressExternalIP, false)
+	var ip netip.Addr
+	for _, typ := range []string{schema.AddressInternalIP, schema.AddressExternalIP} {
+		for _, ipv6 := range []bool{false, true} {
+			if !ip.IsValid() {
+				ip = n.Node.Address(typ, ipv6)
+			}
+		}
 	}
 	if !ip.IsValid() {
 		return datapath.Peer{}, false
