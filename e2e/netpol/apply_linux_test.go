@@ -118,8 +118,10 @@ func (w *world) check(t *testing.T, family int, c probeCase) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 24)
+	for _, p := range w.pods {
+		observed[p.name] = map[podName]bool{} // before any probe writes
+	}
 	for _, from := range w.pods {
-		observed[from.name] = map[podName]bool{}
 		for _, to := range w.pods {
 			if from == to {
 				continue
