@@ -234,6 +234,6 @@ func (d *Datapath) pinnedMaps() []*ebpf.Map {
 	return []*ebpf.Map{
 		d.tc.Ipcache, d.tc.CidrIds, d.tc.Endpoints, d.tc.EpConfig, d.tc.PolicyGen,
 		d.tc.Policy, d.tc.Ct, d.tc.Metrics, d.tc.Events,
-		d.sock.Lb4Services, d.sock.Lb4Revnat, d.sock.Lb4RevnatSk, d.sock.Lb6Services, d.sock.Lb6Revnat,
+		d.sock.Lb4Services, d.sock.Lb4Revnat, d.sock.Lb4RevnatSk, d.sock.Lb6Services, d.sock.Lb6Revnat, d.sock.Lb6RevnatSk,
 	}
 }

@@ -2,6 +2,7 @@ package bpf
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"net/netip"
 	"testing"
@@ -201,5 +202,23 @@ func TestServiceReverseTranslationIPv6(t *testing.T) {
 	}
 	if n6, n4 := entries(d.sock.Lb6Revnat), entries(d.sock.Lb4Revnat); n6 != 0 || n4 != 0 {
 		t.Fatalf("after the sockets closed: %d lb6_revnat and %d lb4_revnat entries still held", n6, n4)
+	}
+	// Connected sockets used the slot arrays (IPv4-mapped ones the IPv4
+	// array) and freed them.
+	held := func(m *ebpf.Map) int {
+		n := 0
+		it := m.Iterate()
+		var k uint32
+		v := make([]byte, m.ValueSize())
+		for it.Next(&k, &v) {
+			if binary.LittleEndian.Uint64(v[:8]) != 0 {
+				n++
+			}
+		}
+		must(t, it.Err())
+		return n
+	}
+	if s6, s4 := held(d.sock.Lb6RevnatSk), held(d.sock.Lb4RevnatSk); s6 != 0 || s4 != 0 {
+		t.Fatalf("after the sockets closed: %d lb6_revnat_sk and %d lb4_revnat_sk slots still held", s6, s4)
 	}
 }

@@ -65,6 +65,23 @@ type sockRevnat6Key struct {
 	Pad2 uint32
 }
 
+type sockRevnat6Slot struct {
+	_      structs.HostLayout
+	Cookie uint64
+	BeAddr struct {
+		_ structs.HostLayout
+		W [4]uint32
+	}
+	BePort uint16
+	Pad    uint16
+	FeAddr struct {
+		_ structs.HostLayout
+		W [4]uint32
+	}
+	FePort uint16
+	Pad2   uint16
+}
+
 type sockRevnat6Value struct {
 	_    structs.HostLayout
 	Addr struct {
@@ -109,6 +126,7 @@ const (
 	sockMapLb4RevnatSk       = "lb4_revnat_sk"
 	sockMapLb4Services       = "lb4_services"
 	sockMapLb6Revnat         = "lb6_revnat"
+	sockMapLb6RevnatSk       = "lb6_revnat_sk"
 	sockMapLb6Services       = "lb6_services"
 	sockProgSockConnect4     = "sock_connect4"
 	sockProgSockConnect6     = "sock_connect6"
@@ -182,6 +200,7 @@ type sockMapSpecs struct {
 	Lb4RevnatSk *ebpf.MapSpec `ebpf:"lb4_revnat_sk"`
 	Lb4Services *ebpf.MapSpec `ebpf:"lb4_services"`
 	Lb6Revnat   *ebpf.MapSpec `ebpf:"lb6_revnat"`
+	Lb6RevnatSk *ebpf.MapSpec `ebpf:"lb6_revnat_sk"`
 	Lb6Services *ebpf.MapSpec `ebpf:"lb6_services"`
 }
 
@@ -215,6 +234,7 @@ type sockMaps struct {
 	Lb4RevnatSk *ebpf.Map `ebpf:"lb4_revnat_sk"`
 	Lb4Services *ebpf.Map `ebpf:"lb4_services"`
 	Lb6Revnat   *ebpf.Map `ebpf:"lb6_revnat"`
+	Lb6RevnatSk *ebpf.Map `ebpf:"lb6_revnat_sk"`
 	Lb6Services *ebpf.Map `ebpf:"lb6_services"`
 }
 
@@ -224,6 +244,7 @@ func (m *sockMaps) Close() error {
 		m.Lb4RevnatSk,
 		m.Lb4Services,
 		m.Lb6Revnat,
+		m.Lb6RevnatSk,
 		m.Lb6Services,
 	)
 }

@@ -249,11 +249,11 @@ int sock_getpeername4(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
-/* IPv6: lb6_services and lb6_revnat are lb4_services and lb4_revnat with
- * 16-byte addresses. An IPv6 socket's IPv4-mapped destination
- * (::ffff:a.b.c.d) is an IPv4 frontend: it is translated through lb4_services
- * (and lb4_revnat) to the mapped backend. IPv6 sockets keep their reverse
- * translation in lb6_revnat (no slot array). */
+/* IPv6: lb6_services, lb6_revnat and lb6_revnat_sk are lb4_services,
+ * lb4_revnat and lb4_revnat_sk with 16-byte addresses. An IPv6 socket's
+ * IPv4-mapped destination (::ffff:a.b.c.d) is an IPv4 frontend: it is
+ * translated through lb4_services (and lb4_revnat_sk or lb4_revnat) to the
+ * mapped backend. */
 union addr6 {
 	__u32 w[4];
 	__u8 b[16];
@@ -304,6 +304,52 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb6_revnat SEC(".maps");
 
+/* lb6_revnat_sk: lb4_revnat_sk for IPv6 sockets (2^17 slots of 48 bytes). */
+struct revnat6_slot {
+	__u64 cookie; /* 0: free */
+	union addr6 be_addr;
+	__be16 be_port;
+	__u16 pad;
+	union addr6 fe_addr;
+	__be16 fe_port;
+	__u16 pad2;
+};
+
+#define REVNAT6_SLOTS_BITS 17
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct revnat6_slot);
+	__uint(max_entries, 1 << REVNAT6_SLOTS_BITS);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb6_revnat_sk SEC(".maps");
+
+static __always_inline struct revnat6_slot *sk6_slot(__u64 cookie)
+{
+	__u32 idx = (__u32)cookie & ((1u << REVNAT6_SLOTS_BITS) - 1);
+
+	return bpf_map_lookup_elem(&lb6_revnat_sk, &idx);
+}
+
+/* claim_slot6 is claim_slot for an IPv6 socket. */
+static __always_inline int claim_slot6(__u64 cookie, const union addr6 *be_addr, __be16 be_port,
+				       const union addr6 *fe_addr, __be16 fe_port)
+{
+	struct revnat6_slot *s = sk6_slot(cookie);
+
+	if (!s)
+		return 0;
+	if (s->cookie != cookie &&
+	    (s->cookie != 0 || __sync_val_compare_and_swap(&s->cookie, 0, cookie) != 0))
+		return 0;
+	s->be_addr = *be_addr;
+	s->be_port = be_port;
+	s->fe_addr = *fe_addr;
+	s->fe_port = fe_port;
+	return 1;
+}
+
 static __always_inline void load_ip6(const struct bpf_sock_addr *ctx, union addr6 *a)
 {
 	a->w[0] = ctx->user_ip6[0];
@@ -343,7 +389,8 @@ static __always_inline void xlate6(struct bpf_sock_addr *ctx, int by_cookie)
 
 		if (!be4)
 			return;
-		remember4(cookie, be4, k.addr.w[3], ctx_port(ctx));
+		if (by_cookie || !claim_slot(cookie, be4->addr, be4->port, k.addr.w[3], ctx_port(ctx)))
+			remember4(cookie, be4, k.addr.w[3], ctx_port(ctx));
 		ctx->user_ip6[3] = be4->addr;
 		ctx->user_port = (__u32)be4->port;
 		return;
@@ -365,12 +412,14 @@ static __always_inline void xlate6(struct bpf_sock_addr *ctx, int by_cookie)
 		if (!be)
 			return;
 	}
-	rk.cookie = cookie;
-	rk.addr = be->addr;
-	rk.port = be->port;
-	rv.addr = k.addr;
-	rv.port = k.port;
-	bpf_map_update_elem(&lb6_revnat, &rk, &rv, BPF_ANY);
+	if (by_cookie || !claim_slot6(cookie, &be->addr, be->port, &k.addr, k.port)) {
+		rk.cookie = cookie;
+		rk.addr = be->addr;
+		rk.port = be->port;
+		rv.addr = k.addr;
+		rv.port = k.port;
+		bpf_map_update_elem(&lb6_revnat, &rk, &rv, BPF_ANY);
+	}
 	store_ip6(ctx, &be->addr);
 	ctx->user_port = (__u32)be->port;
 }
@@ -379,6 +428,7 @@ static __always_inline void revnat6(struct bpf_sock_addr *ctx)
 {
 	struct revnat6_key rk = {};
 	struct revnat6_value *rv;
+	struct revnat6_slot *s;
 
 	rk.cookie = bpf_get_socket_cookie(ctx);
 	load_ip6(ctx, &rk.addr);
@@ -391,6 +441,14 @@ static __always_inline void revnat6(struct bpf_sock_addr *ctx)
 			ctx->user_ip6[3] = addr;
 			ctx->user_port = (__u32)port;
 		}
+		return;
+	}
+	s = sk6_slot(rk.cookie);
+	if (s && s->cookie == rk.cookie && s->be_port == rk.port &&
+	    s->be_addr.w[0] == rk.addr.w[0] && s->be_addr.w[1] == rk.addr.w[1] &&
+	    s->be_addr.w[2] == rk.addr.w[2] && s->be_addr.w[3] == rk.addr.w[3]) {
+		store_ip6(ctx, &s->fe_addr);
+		ctx->user_port = (__u32)s->fe_port;
 		return;
 	}
 	rv = bpf_map_lookup_elem(&lb6_revnat, &rk);
@@ -449,10 +507,21 @@ int sock_release(struct bpf_sock *ctx)
 		rk6.addr.w[3] = ctx->dst_ip6[3];
 		rk6.port = ctx->dst_port;
 		if (v4mapped(&rk6.addr)) {
+			s = sk_slot(rk.cookie);
+			if (s && s->cookie == rk.cookie) {
+				__sync_val_compare_and_swap(&s->cookie, rk.cookie, 0);
+				return 1;
+			}
 			rk.addr = rk6.addr.w[3];
 			rk.port = rk6.port;
 			bpf_map_delete_elem(&lb4_revnat, &rk);
 		} else {
+			struct revnat6_slot *s6 = sk6_slot(rk.cookie);
+
+			if (s6 && s6->cookie == rk.cookie) {
+				__sync_val_compare_and_swap(&s6->cookie, rk.cookie, 0);
+				return 1;
+			}
 			bpf_map_delete_elem(&lb6_revnat, &rk6);
 		}
 		return 1;
