@@ -78,26 +78,12 @@ func (sn *Snapshot) Endpoints() []Endpoint {
 
 // Endpoint returns the endpoint namespace/name.
 func (sn *Snapshot) Endpoint(namespace, name string) (Endpoint, bool) {
-	if namespace == "" || name == "" {
-		return Endpoint{}, false
-	}
-	row, _ := first[Endpoint](sn.txn, TableEndpoints, IndexID, namespace, name)
-	if row == nil {
-		return Endpoint{}, false
-	}
-	return *row, true
+	return byKey[Endpoint](sn, TableEndpoints, namespace, name)
 }
 
 // LocalService returns the local Service namespace/name.
 func (sn *Snapshot) LocalService(namespace, name string) (LocalService, bool) {
-	if namespace == "" || name == "" {
-		return LocalService{}, false
-	}
-	row, _ := first[LocalService](sn.txn, TableLocalServices, IndexID, namespace, name)
-	if row == nil {
-		return LocalService{}, false
-	}
-	return *row, true
+	return byKey[LocalService](sn, TableLocalServices, namespace, name)
 }
 
 // LocalServices returns the local Services, sorted by namespace and name.

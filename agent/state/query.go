@@ -109,12 +109,22 @@ func (sn *Snapshot) ServicesOf(cluster string) []ServiceRow {
 
 // Node returns the node name of cluster.
 func (sn *Snapshot) Node(cluster, name string) (NodeRow, bool) {
-	if cluster == "" || name == "" {
-		return NodeRow{}, false
+	return byKey[NodeRow](sn, TableNodes, cluster, name)
+}
+
+// byKey returns a copy of the row of table whose primary key is key (all
+// parts non-empty).
+func byKey[T any](sn *Snapshot, table string, key ...string) (T, bool) {
+	args := make([]any, len(key))
+	for i, k := range key {
+		if k == "" {
+			return *new(T), false
+		}
+		args[i] = k
 	}
-	row, _ := first[NodeRow](sn.txn, TableNodes, IndexID, cluster, name)
+	row, _ := first[T](sn.txn, table, IndexID, args...)
 	if row == nil {
-		return NodeRow{}, false
+		return *new(T), false
 	}
 	return *row, true
 }
