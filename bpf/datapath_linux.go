@@ -55,7 +55,11 @@ func Load(opts Options) (*Datapath, error) {
 		_ = d.tc.Close()
 		return nil, err
 	}
-	d.ipcache = &IPCache{m: d.tc.Ipcache}
+	d.ipcache = &IPCache{m: d.tc.Ipcache, hosts: d.tc.IpcacheHosts}
+	if err := d.ipcache.adoptHosts(); err != nil {
+		_ = d.Close()
+		return nil, err
+	}
 	d.cidrs = &CIDRIdentities{m: d.tc.CidrIds}
 	d.endpoints = &EndpointConfigs{m: d.tc.EpConfig}
 	policy, err := newPolicy(d.tc.Policy, d.tc.PolicyGen)
@@ -99,6 +103,7 @@ func (d *Datapath) loadTC() error {
 		spec.Maps[tcMapPolicy].MaxEntries = n
 	}
 	spec.Maps[tcMapIpcache].MaxEntries = d.opts.IPCacheMaxEntries
+	spec.Maps[tcMapIpcacheHosts].MaxEntries = d.opts.IPCacheMaxEntries
 	sample := uint32(0)
 	if d.opts.TraceSample > 0 {
 		sample = uint32(d.opts.TraceSample)
@@ -232,7 +237,7 @@ func (d *Datapath) Unpin() error {
 
 func (d *Datapath) pinnedMaps() []*ebpf.Map {
 	return []*ebpf.Map{
-		d.tc.Ipcache, d.tc.CidrIds, d.tc.Endpoints, d.tc.EpConfig, d.tc.PolicyGen,
+		d.tc.Ipcache, d.tc.IpcacheHosts, d.tc.CidrIds, d.tc.Endpoints, d.tc.EpConfig, d.tc.PolicyGen,
 		d.tc.Policy, d.tc.Ct, d.tc.Metrics, d.tc.Events,
 		d.sock.Lb4Services, d.sock.Lb4Revnat, d.sock.Lb4RevnatSk, d.sock.Lb6Services, d.sock.Lb6Revnat, d.sock.Lb6RevnatSk,
 	}

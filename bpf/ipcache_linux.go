@@ -73,9 +73,48 @@ const (
 
 // IPCache maps prefixes (IPv4 and IPv6) to identities; a packet's peer is
 // looked up by longest prefix match. Addresses not covered are the world
-// identity (2).
+// identity (2). Single addresses (/32, /128) are kept in a hash map (hosts),
+// whose cost does not grow with its size, the other prefixes in an LPM
+// trie (m); the datapath tries the hash first.
 type IPCache struct {
-	m *ebpf.Map
+	m, hosts *ebpf.Map
+}
+
+// mapOf returns the map that holds p (masked, canonical).
+func (c *IPCache) mapOf(p netip.Prefix) *ebpf.Map {
+	if p.Bits() == p.Addr().BitLen() {
+		return c.hosts
+	}
+	return c.m
+}
+
+// adoptHosts moves the single addresses an older version kept in the trie
+// into the hash map (an entry already in the hash wins), so that each key
+// is in one map.
+func (c *IPCache) adoptHosts() error {
+	var (
+		k     ipcacheKey
+		v     rawIPCacheValue
+		moved []ipcacheKey
+	)
+	it := c.m.Iterate()
+	for it.Next(&k, &v) {
+		if p := k.prefix(); p.Bits() == p.Addr().BitLen() {
+			if err := c.hosts.Update(&k, &v, ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
+				return fmt.Errorf("move ipcache entry %v to the hosts map: %w", p, err)
+			}
+			moved = append(moved, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read the ipcache trie: %w", err)
+	}
+	for i := range moved {
+		if err := c.m.Delete(&moved[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("move ipcache entry %v to the hosts map: %w", moved[i].prefix(), err)
+		}
+	}
+	return nil
 }
 
 func ipcacheKeyOf(p netip.Prefix) (ipcacheKey, netip.Prefix, error) {
@@ -117,14 +156,15 @@ func (c *IPCache) Update(p netip.Prefix, e IPCacheValue) error {
 		return fmt.Errorf("ipcache update %v: host IP %v: a node's address has no zone: %w", p, e.HostIP, ErrInvalidAddress)
 	}
 	v := rawValue(e)
-	if err := c.m.Update(&k, &v, ebpf.UpdateAny); err != nil {
+	if err := c.mapOf(p).Update(&k, &v, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("ipcache update %v: %w", p, err)
 	}
 	return nil
 }
 
-// Capacity returns how many entries the map can hold.
-func (c *IPCache) Capacity() int { return int(c.m.MaxEntries()) }
+// Capacity returns how many single addresses the ipcache can hold (the
+// prefixes' trie has as many places).
+func (c *IPCache) Capacity() int { return int(c.hosts.MaxEntries()) }
 
 // Delete removes prefix p; an absent prefix is not an error.
 func (c *IPCache) Delete(p netip.Prefix) error {
@@ -132,7 +172,7 @@ func (c *IPCache) Delete(p netip.Prefix) error {
 	if err != nil {
 		return fmt.Errorf("ipcache delete: %w", err)
 	}
-	if err := c.m.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	if err := c.mapOf(p).Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("ipcache delete %v: %w", p, err)
 	}
 	return nil
@@ -141,16 +181,18 @@ func (c *IPCache) Delete(p netip.Prefix) error {
 // List returns every entry in the kernel.
 func (c *IPCache) List() (map[netip.Prefix]IPCacheValue, error) {
 	out := map[netip.Prefix]IPCacheValue{}
-	var (
-		k ipcacheKey
-		v rawIPCacheValue
-	)
-	it := c.m.Iterate()
-	for it.Next(&k, &v) {
-		out[k.prefix()] = v.value()
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("ipcache list: %w", err)
+	for _, m := range []*ebpf.Map{c.m, c.hosts} {
+		var (
+			k ipcacheKey
+			v rawIPCacheValue
+		)
+		it := m.Iterate()
+		for it.Next(&k, &v) {
+			out[k.prefix()] = v.value()
+		}
+		if err := it.Err(); err != nil {
+			return nil, fmt.Errorf("ipcache list: %w", err)
+		}
 	}
 	return out, nil
 }

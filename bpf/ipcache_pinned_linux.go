@@ -18,22 +18,37 @@ type PinnedIPCache struct {
 // OpenPinnedIPCache opens the ipcache pinned under pinDir (the agent's
 // --bpf-pin-dir). Close it when done.
 func OpenPinnedIPCache(pinDir string) (*PinnedIPCache, error) {
-	path := filepath.Join(pinDir, tcMapIpcache)
-	m, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})
-	if err != nil {
-		return nil, fmt.Errorf("open the pinned ipcache %s (is an agent running with --bpf-pin-dir=%s?): %w", path, pinDir, err)
+	var maps [2]*ebpf.Map
+	for i, name := range []string{tcMapIpcache, tcMapIpcacheHosts} {
+		path := filepath.Join(pinDir, name)
+		m, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})
+		if err != nil {
+			if maps[0] != nil {
+				_ = maps[0].Close()
+			}
+			return nil, fmt.Errorf("open the pinned ipcache %s (is an agent running with --bpf-pin-dir=%s?): %w", path, pinDir, err)
+		}
+		maps[i] = m
 	}
-	return &PinnedIPCache{IPCache{m: m}}, nil
+	return &PinnedIPCache{IPCache{m: maps[0], hosts: maps[1]}}, nil
 }
 
 // Lookup returns the entry the datapath would find for p: the longest
-// prefix of the map that contains it (an LPM trie lookup).
+// prefix of the ipcache that contains it (a single address in the hosts
+// map, else an LPM trie lookup).
 func (c *PinnedIPCache) Lookup(p netip.Prefix) (IPCacheValue, bool, error) {
 	k, p, err := ipcacheKeyOf(p)
 	if err != nil {
 		return IPCacheValue{}, false, fmt.Errorf("ipcache lookup: %w", err)
 	}
 	var v rawIPCacheValue
+	if p.Bits() == p.Addr().BitLen() {
+		if err := c.hosts.Lookup(&k, &v); err == nil {
+			return v.value(), true, nil
+		} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return IPCacheValue{}, false, fmt.Errorf("ipcache lookup %v: %w", p, err)
+		}
+	}
 	if err := c.m.Lookup(&k, &v); err != nil {
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			return IPCacheValue{}, false, nil
@@ -43,5 +58,5 @@ func (c *PinnedIPCache) Lookup(p netip.Prefix) (IPCacheValue, bool, error) {
 	return v.value(), true, nil
 }
 
-// Close closes the map (the pin stays).
-func (c *PinnedIPCache) Close() error { return c.m.Close() }
+// Close closes the maps (the pins stay).
+func (c *PinnedIPCache) Close() error { return errors.Join(c.m.Close(), c.hosts.Close()) }

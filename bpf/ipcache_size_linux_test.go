@@ -109,3 +109,42 @@ func TestIPCacheFamilies(t *testing.T) {
 		t.Error("a host IP with a zone was accepted")
 	}
 }
+
+// Single addresses an older version kept in the trie move to the hosts map
+// at load, so that each key is in one map and a delete removes it.
+func TestIPCacheAdoptsHostsFromTheTrie(t *testing.T) {
+	requireRoot(t)
+	pinDir := newBPFFS(t)
+	d := load(t, Options{PinDir: pinDir})
+	host, cidr := netip.MustParsePrefix("10.1.0.5/32"), netip.MustParsePrefix("10.2.0.0/16")
+	k, _, err := ipcacheKeyOf(host)
+	must(t, err)
+	v := rawValue(IPCacheValue{Identity: 65537, HostIP: netip.MustParseAddr("192.168.1.1")})
+	must(t, d.tc.Ipcache.Update(&k, &v, 0)) // as an older version wrote it
+	must(t, d.IPCache().Update(cidr, IPCacheValue{Identity: 16777217}))
+	must(t, d.Close())
+
+	d2 := load(t, Options{PinDir: pinDir})
+	var got rawIPCacheValue
+	if err := d2.tc.IpcacheHosts.Lookup(&k, &got); err != nil || got.value().Identity != 65537 {
+		t.Fatalf("the host entry in the hosts map after a reload: %+v, %v", got, err)
+	}
+	var tk ipcacheKey
+	var tv rawIPCacheValue
+	it := d2.tc.Ipcache.Iterate()
+	for it.Next(&tk, &tv) {
+		if tk.prefix() == host {
+			t.Fatalf("%v is still in the trie after a reload", host)
+		}
+	}
+	must(t, it.Err())
+	held, err := d2.IPCache().List()
+	must(t, err)
+	if len(held) != 2 || held[host].Identity != 65537 || held[cidr].Identity != 16777217 {
+		t.Fatalf("after the reload: %v", held)
+	}
+	must(t, d2.IPCache().Delete(host))
+	if held, _ := d2.IPCache().List(); len(held) != 1 {
+		t.Fatalf("after deleting the host entry: %v", held)
+	}
+}

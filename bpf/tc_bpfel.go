@@ -111,6 +111,7 @@ const (
 	tcMapEpConfig           = "ep_config"
 	tcMapEvents             = "events"
 	tcMapIpcache            = "ipcache"
+	tcMapIpcacheHosts       = "ipcache_hosts"
 	tcMapMetrics            = "metrics"
 	tcMapPolicy             = "policy"
 	tcMapPolicyGen          = "policy_gen"
@@ -172,15 +173,16 @@ type tcProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcMapSpecs struct {
-	CidrIds   *ebpf.MapSpec `ebpf:"cidr_ids"`
-	Ct        *ebpf.MapSpec `ebpf:"ct"`
-	Endpoints *ebpf.MapSpec `ebpf:"endpoints"`
-	EpConfig  *ebpf.MapSpec `ebpf:"ep_config"`
-	Events    *ebpf.MapSpec `ebpf:"events"`
-	Ipcache   *ebpf.MapSpec `ebpf:"ipcache"`
-	Metrics   *ebpf.MapSpec `ebpf:"metrics"`
-	Policy    *ebpf.MapSpec `ebpf:"policy"`
-	PolicyGen *ebpf.MapSpec `ebpf:"policy_gen"`
+	CidrIds      *ebpf.MapSpec `ebpf:"cidr_ids"`
+	Ct           *ebpf.MapSpec `ebpf:"ct"`
+	Endpoints    *ebpf.MapSpec `ebpf:"endpoints"`
+	EpConfig     *ebpf.MapSpec `ebpf:"ep_config"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	Ipcache      *ebpf.MapSpec `ebpf:"ipcache"`
+	IpcacheHosts *ebpf.MapSpec `ebpf:"ipcache_hosts"`
+	Metrics      *ebpf.MapSpec `ebpf:"metrics"`
+	Policy       *ebpf.MapSpec `ebpf:"policy"`
+	PolicyGen    *ebpf.MapSpec `ebpf:"policy_gen"`
 }
 
 // tcVariableSpecs contains global variables before they are loaded into the kernel.
@@ -213,15 +215,16 @@ func (o *tcObjects) Close() error {
 //
 // It can be passed to loadTcObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcMaps struct {
-	CidrIds   *ebpf.Map `ebpf:"cidr_ids"`
-	Ct        *ebpf.Map `ebpf:"ct"`
-	Endpoints *ebpf.Map `ebpf:"endpoints"`
-	EpConfig  *ebpf.Map `ebpf:"ep_config"`
-	Events    *ebpf.Map `ebpf:"events"`
-	Ipcache   *ebpf.Map `ebpf:"ipcache"`
-	Metrics   *ebpf.Map `ebpf:"metrics"`
-	Policy    *ebpf.Map `ebpf:"policy"`
-	PolicyGen *ebpf.Map `ebpf:"policy_gen"`
+	CidrIds      *ebpf.Map `ebpf:"cidr_ids"`
+	Ct           *ebpf.Map `ebpf:"ct"`
+	Endpoints    *ebpf.Map `ebpf:"endpoints"`
+	EpConfig     *ebpf.Map `ebpf:"ep_config"`
+	Events       *ebpf.Map `ebpf:"events"`
+	Ipcache      *ebpf.Map `ebpf:"ipcache"`
+	IpcacheHosts *ebpf.Map `ebpf:"ipcache_hosts"`
+	Metrics      *ebpf.Map `ebpf:"metrics"`
+	Policy       *ebpf.Map `ebpf:"policy"`
+	PolicyGen    *ebpf.Map `ebpf:"policy_gen"`
 }
 
 func (m *tcMaps) Close() error {
@@ -232,6 +235,7 @@ func (m *tcMaps) Close() error {
 		m.EpConfig,
 		m.Events,
 		m.Ipcache,
+		m.IpcacheHosts,
 		m.Metrics,
 		m.Policy,
 		m.PolicyGen,

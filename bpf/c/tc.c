@@ -40,8 +40,12 @@ volatile const __u64 ct_timeout_closing_ns = 10ULL * 1000000000ULL;
 /* Emit a verdict event for 1 in trace_sample allowed new flows; 0 = never. */
 volatile const __u32 trace_sample = 1;
 
-/* ipcache: LPM trie. The prefix covers family and pad (32 bits) and then the
- * address bits, so IPv4 and IPv6 share one trie. */
+/* ipcache: single addresses (/32, /128: pods, nodes) in the hash
+ * ipcache_hosts, whose update and lookup cost does not grow with the number
+ * of entries; prefixes in the LPM trie ipcache. The key is the same in both:
+ * the prefix covers family and pad (32 bits) and then the address bits, so
+ * IPv4 and IPv6 share one trie. A lookup tries the hash (the longest
+ * possible prefix), then the trie. */
 struct ipcache_key {
 	__u32 prefixlen;
 	__u8 family;
@@ -68,6 +72,15 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ipcache SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct ipcache_key);
+	__type(value, struct ipcache_value);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ipcache_hosts SEC(".maps");
 
 /* cidr_ids: the CIDR prefixes of the policies and their CIDR identities, for
  * rules that select peers by address whatever their own identity. */
@@ -283,7 +296,9 @@ static __always_inline __u32 lookup_identity(const struct pkt *p,
 	struct ipcache_value *v;
 
 	ipcache_key_of(p, a, &k);
-	v = bpf_map_lookup_elem(&ipcache, &k);
+	v = bpf_map_lookup_elem(&ipcache_hosts, &k);
+	if (!v)
+		v = bpf_map_lookup_elem(&ipcache, &k);
 	return v ? v->identity : IDENTITY_WORLD;
 }
 
