@@ -11,16 +11,26 @@ type PrefixEntry struct {
 	Cluster  string `json:"cluster"`
 }
 
-// IPCache is what GET /v1/ipcache answers, sorted by prefix.
+// PolicyCIDRCluster is the cluster GET /v1/ipcache gives the CIDR
+// identities of the policies.
+const PolicyCIDRCluster = "policy:cidr"
+
+// IPCache is what GET /v1/ipcache answers, sorted by prefix: the ipcache
+// rows, and the CIDR identities of the policies (cluster
+// PolicyCIDRCluster).
 func (a *API) IPCache() []PrefixEntry {
-	rows := a.cfg.State.Snapshot().IPCache()
-	out := make([]PrefixEntry, 0, len(rows))
+	sn := a.cfg.State.Snapshot()
+	rows, cidrs := sn.IPCache(), sn.CIDRIdentities()
+	out := make([]PrefixEntry, 0, len(rows)+len(cidrs))
 	for _, r := range rows {
 		e := PrefixEntry{Prefix: r.Prefix.String(), Identity: uint32(r.ID), Cluster: r.Cluster}
 		if r.HostIP.IsValid() {
 			e.HostIP = r.HostIP.String()
 		}
 		out = append(out, e)
+	}
+	for _, r := range cidrs {
+		out = append(out, PrefixEntry{Prefix: r.Prefix.String(), Identity: uint32(r.ID), Cluster: PolicyCIDRCluster})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Prefix < out[j].Prefix })
 	return out
