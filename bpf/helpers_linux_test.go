@@ -145,13 +145,10 @@ var podSysctls = map[string]string{
 	"net/ipv6/conf/default/disable_ipv6": "1",
 }
 
-// newTopology creates a node namespace and n IPv4 pods; pod i has
-// 10.0.i+1.1/24 behind host interface h<i> (10.0.i+1.254/24).
-func newTopology(tb testing.TB, n int) *topology { return newTopologyFamily(tb, n, 4) }
-
-// newTopologyFamily is newTopology for family 4, or with dual-stack pods
-// for family 6: pod i also has fd00:0:0:i+1::1/64 behind
-// fd00:0:0:i+1::fe, and that is its ip.
+// newTopologyFamily creates a node namespace and n pods; pod i has
+// 10.0.i+1.1/24 behind host interface h<i> (10.0.i+1.254/24), and for
+// family 6 (dual-stack pods) also fd00:0:0:i+1::1/64 behind
+// fd00:0:0:i+1::fe, which is then its ip.
 func newTopologyFamily(tb testing.TB, n, family int) *topology {
 	tb.Helper()
 	requireRoot(tb)

@@ -129,7 +129,7 @@ func (w *world) check(t *testing.T, family int, c probeCase) {
 			wg.Go(func() {
 				sem <- struct{}{}
 				defer func() { <-sem }()
-				ok, err := w.probe(from, to, family, c.port, c.proto)
+				ok, err := w.probe(t.Context(), from, to, family, c.port, c.proto)
 				mu.Lock()
 				defer mu.Unlock()
 				observed[from.name][to.name] = ok

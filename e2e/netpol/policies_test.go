@@ -24,11 +24,6 @@ func netpol(ns, name string, labels map[string]string, opts ...npOption) *networ
 	return np
 }
 
-// selecting replaces the policy's pod selector.
-func selecting(sel metav1.LabelSelector) npOption {
-	return func(np *networkingv1.NetworkPolicy) { np.Spec.PodSelector = sel }
-}
-
 // ingress adds rules and, the first time, the Ingress policy type (as the
 // suite's SetSpecIngressRules): ingress() alone isolates for ingress.
 func ingress(rules ...networkingv1.NetworkPolicyIngressRule) npOption {

@@ -312,7 +312,7 @@ func watchDrops(t *testing.T, d *bpf.Datapath) *dropWatch {
 		t.Fatal(err)
 	}
 	w := &dropWatch{waiters: map[flowKey]chan struct{}{}}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	t.Cleanup(func() { cancel(); r.Close(); <-done })
 	go func() {
@@ -360,7 +360,7 @@ const probeTimeout = 5 * time.Second
 
 // probe connects from pod from to pod to over family, port and protocol,
 // and reports whether to answered (and an error saying why not).
-func (w *world) probe(from, to *wpod, family int, port uint16, proto string) (bool, error) {
+func (w *world) probe(ctx context.Context, from, to *wpod, family int, port uint16, proto string) (bool, error) {
 	dst := netip.AddrPortFrom(to.addr(family), port)
 	pnum := uint8(6)
 	if proto == "UDP" {
@@ -370,10 +370,8 @@ func (w *world) probe(from, to *wpod, family int, port uint16, proto string) (bo
 	defer done()
 	var answer string
 	err := netnsutil.Do(from.netns, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+		ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 		defer cancel()
-		stop := context.AfterFunc(ctx, func() {})
-		defer stop()
 		go func() {
 			select {
 			case <-dropped:
