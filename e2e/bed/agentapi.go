@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -72,7 +73,8 @@ func (n *Node) Drops(ctx context.Context) ([]Drop, error) {
 }
 
 // FindDrop waits until the node's agent has recorded a drop of a packet
-// from src to dst (ip:port) and returns it.
+// from src (an IP of either family) to dst (ip:port, [ip6]:port) and
+// returns it.
 func (n *Node) FindDrop(ctx context.Context, src, dst string) (Drop, error) {
 	var found Drop
 	err := n.c.b.waitUntil(ctx, 10*time.Second, "the drop "+src+" -> "+dst+" recorded by the agent of "+n.Name, func(ctx context.Context) (bool, string) {
@@ -81,7 +83,7 @@ func (n *Node) FindDrop(ctx context.Context, src, dst string) (Drop, error) {
 			return false, err.Error()
 		}
 		for _, d := range drops {
-			if strings.HasPrefix(d.Src, src+":") && d.Dst == dst {
+			if sameDrop(d, src, dst) {
 				found = d
 				return true, ""
 			}
@@ -91,7 +93,21 @@ func (n *Node) FindDrop(ctx context.Context, src, dst string) (Drop, error) {
 	return found, err
 }
 
-// Identity returns the identity the node's agent has for ip.
+// sameDrop reports whether d is of a packet from the IP src to the ip:port
+// dst, whatever the spelling of the addresses (IPv6 zeros, brackets).
+func sameDrop(d Drop, src, dst string) bool {
+	ds, err1 := netip.ParseAddrPort(d.Src)
+	dd, err2 := netip.ParseAddrPort(d.Dst)
+	s, err3 := netip.ParseAddr(src)
+	t, err4 := netip.ParseAddrPort(dst)
+	if err1 != nil || err2 != nil || err3 != nil || err4 != nil {
+		return strings.HasPrefix(d.Src, src+":") && d.Dst == dst
+	}
+	return ds.Addr().Unmap() == s.Unmap() && dd.Addr().Unmap() == t.Addr().Unmap() && dd.Port() == t.Port()
+}
+
+// Identity returns the identity the node's agent has for ip (of either
+// family: its /32 or /128 entry).
 func (n *Node) Identity(ctx context.Context, ip string) (uint32, error) {
 	var entries []struct {
 		Prefix   string
@@ -100,8 +116,12 @@ func (n *Node) Identity(ctx context.Context, ip string) (uint32, error) {
 	if err := n.AgentGet(ctx, "/v1/ipcache", &entries); err != nil {
 		return 0, err
 	}
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return 0, fmt.Errorf("identity of %q: %w", ip, err)
+	}
 	for _, e := range entries {
-		if e.Prefix == ip+"/32" {
+		if p, err := netip.ParsePrefix(e.Prefix); err == nil && p == prefixOf(a) {
 			return e.Identity, nil
 		}
 	}

@@ -25,6 +25,13 @@ type Options struct {
 	Dir string
 	// Log receives the bed's progress, one line per step.
 	Log io.Writer
+	// DualStack makes every cluster dual-stack (IPv4 and IPv6): nodes
+	// with an address of each family on the underlay and a pod CIDR of
+	// each, pods with an address of each (host-local with two ranges),
+	// kube-apiservers with an IPv4 and an IPv6 Service CIDR. The IPv4
+	// addresses stay those of an IPv4-only bed (addrs.go). Default:
+	// IPv4 only.
+	DualStack bool
 }
 
 // Bed is a running multi-cluster bed. Its methods are not safe for
@@ -35,6 +42,7 @@ type Bed struct {
 	bins  string
 	run   string // this run's tag in namespace, cgroup and device names
 	spawn *spawner
+	dual  bool // Options.DualStack
 
 	fabric     string // the underlay's namespace
 	cgroupRoot string // the bed's cgroup directory
@@ -64,7 +72,7 @@ func New(ctx context.Context, opt Options) (*Bed, error) {
 		out = io.Discard
 	}
 	ctrllog.SetLogger(logr.Discard()) // envtest logs through controller-runtime's logger
-	b := &Bed{dir: opt.Dir, out: out, run: fmt.Sprintf("%04d", os.Getpid()%10000), spawn: newSpawner(), started: time.Now()}
+	b := &Bed{dir: opt.Dir, out: out, run: fmt.Sprintf("%04d", os.Getpid()%10000), spawn: newSpawner(), started: time.Now(), dual: opt.DualStack}
 	if err := os.MkdirAll(filepath.Join(b.dir, "logs"), 0o700); err != nil {
 		b.spawn.close()
 		return nil, err
@@ -89,6 +97,10 @@ func (b *Bed) logf(format string, args ...any) {
 
 // Logf prints a line of progress with the bed's clock.
 func (b *Bed) Logf(format string, args ...any) { b.logf(format, args...) }
+
+// DualStack reports whether the bed's clusters are dual-stack
+// (Options.DualStack).
+func (b *Bed) DualStack() bool { return b.dual }
 
 // Dir is where the bed keeps its files.
 func (b *Bed) Dir() string { return b.dir }

@@ -28,7 +28,8 @@ func (b *Bed) CaptureUnderlay() (*Capture, error) {
 // CaptureResult is what crossed the underlay.
 type CaptureResult struct {
 	Frames int
-	// WireGuard counts UDP frames from or to the WireGuard port.
+	// WireGuard counts UDP frames (over IPv4 or IPv6) from or to the
+	// WireGuard port.
 	WireGuard int
 	// WithMarker counts, for each marker, the frames containing it
 	// anywhere (a frame is seen once per port of the bridge it crosses).
@@ -48,15 +49,37 @@ func (c *Capture) Stop(wireguardPort uint16, markers ...string) CaptureResult {
 				r.WithMarker[m]++
 			}
 		}
-		if len(f) >= 14+20 && binary.BigEndian.Uint16(f[12:14]) == unix.ETH_P_IP && f[14+9] == unix.IPPROTO_UDP {
-			ihl := int(f[14]&0x0f) * 4
-			if len(f) >= 14+ihl+4 {
-				sp, dp := binary.BigEndian.Uint16(f[14+ihl:]), binary.BigEndian.Uint16(f[14+ihl+2:])
-				if sp == wireguardPort || dp == wireguardPort {
-					r.WireGuard++
-				}
+		if l4, ok := udpPayload(f); ok && len(l4) >= 4 {
+			sp, dp := binary.BigEndian.Uint16(l4), binary.BigEndian.Uint16(l4[2:])
+			if sp == wireguardPort || dp == wireguardPort {
+				r.WireGuard++
 			}
 		}
 	}
 	return r
+}
+
+// udpPayload returns the UDP header and what follows of an Ethernet frame
+// carrying UDP over IPv4 or over IPv6 (no extension headers).
+func udpPayload(f []byte) ([]byte, bool) {
+	if len(f) < 14 {
+		return nil, false
+	}
+	switch binary.BigEndian.Uint16(f[12:14]) {
+	case unix.ETH_P_IP:
+		if len(f) < 14+20 || f[14+9] != unix.IPPROTO_UDP {
+			return nil, false
+		}
+		ihl := int(f[14]&0x0f) * 4
+		if len(f) < 14+ihl {
+			return nil, false
+		}
+		return f[14+ihl:], true
+	case unix.ETH_P_IPV6:
+		if len(f) < 14+40 || f[14+6] != unix.IPPROTO_UDP {
+			return nil, false
+		}
+		return f[14+40:], true
+	}
+	return nil, false
 }

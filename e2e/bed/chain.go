@@ -21,7 +21,8 @@ import (
 const podMTU = 1380
 
 // chain is the node's CNI network configuration list: ptp with
-// host-local on the node's pod CIDR, then clustermesh-cni, run through
+// host-local on the node's pod CIDRs (a range per family, so a pod of a
+// dual-stack bed gets an address of each), then clustermesh-cni, run through
 // libcni inside the node's namespace as the container runtime would.
 type chain struct {
 	n    *Node
@@ -30,6 +31,7 @@ type chain struct {
 }
 
 func newChain(bins string, n *Node) (*chain, error) {
+	ranges, routes := hostLocal(n.PodCIDRs())
 	ipam, cache := filepath.Join(n.dir, "ipam"), filepath.Join(n.dir, "cni-cache")
 	for _, d := range []string{ipam, cache} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -37,8 +39,8 @@ func newChain(bins string, n *Node) (*chain, error) {
 		}
 	}
 	conf := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"podnet","plugins":[
-		{"type":"ptp","ipMasq":false,"mtu":%d,"ipam":{"type":"host-local","ranges":[[{"subnet":%q}]],"routes":[{"dst":"0.0.0.0/0"}],"dataDir":%q}},
-		{"type":"clustermesh-cni","agentSocket":%q,"timeout":"60s"}]}`, podMTU, n.PodCIDR.String(), ipam, n.Socket)
+		{"type":"ptp","ipMasq":false,"mtu":%d,"ipam":{"type":"host-local","ranges":%s,"routes":%s,"dataDir":%q}},
+		{"type":"clustermesh-cni","agentSocket":%q,"timeout":"60s"}]}`, podMTU, ranges, routes, ipam, n.Socket)
 	list, err := libcni.ConfListFromBytes([]byte(conf))
 	if err != nil {
 		return nil, fmt.Errorf("node %s: CNI configuration: %w", n.Name, err)
@@ -46,13 +48,37 @@ func newChain(bins string, n *Node) (*chain, error) {
 	return &chain{n: n, cni: libcni.NewCNIConfigWithCacheDir([]string{bins}, cache, nil), list: list}, nil
 }
 
+// hostLocal is host-local's ranges (one range set per pod CIDR, so one
+// address of each) and routes (a default route per family) as JSON.
+func hostLocal(cidrs []netip.Prefix) (ranges, routes string) {
+	type subnet struct {
+		Subnet string `json:"subnet"`
+	}
+	type route struct {
+		Dst string `json:"dst"`
+	}
+	rs, ds := [][]subnet{}, []route{}
+	for _, c := range cidrs {
+		rs = append(rs, []subnet{{c.String()}})
+		if c.Addr().Is4() {
+			ds = append(ds, route{"0.0.0.0/0"})
+		} else {
+			ds = append(ds, route{"::/0"})
+		}
+	}
+	r, _ := json.Marshal(rs)
+	d, _ := json.Marshal(ds)
+	return string(r), string(d)
+}
+
 func (c *chain) rt(p *Pod) *libcni.RuntimeConf {
 	return &libcni.RuntimeConf{ContainerID: p.containerID, NetNS: p.netns, IfName: "eth0", Args: [][2]string{
 		{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", p.Namespace}, {"K8S_POD_NAME", p.Name}}}
 }
 
-// add runs ADD of the whole chain and returns the pod's IPv4 address.
-func (c *chain) add(ctx context.Context, p *Pod) (netip.Addr, error) {
+// add runs ADD of the whole chain and returns the pod's addresses, one per
+// pod CIDR of the node in its order (IPv4, then IPv6 in a dual-stack bed).
+func (c *chain) add(ctx context.Context, p *Pod) ([]netip.Addr, error) {
 	var res *types100.Result
 	err := netnsutil.Do(c.n.netns, func() error {
 		r, err := c.cni.AddNetworkList(ctx, c.list, c.rt(p))
@@ -63,13 +89,22 @@ func (c *chain) add(ctx context.Context, p *Pod) (netip.Addr, error) {
 		return err
 	})
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("CNI ADD of pod %s/%s on %s: %w", p.Namespace, p.Name, c.n.Name, err)
+		return nil, fmt.Errorf("CNI ADD of pod %s/%s on %s: %w", p.Namespace, p.Name, c.n.Name, err)
 	}
-	for _, ip := range res.IPs {
-		if a, ok := netip.AddrFromSlice(ip.Address.IP.To4()); ok {
-			return a, nil
+	var out []netip.Addr
+	for _, cidr := range c.n.PodCIDRs() {
+		var found netip.Addr
+		for _, ip := range res.IPs {
+			if a, ok := netip.AddrFromSlice(ip.Address.IP); ok && cidr.Contains(a.Unmap()) {
+				found = a.Unmap()
+				break
+			}
 		}
+		if !found.IsValid() {
+			b, _ := json.Marshal(res)
+			return nil, fmt.Errorf("CNI ADD of pod %s/%s: no address in %v (%s) in the chain's result %s", p.Namespace, p.Name, cidr, family(cidr.Addr()), b)
+		}
+		out = append(out, found)
 	}
-	b, _ := json.Marshal(res)
-	return netip.Addr{}, fmt.Errorf("CNI ADD of pod %s/%s: no IPv4 address in the chain's result %s", p.Namespace, p.Name, b)
+	return out, nil
 }

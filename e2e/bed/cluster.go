@@ -53,11 +53,13 @@ type Cluster struct {
 	apiserver  *proc
 }
 
-// PodCIDR is the cluster's pod CIDR, 10.<id>.0.0/16; node i (0-based) has
-// 10.<id>.<i+1>.0/24.
-func (c *Cluster) PodCIDR() netip.Prefix {
-	return netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/16", c.ID))
-}
+// PodCIDR is the cluster's IPv4 pod CIDR, 10.<id>.0.0/16; node i (0-based)
+// has 10.<id>.<i+1>.0/24.
+func (c *Cluster) PodCIDR() netip.Prefix { return clusterPodCIDRs(c.ID, false)[0] }
+
+// PodCIDRs are the cluster's pod CIDRs: PodCIDR, and in a dual-stack bed
+// fd00:10:<id>::/48 (node i has fd00:10:<id>:<i+1>::/64).
+func (c *Cluster) PodCIDRs() []netip.Prefix { return clusterPodCIDRs(c.ID, c.b.dual) }
 
 func (c *Cluster) meshDir() string { return filepath.Join(c.dir, "peers") }
 
@@ -106,7 +108,7 @@ func (b *Bed) AddCluster(ctx context.Context, spec ClusterSpec) (*Cluster, error
 	c.etcdPort = port
 	b.logf("    clustermesh install")
 	if _, err := b.CLI(ctx, "install", "--context", c.Name, "--cluster-name", c.Name, "--cluster-id", strconv.Itoa(int(c.ID)),
-		"--pod-cidrs", c.PodCIDR().String(), "--etcd-endpoints", c.EtcdURL()); err != nil {
+		"--pod-cidrs", joinPrefixes(c.PodCIDRs()), "--etcd-endpoints", c.EtcdURL()); err != nil {
 		return nil, err
 	}
 	if err := c.runAPIServer(ctx); err != nil {
@@ -143,6 +145,9 @@ func (c *Cluster) startKube() error {
 		return err
 	}
 	c.env = &envtest.Environment{BinaryAssetsDirectory: dir, CRDs: crds, ErrorIfCRDPathMissing: true}
+	if c.b.dual {
+		k8stest.DualStack()(c.env) // an IPv4 and an IPv6 Service CIDR
+	}
 	cfg, err := c.env.Start()
 	if err != nil {
 		return fmt.Errorf("cluster %s: start kube-apiserver: %w", c.Name, err)
@@ -281,6 +286,14 @@ func (c *Cluster) StartAPIServer(ctx context.Context) error {
 func (c *Cluster) KillAPIServer() error {
 	c.b.logf("    kill -9 clustermesh-apiserver of %s", c.Name)
 	return c.apiserver.kill9()
+}
+
+func joinPrefixes(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
 }
 
 func freePort() (int, error) {

@@ -17,6 +17,10 @@
 //     host-local + clustermesh-cni through libcni) running cmd/meshecho in
 //     the node's cgroup (so the agent's socket load balancing applies).
 //
+// Options.DualStack makes every cluster dual-stack (nodes, pod CIDRs,
+// pods, Service CIDRs; addrs.go has the address plan); the default is
+// IPv4 only.
+//
 // What the bed does itself, standing in for the kubelet and the container
 // runtime: it registers the Nodes (pod CIDR, InternalIP = the underlay
 // address, Ready), creates the Pod objects, calls the CNI chain, starts

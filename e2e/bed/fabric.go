@@ -19,12 +19,10 @@ import (
 	"github.com/clustermesh/clustermesh/internal/netnsutil"
 )
 
-// underlay is the nodes' shared network: 192.168.100.0/24 on a bridge in
-// the fabric namespace.
-var underlay = netip.MustParsePrefix("192.168.100.0/24")
-
 // newNetNS creates a named network namespace with lo up, and returns its
-// path. It is deleted at Close.
+// path. It is deleted at Close. In a dual-stack bed, IPv6 forwarding is on
+// too (with forward) and new interfaces skip duplicate address detection
+// (the bed's addresses are unique; DAD would delay every pod's address).
 func (b *Bed) newNetNS(name string, forward bool) (string, error) {
 	path, err := netnsutil.NewNamed(name, forward)
 	if err != nil {
@@ -32,6 +30,23 @@ func (b *Bed) newNetNS(name string, forward bool) (string, error) {
 	}
 	b.record("netns", name)
 	b.onClose(func() error { return netns.DeleteNamed(name) })
+	if b.dual {
+		sysctls := [][2]string{{"net/ipv6/conf/all/disable_ipv6", "0"}, {"net/ipv6/conf/default/disable_ipv6", "0"},
+			{"net/ipv6/conf/all/accept_dad", "0"}, {"net/ipv6/conf/default/accept_dad", "0"}}
+		if forward {
+			sysctls = append(sysctls, [2]string{"net/ipv6/conf/all/forwarding", "1"})
+		}
+		if err := netnsutil.Do(path, func() error {
+			for _, kv := range sysctls {
+				if err := os.WriteFile("/proc/sys/"+kv[0], []byte(kv[1]), 0o600); err != nil {
+					return fmt.Errorf("sysctl %s: %w", kv[0], err)
+				}
+			}
+			return nil
+		}); err != nil {
+			return "", fmt.Errorf("network namespace %s: %w", name, err)
+		}
+	}
 	return path, nil
 }
 
@@ -66,9 +81,9 @@ func (b *Bed) setupFabric() error {
 	return nil
 }
 
-// plug joins a node namespace to the underlay with addr on its eth0; the
-// fabric's end is port.
-func (b *Bed) plug(node, port string, addr netip.Addr) error {
+// plug joins a node namespace to the underlay with addrs on its eth0 (in
+// underlay or underlay6 by family); the fabric's end is port.
+func (b *Bed) plug(node, port string, addrs ...netip.Addr) error {
 	fab, err := netnsutil.Netlink(b.fabric)
 	if err != nil {
 		return err
@@ -106,10 +121,21 @@ func (b *Bed) plug(node, port string, addr netip.Addr) error {
 	if err != nil {
 		return err
 	}
-	if err := h.AddrAdd(eth, &netlink.Addr{IPNet: &net.IPNet{IP: addr.AsSlice(), Mask: net.CIDRMask(underlay.Bits(), 32)}}); err != nil {
-		return fmt.Errorf("underlay address %v: %w", addr, err)
+	for _, addr := range addrs {
+		lan, flags := underlay, 0
+		if addr.Is6() {
+			lan, flags = underlay6, unix.IFA_F_NODAD
+		}
+		if err := h.AddrAdd(eth, &netlink.Addr{IPNet: prefixIPNet(netip.PrefixFrom(addr, lan.Bits())), Flags: flags}); err != nil {
+			return fmt.Errorf("underlay address %v: %w", addr, err)
+		}
 	}
 	return h.LinkSetUp(eth)
+}
+
+// prefixIPNet is p (address and length, of either family) as a net.IPNet.
+func prefixIPNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
 // forwarder accepts on 127.0.0.1:port inside a node namespace and

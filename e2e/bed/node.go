@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -25,8 +26,13 @@ type Node struct {
 	c       *Cluster
 	Name    string
 	Index   int
-	IP      netip.Addr   // on the underlay
+	IP      netip.Addr   // on the underlay (IPv4)
 	PodCIDR netip.Prefix // 10.<cluster>.<index+1>.0/24
+	// IP6 and PodCIDR6 are the node's IPv6 underlay address and pod CIDR
+	// in a dual-stack bed (fd00:cb::<10*cluster+index+1>,
+	// fd00:10:<cluster>:<index+1>::/64), else invalid.
+	IP6      netip.Addr
+	PodCIDR6 netip.Prefix
 	// Socket is the agent's API socket.
 	Socket string
 	// WireGuardDevice is the name of the node's WireGuard device.
@@ -42,19 +48,32 @@ type Node struct {
 
 func (c *Cluster) nodeName(i int) string { return fmt.Sprintf("%s-node-%c", c.Name, 'a'+i) }
 
-// registerNode creates the Node object as a kubelet registers it: pod CIDR,
-// InternalIP on the underlay, Ready.
+// IPs are the node's underlay addresses: IP, then IP6 in a dual-stack bed.
+func (n *Node) IPs() []netip.Addr { return nodeAddrs(n.c.ID, n.Index, n.c.b.dual) }
+
+// PodCIDRs are the node's pod CIDRs: PodCIDR, then PodCIDR6 in a
+// dual-stack bed.
+func (n *Node) PodCIDRs() []netip.Prefix { return nodePodCIDRs(n.c.ID, n.Index, n.c.b.dual) }
+
+// registerNode creates the Node object as a kubelet registers it: pod CIDRs
+// (one per family), InternalIPs on the underlay, Ready.
 func (c *Cluster) registerNode(ctx context.Context, i int) error {
 	name := c.nodeName(i)
-	cidr := fmt.Sprintf("10.%d.%d.0/24", c.ID, i+1)
-	ip := c.nodeIP(i)
+	var cidrs []string
+	for _, p := range nodePodCIDRs(c.ID, i, c.b.dual) {
+		cidrs = append(cidrs, p.String())
+	}
 	nodes := c.Client.CoreV1().Nodes()
 	n, err := nodes.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{corev1.LabelHostname: name}},
-		Spec: corev1.NodeSpec{PodCIDR: cidr, PodCIDRs: []string{cidr}}}, metav1.CreateOptions{})
+		Spec: corev1.NodeSpec{PodCIDR: cidrs[0], PodCIDRs: cidrs}}, metav1.CreateOptions{})
 	if err != nil {
 		return fmt.Errorf("register node %s: %w", name, err)
 	}
-	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip.String()}, {Type: corev1.NodeHostName, Address: name}}
+	n.Status.Addresses = nil
+	for _, ip := range nodeAddrs(c.ID, i, c.b.dual) {
+		n.Status.Addresses = append(n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: ip.String()})
+	}
+	n.Status.Addresses = append(n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeHostName, Address: name})
 	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
 		LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
 	if _, err := nodes.UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
@@ -63,22 +82,19 @@ func (c *Cluster) registerNode(ctx context.Context, i int) error {
 	return nil
 }
 
-func (c *Cluster) nodeIP(i int) netip.Addr {
-	a := underlay.Addr().As4()
-	a[3] = byte(10*c.ID) + byte(i) + 1
-	return netip.AddrFrom4(a)
-}
-
 // startNode creates the node's namespace, plugs it into the underlay and
 // runs its agent.
 func (c *Cluster) startNode(ctx context.Context, i int) (*Node, error) {
 	b := c.b
-	n := &Node{c: c, Name: c.nodeName(i), Index: i, IP: c.nodeIP(i),
-		PodCIDR:         netip.MustParsePrefix(fmt.Sprintf("10.%d.%d.0/24", c.ID, i+1)),
-		WireGuardDevice: fmt.Sprintf("wg%s-%d%c", b.run, c.ID, 'a'+i)}
+	n := &Node{c: c, Name: c.nodeName(i), Index: i, WireGuardDevice: fmt.Sprintf("wg%s-%d%c", b.run, c.ID, 'a'+i)}
+	ips, cidrs := n.IPs(), n.PodCIDRs()
+	n.IP, n.PodCIDR = ips[0], cidrs[0]
+	if b.dual {
+		n.IP6, n.PodCIDR6 = ips[1], cidrs[1]
+	}
 	n.dir = filepath.Join(c.dir, fmt.Sprintf("n%c", 'a'+i))
 	n.Socket = filepath.Join(n.dir, "agent.sock")
-	b.logf("==> node %s: namespace, underlay %v, agent", n.Name, n.IP)
+	b.logf("==> node %s: namespace, underlay %s, agent", n.Name, strings.Trim(fmt.Sprint(ips), "[]"))
 	for _, d := range []string{n.dir, filepath.Join(n.dir, "bpffs"), filepath.Join(n.dir, "state")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
@@ -88,7 +104,7 @@ func (c *Cluster) startNode(ctx context.Context, i int) (*Node, error) {
 	if n.netns, err = b.newNetNS(fmt.Sprintf("cmbed%s-%s", b.run, n.Name), true); err != nil {
 		return nil, err
 	}
-	if err := b.plug(n.netns, fmt.Sprintf("u%d%c", c.ID, 'a'+i), n.IP); err != nil {
+	if err := b.plug(n.netns, fmt.Sprintf("u%d%c", c.ID, 'a'+i), ips...); err != nil {
 		return nil, fmt.Errorf("node %s: %w", n.Name, err)
 	}
 	b.onClose(n.fwd.close)
@@ -160,10 +176,11 @@ func (n *Node) NetNS() string { return n.netns }
 func (n *Node) AgentLog() string { return n.agent.logPath }
 
 // SendUDP sends one datagram from the node's namespace (not from a pod) to
-// addr: plaintext on the underlay, a control for captures.
+// addr (ip:port, of either family): plaintext on the underlay, a control
+// for captures.
 func (n *Node) SendUDP(addr string, payload []byte) error {
 	return netnsutil.Do(n.netns, func() error {
-		c, err := net.Dial("udp4", addr)
+		c, err := net.Dial("udp", addr)
 		if err != nil {
 			return err
 		}

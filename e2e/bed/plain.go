@@ -34,7 +34,8 @@ type PlainNode struct {
 }
 
 // AddPlainNode creates a plain node with underlay address 192.168.100.<host>
-// and a pod at podCIDR's second address, its gateway the first.
+// and a pod at podCIDR's second address (of podCIDR's family), its gateway
+// the first.
 func (b *Bed) AddPlainNode(ctx context.Context, name string, host byte, podCIDR netip.Prefix) (*PlainNode, error) {
 	a := underlay.Addr().As4()
 	a[3] = host
@@ -71,7 +72,7 @@ func (b *Bed) AddPlainNode(ctx context.Context, name string, host byte, podCIDR 
 		return nil, err
 	}
 	bits := podCIDR.Bits()
-	if err := h.AddrAdd(host0, &netlink.Addr{IPNet: &net.IPNet{IP: gw.AsSlice(), Mask: net.CIDRMask(bits, 32)}}); err != nil {
+	if err := h.AddrAdd(host0, &netlink.Addr{IPNet: prefixIPNet(netip.PrefixFrom(gw, bits))}); err != nil {
 		return nil, err
 	}
 	if err := h.LinkSetUp(host0); err != nil {
@@ -86,7 +87,7 @@ func (b *Bed) AddPlainNode(ctx context.Context, name string, host byte, podCIDR 
 	if err != nil {
 		return nil, err
 	}
-	if err := ph.AddrAdd(eth, &netlink.Addr{IPNet: &net.IPNet{IP: n.PodIP.AsSlice(), Mask: net.CIDRMask(bits, 32)}}); err != nil {
+	if err := ph.AddrAdd(eth, &netlink.Addr{IPNet: prefixIPNet(netip.PrefixFrom(n.PodIP, bits))}); err != nil {
 		return nil, err
 	}
 	if err := ph.LinkSetUp(eth); err != nil {
@@ -127,8 +128,7 @@ func (n *PlainNode) RouteVia(other *PlainNode) error {
 	if err != nil {
 		return err
 	}
-	dst := &net.IPNet{IP: other.PodCIDR.Masked().Addr().AsSlice(), Mask: net.CIDRMask(other.PodCIDR.Bits(), 32)}
-	return h.RouteReplace(&netlink.Route{Dst: dst, Gw: other.IP.AsSlice(), LinkIndex: eth.Attrs().Index})
+	return h.RouteReplace(&netlink.Route{Dst: prefixIPNet(other.PodCIDR.Masked()), Gw: other.IP.AsSlice(), LinkIndex: eth.Attrs().Index})
 }
 
 // Run runs a process of the caller's in the node's namespace (for

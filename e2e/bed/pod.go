@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -27,8 +28,10 @@ type Pod struct {
 	*workload.Client
 	Namespace, Name string
 	Labels          map[string]string
-	IP              netip.Addr
-	Node            *Node
+	IP              netip.Addr // IPv4
+	// IP6 is the pod's IPv6 address in a dual-stack bed, else invalid.
+	IP6  netip.Addr
+	Node *Node
 
 	netns       string
 	containerID string
@@ -60,8 +63,13 @@ func (n *Node) AddPod(ctx context.Context, namespace, name string, labels map[st
 	if p.netns, err = b.newNetNS(fmt.Sprintf("cmbed%s-%s-%s", b.run, n.Name, name), false); err != nil {
 		return nil, err
 	}
-	if p.IP, err = n.chain.add(ctx, p); err != nil {
+	ips, err := n.chain.add(ctx, p)
+	if err != nil {
 		return nil, n.agent.failure(err)
+	}
+	p.IP = ips[0]
+	if len(ips) > 1 {
+		p.IP6 = ips[1]
 	}
 	p.cgroup = filepath.Join(n.cgroup, namespace+"_"+name)
 	if err := os.Mkdir(p.cgroup, 0o755); err != nil {
@@ -87,7 +95,7 @@ func (n *Node) AddPod(ctx context.Context, namespace, name string, labels map[st
 	if err := p.writeStatus(ctx, true); err != nil {
 		return nil, err
 	}
-	b.logf("    pod %s/%s/%s on %s: %v", n.c.Name, namespace, name, n.Name, p.IP)
+	b.logf("    pod %s/%s/%s on %s: %s", n.c.Name, namespace, name, n.Name, strings.Trim(fmt.Sprint(p.IPs()), "[]"))
 	return p, nil
 }
 
@@ -110,8 +118,16 @@ func (p *Pod) writeStatus(ctx context.Context, ready bool) error {
 	if start == nil {
 		start = &now
 	}
-	obj.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: p.IP.String(), PodIPs: []corev1.PodIP{{IP: p.IP.String()}},
-		HostIP: p.Node.IP.String(), HostIPs: []corev1.HostIP{{IP: p.Node.IP.String()}}, StartTime: start,
+	var podIPs []corev1.PodIP
+	for _, ip := range p.IPs() {
+		podIPs = append(podIPs, corev1.PodIP{IP: ip.String()})
+	}
+	var hostIPs []corev1.HostIP
+	for _, ip := range p.Node.IPs() {
+		hostIPs = append(hostIPs, corev1.HostIP{IP: ip.String()})
+	}
+	obj.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: p.IP.String(), PodIPs: podIPs,
+		HostIP: p.Node.IP.String(), HostIPs: hostIPs, StartTime: start,
 		Conditions: []corev1.PodCondition{
 			{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: *start},
 			{Type: corev1.PodInitialized, Status: corev1.ConditionTrue, LastTransitionTime: *start},
@@ -127,8 +143,20 @@ func (p *Pod) writeStatus(ctx context.Context, ready bool) error {
 	return nil
 }
 
-// Addr is the pod's IP with the workload port.
+// Addr is the pod's (IPv4) IP with the workload port.
 func (p *Pod) Addr() string { return netip.AddrPortFrom(p.IP, WorkloadPort).String() }
+
+// Addr6 is the pod's IPv6 address with the workload port ([ip6]:port), in
+// a dual-stack bed.
+func (p *Pod) Addr6() string { return netip.AddrPortFrom(p.IP6, WorkloadPort).String() }
+
+// IPs are the pod's addresses: IP, then IP6 if it has one.
+func (p *Pod) IPs() []netip.Addr {
+	if p.IP6.IsValid() {
+		return []netip.Addr{p.IP, p.IP6}
+	}
+	return []netip.Addr{p.IP}
+}
 
 // String is cluster/namespace/name, as meshecho answers.
 func (p *Pod) String() string { return p.Node.c.Name + "/" + p.Namespace + "/" + p.Name }

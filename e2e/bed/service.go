@@ -72,3 +72,25 @@ func (c *Cluster) ServiceAddr(ctx context.Context, namespace, name string) (stri
 	}
 	return netip.AddrPortFrom(ip, WorkloadPort).String(), nil
 }
+
+// ServiceAddrs are a Service's ClusterIPs (one per family of a dual-stack
+// Service, the primary first) with the workload port.
+func (c *Cluster) ServiceAddrs(ctx context.Context, namespace, name string) ([]string, error) {
+	svc, err := c.Client.CoreV1().Services(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: Service %s/%s: %w", c.Name, namespace, name, err)
+	}
+	ips := svc.Spec.ClusterIPs
+	if len(ips) == 0 {
+		ips = []string{svc.Spec.ClusterIP}
+	}
+	var out []string
+	for _, s := range ips {
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("cluster %s: Service %s/%s has no ClusterIP: %w", c.Name, namespace, name, err)
+		}
+		out = append(out, netip.AddrPortFrom(ip, WorkloadPort).String())
+	}
+	return out, nil
+}

@@ -16,6 +16,12 @@ import (
 // there).
 func startBed(tb testing.TB, log io.Writer) *bed.Bed {
 	tb.Helper()
+	return startBedWith(tb, log, bed.Options{})
+}
+
+// startBedWith is startBed with options (Dir and Log are startBed's).
+func startBedWith(tb testing.TB, log io.Writer, opt bed.Options) *bed.Bed {
+	tb.Helper()
 	if os.Geteuid() != 0 {
 		tb.Fatal("privileged: needs root (network namespaces, BPF, bpffs, cgroups); run as root")
 	}
@@ -23,7 +29,8 @@ func startBed(tb testing.TB, log io.Writer) *bed.Bed {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	b, err := bed.New(tb.Context(), bed.Options{Dir: dir, Log: log})
+	opt.Dir, opt.Log = dir, log
+	b, err := bed.New(tb.Context(), opt)
 	if err != nil {
 		tb.Fatal(err)
 	}

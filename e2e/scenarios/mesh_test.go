@@ -67,8 +67,14 @@ func dial(t *testing.T, from *bed.Pod, addr, msg string) workload.DialResult {
 // is answered by it, retrying for a while (state may still be spreading).
 func reach(t *testing.T, b *bed.Bed, from, to *bed.Pod) {
 	t.Helper()
-	if err := b.WaitUntil(t.Context(), 30*time.Second, from.String()+" -> "+to.String(), func(context.Context) (bool, string) {
-		r := dial(t, from, to.Addr(), "ping")
+	reachAt(t, b, from, to, to.Addr())
+}
+
+// reachAt is reach to one of the pod's addresses (ip:port).
+func reachAt(t *testing.T, b *bed.Bed, from, to *bed.Pod, addr string) {
+	t.Helper()
+	if err := b.WaitUntil(t.Context(), 30*time.Second, from.String()+" -> "+to.String()+" at "+addr, func(context.Context) (bool, string) {
+		r := dial(t, from, addr, "ping")
 		return r.Error == "" && strings.HasPrefix(r.Reply, to.String()+" "), r.Reply + r.Error
 	}); err != nil {
 		t.Fatal(err)

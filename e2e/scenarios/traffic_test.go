@@ -235,16 +235,26 @@ spec:
 // checks that three more in a row fail too.
 func refused(t *testing.T, b *bed.Bed, from, to *bed.Pod) {
 	t.Helper()
-	if err := b.WaitUntil(t.Context(), 30*time.Second, from.String()+" -> "+to.String()+" refused", func(context.Context) (bool, string) {
-		r := dial(t, from, to.Addr(), "ping")
+	refusedAt(t, b, from, to, to.Addr())
+}
+
+// refusedAt is refused to one of the pod's addresses (ip:port).
+func refusedAt(t *testing.T, b *bed.Bed, from, to *bed.Pod, addr string) {
+	t.Helper()
+	what := from.String() + " -> " + to.String()
+	if addr != to.Addr() {
+		what += " at " + addr
+	}
+	if err := b.WaitUntil(t.Context(), 30*time.Second, what+" refused", func(context.Context) (bool, string) {
+		r := dial(t, from, addr, "ping")
 		return r.Error != "", r.Reply
 	}); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 3 {
-		if r := dial(t, from, to.Addr(), fmt.Sprint("again ", i)); r.Error == "" {
-			t.Fatalf("%s -> %s: connected (%q) after it was refused", from, to, r.Reply)
+		if r := dial(t, from, addr, fmt.Sprint("again ", i)); r.Error == "" {
+			t.Fatalf("%s: connected (%q) after it was refused", what, r.Reply)
 		}
 	}
-	b.Logf("    %s -> %s: refused", from, to)
+	b.Logf("    %s: refused", what)
 }
