@@ -9,21 +9,27 @@ import (
 )
 
 // The IPv4 plan is that of an IPv4-only bed whatever the option; a
-// dual-stack bed adds an IPv6 address or CIDR of the same numbering, and
-// the CNI chain gets a range and a default route per family.
+// dual-stack bed adds an IPv6 address or CIDR of the same numbering, an
+// IPv6-only bed has only those; the CNI chain gets a range and a default
+// route per family.
 func TestAddressPlan(t *testing.T) {
-	for _, dual := range []bool{false, true} {
-		t.Run(fmt.Sprint("dual=", dual), func(t *testing.T) {
-			addrs := nodeAddrs(2, 1, dual)
-			cidrs := nodePodCIDRs(2, 1, dual)
-			cluster := clusterPodCIDRs(2, dual)
-			want := []string{"192.168.100.22"}
-			wantCIDRs := []string{"10.2.2.0/24"}
-			wantCluster := []string{"10.2.0.0/16"}
-			if dual {
+	for _, fam := range []AddrFamily{FamilyIPv4, FamilyDualStack, FamilyIPv6} {
+		t.Run(fam.String(), func(t *testing.T) {
+			addrs := nodeAddrs(2, 1, fam)
+			cidrs := nodePodCIDRs(2, 1, fam)
+			cluster := clusterPodCIDRs(2, fam)
+			var want, wantCIDRs, wantCluster, lans []string
+			if fam.has4() {
+				want = append(want, "192.168.100.22")
+				wantCIDRs = append(wantCIDRs, "10.2.2.0/24")
+				wantCluster = append(wantCluster, "10.2.0.0/16")
+				lans = append(lans, underlay.String())
+			}
+			if fam.has6() {
 				want = append(want, "fd00:cb::16")
 				wantCIDRs = append(wantCIDRs, "fd00:10:2:2::/64")
 				wantCluster = append(wantCluster, "fd00:10:2::/48")
+				lans = append(lans, underlay6.String())
 			}
 			if got := fmt.Sprint(addrs); got != fmt.Sprint(want) {
 				t.Errorf("node addresses %s, want %v", got, want)
@@ -35,7 +41,7 @@ func TestAddressPlan(t *testing.T) {
 				t.Errorf("cluster pod CIDRs %s, want %v", got, wantCluster)
 			}
 			for i, a := range addrs {
-				if u := []netip.Prefix{underlay, underlay6}[i]; !u.Contains(a) {
+				if u := netip.MustParsePrefix(lans[i]); !u.Contains(a) {
 					t.Errorf("%v is outside the underlay %v", a, u)
 				}
 			}
@@ -48,7 +54,7 @@ func TestAddressPlan(t *testing.T) {
 			seen := map[netip.Addr]string{}
 			for id := uint32(1); id <= 9; id++ {
 				for i := range 9 {
-					for _, a := range nodeAddrs(id, i, dual) {
+					for _, a := range nodeAddrs(id, i, fam) {
 						if o, ok := seen[a]; ok {
 							t.Fatalf("%v is the address of cluster %d node %d and of %s", a, id, i, o)
 						}
@@ -56,8 +62,8 @@ func TestAddressPlan(t *testing.T) {
 					}
 				}
 				for other := id + 1; other <= 9; other++ {
-					for _, o := range clusterPodCIDRs(other, dual) {
-						for _, c := range clusterPodCIDRs(id, dual) {
+					for _, o := range clusterPodCIDRs(other, fam) {
+						for _, c := range clusterPodCIDRs(id, fam) {
 							if c.Overlaps(o) {
 								t.Fatalf("pod CIDRs %v (cluster %d) and %v (cluster %d) overlap", c, id, o, other)
 							}
@@ -66,11 +72,12 @@ func TestAddressPlan(t *testing.T) {
 				}
 			}
 			ranges, routes := hostLocal(cidrs)
-			wantRanges, wantRoutes := `[[{"subnet":"10.2.2.0/24"}]]`, `[{"dst":"0.0.0.0/0"}]`
-			if dual {
-				wantRanges = `[[{"subnet":"10.2.2.0/24"}],[{"subnet":"fd00:10:2:2::/64"}]]`
-				wantRoutes = `[{"dst":"0.0.0.0/0"},{"dst":"::/0"}]`
-			}
+			want2 := map[AddrFamily][2]string{
+				FamilyIPv4:      {`[[{"subnet":"10.2.2.0/24"}]]`, `[{"dst":"0.0.0.0/0"}]`},
+				FamilyDualStack: {`[[{"subnet":"10.2.2.0/24"}],[{"subnet":"fd00:10:2:2::/64"}]]`, `[{"dst":"0.0.0.0/0"},{"dst":"::/0"}]`},
+				FamilyIPv6:      {`[[{"subnet":"fd00:10:2:2::/64"}]]`, `[{"dst":"::/0"}]`},
+			}[fam]
+			wantRanges, wantRoutes := want2[0], want2[1]
 			if ranges != wantRanges || routes != wantRoutes {
 				t.Errorf("host-local ranges %s routes %s, want %s and %s", ranges, routes, wantRanges, wantRoutes)
 			}

@@ -30,8 +30,16 @@ type Options struct {
 	// each, pods with an address of each (host-local with two ranges),
 	// kube-apiservers with an IPv4 and an IPv6 Service CIDR. The IPv4
 	// addresses stay those of an IPv4-only bed (addrs.go). Default:
-	// IPv4 only.
+	// IPv4 only. The same as Family: FamilyDualStack.
 	DualStack bool
+	// Family is the clusters' address families: FamilyIPv4 (the
+	// default), FamilyDualStack (as DualStack) or FamilyIPv6, IPv6 only:
+	// nodes with only an IPv6 underlay address and InternalIP, IPv6 pod
+	// CIDRs and pods, kube-apiservers with only an IPv6 Service CIDR, so
+	// that WireGuard runs over the IPv6 underlay. The control plane is
+	// still reached on the host's 127.0.0.1 (the nodes' loopback
+	// forwarders).
+	Family AddrFamily
 }
 
 // Bed is a running multi-cluster bed. Its methods are not safe for
@@ -42,7 +50,7 @@ type Bed struct {
 	bins  string
 	run   string // this run's tag in namespace, cgroup and device names
 	spawn *spawner
-	dual  bool // Options.DualStack
+	fam   AddrFamily // Options.Family (DualStack: FamilyDualStack)
 
 	fabric     string // the underlay's namespace
 	cgroupRoot string // the bed's cgroup directory
@@ -67,12 +75,22 @@ func New(ctx context.Context, opt Options) (*Bed, error) {
 			return nil, fmt.Errorf("the bed needs %s on PATH: %w", tool, err)
 		}
 	}
+	fam := opt.Family
+	if opt.DualStack {
+		if fam != FamilyIPv4 && fam != FamilyDualStack {
+			return nil, fmt.Errorf("bed options: DualStack and Family %v", fam)
+		}
+		fam = FamilyDualStack
+	}
+	if fam < FamilyIPv4 || fam > FamilyIPv6 {
+		return nil, fmt.Errorf("bed options: unknown %v", fam)
+	}
 	out := opt.Log
 	if out == nil {
 		out = io.Discard
 	}
 	ctrllog.SetLogger(logr.Discard()) // envtest logs through controller-runtime's logger
-	b := &Bed{dir: opt.Dir, out: out, run: fmt.Sprintf("%04d", os.Getpid()%10000), spawn: newSpawner(), started: time.Now(), dual: opt.DualStack}
+	b := &Bed{dir: opt.Dir, out: out, run: fmt.Sprintf("%04d", os.Getpid()%10000), spawn: newSpawner(), started: time.Now(), fam: fam}
 	if err := os.MkdirAll(filepath.Join(b.dir, "logs"), 0o700); err != nil {
 		b.spawn.close()
 		return nil, err
@@ -100,7 +118,10 @@ func (b *Bed) Logf(format string, args ...any) { b.logf(format, args...) }
 
 // DualStack reports whether the bed's clusters are dual-stack
 // (Options.DualStack).
-func (b *Bed) DualStack() bool { return b.dual }
+func (b *Bed) DualStack() bool { return b.fam == FamilyDualStack }
+
+// Family is the bed's address families (Options.Family).
+func (b *Bed) Family() AddrFamily { return b.fam }
 
 // Dir is where the bed keeps its files.
 func (b *Bed) Dir() string { return b.dir }

@@ -31,6 +31,8 @@ type CaptureResult struct {
 	// WireGuard counts UDP frames (over IPv4 or IPv6) from or to the
 	// WireGuard port.
 	WireGuard int
+	// WireGuard6 counts those of WireGuard's frames that are over IPv6.
+	WireGuard6 int
 	// WithMarker counts, for each marker, the frames containing it
 	// anywhere (a frame is seen once per port of the bridge it crosses).
 	WithMarker map[string]int
@@ -53,6 +55,9 @@ func (c *Capture) Stop(wireguardPort uint16, markers ...string) CaptureResult {
 			sp, dp := binary.BigEndian.Uint16(l4), binary.BigEndian.Uint16(l4[2:])
 			if sp == wireguardPort || dp == wireguardPort {
 				r.WireGuard++
+				if binary.BigEndian.Uint16(f[12:14]) == unix.ETH_P_IPV6 {
+					r.WireGuard6++
+				}
 			}
 		}
 	}

@@ -53,13 +53,15 @@ type Cluster struct {
 	apiserver  *proc
 }
 
-// PodCIDR is the cluster's IPv4 pod CIDR, 10.<id>.0.0/16; node i (0-based)
-// has 10.<id>.<i+1>.0/24.
-func (c *Cluster) PodCIDR() netip.Prefix { return clusterPodCIDRs(c.ID, false)[0] }
+// PodCIDR is the cluster's primary pod CIDR: the IPv4 one,
+// 10.<id>.0.0/16 (node i, 0-based, has 10.<id>.<i+1>.0/24), or in an
+// IPv6-only bed fd00:10:<id>::/48.
+func (c *Cluster) PodCIDR() netip.Prefix { return clusterPodCIDRs(c.ID, c.b.fam)[0] }
 
-// PodCIDRs are the cluster's pod CIDRs: PodCIDR, and in a dual-stack bed
-// fd00:10:<id>::/48 (node i has fd00:10:<id>:<i+1>::/64).
-func (c *Cluster) PodCIDRs() []netip.Prefix { return clusterPodCIDRs(c.ID, c.b.dual) }
+// PodCIDRs are the cluster's pod CIDRs: the IPv4 one, then in a
+// dual-stack or IPv6-only bed fd00:10:<id>::/48 (node i has
+// fd00:10:<id>:<i+1>::/64).
+func (c *Cluster) PodCIDRs() []netip.Prefix { return clusterPodCIDRs(c.ID, c.b.fam) }
 
 func (c *Cluster) meshDir() string { return filepath.Join(c.dir, "peers") }
 
@@ -145,8 +147,11 @@ func (c *Cluster) startKube() error {
 		return err
 	}
 	c.env = &envtest.Environment{BinaryAssetsDirectory: dir, CRDs: crds, ErrorIfCRDPathMissing: true}
-	if c.b.dual {
+	switch c.b.fam {
+	case FamilyDualStack:
 		k8stest.DualStack()(c.env) // an IPv4 and an IPv6 Service CIDR
+	case FamilyIPv6:
+		k8stest.IPv6Only()(c.env) // an IPv6 Service CIDR only
 	}
 	cfg, err := c.env.Start()
 	if err != nil {

@@ -18,7 +18,9 @@
 //     the node's cgroup (so the agent's socket load balancing applies).
 //
 // Options.DualStack makes every cluster dual-stack (nodes, pod CIDRs,
-// pods, Service CIDRs; addrs.go has the address plan); the default is
+// pods, Service CIDRs; addrs.go has the address plan), Options.Family
+// FamilyIPv6 IPv6 only (the same IPv6 plan without the IPv4 one; the
+// control plane is still reached on the host's 127.0.0.1); the default is
 // IPv4 only.
 //
 // What the bed does itself, standing in for the kubelet and the container

@@ -20,9 +20,10 @@ import (
 )
 
 // newNetNS creates a named network namespace with lo up, and returns its
-// path. It is deleted at Close. In a dual-stack bed, IPv6 forwarding is on
-// too (with forward) and new interfaces skip duplicate address detection
-// (the bed's addresses are unique; DAD would delay every pod's address).
+// path. It is deleted at Close. In a dual-stack or IPv6-only bed, IPv6
+// forwarding is on too (with forward) and new interfaces skip duplicate
+// address detection (the bed's addresses are unique; DAD would delay
+// every pod's address).
 func (b *Bed) newNetNS(name string, forward bool) (string, error) {
 	path, err := netnsutil.NewNamed(name, forward)
 	if err != nil {
@@ -30,7 +31,7 @@ func (b *Bed) newNetNS(name string, forward bool) (string, error) {
 	}
 	b.record("netns", name)
 	b.onClose(func() error { return netns.DeleteNamed(name) })
-	if b.dual {
+	if b.fam.has6() {
 		sysctls := [][2]string{{"net/ipv6/conf/all/disable_ipv6", "0"}, {"net/ipv6/conf/default/disable_ipv6", "0"},
 			{"net/ipv6/conf/all/accept_dad", "0"}, {"net/ipv6/conf/default/accept_dad", "0"}}
 		if forward {

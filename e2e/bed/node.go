@@ -23,13 +23,16 @@ import (
 // Node is one node of a cluster: a network namespace on the underlay
 // running the clustermesh-agent.
 type Node struct {
-	c       *Cluster
-	Name    string
-	Index   int
-	IP      netip.Addr   // on the underlay (IPv4)
-	PodCIDR netip.Prefix // 10.<cluster>.<index+1>.0/24
+	c     *Cluster
+	Name  string
+	Index int
+	// IP and PodCIDR are the node's primary underlay address and pod
+	// CIDR: the IPv4 ones (192.168.100.<10*cluster+index+1>,
+	// 10.<cluster>.<index+1>.0/24), in an IPv6-only bed IP6 and PodCIDR6.
+	IP      netip.Addr
+	PodCIDR netip.Prefix
 	// IP6 and PodCIDR6 are the node's IPv6 underlay address and pod CIDR
-	// in a dual-stack bed (fd00:cb::<10*cluster+index+1>,
+	// in a dual-stack or IPv6-only bed (fd00:cb::<10*cluster+index+1>,
 	// fd00:10:<cluster>:<index+1>::/64), else invalid.
 	IP6      netip.Addr
 	PodCIDR6 netip.Prefix
@@ -48,19 +51,20 @@ type Node struct {
 
 func (c *Cluster) nodeName(i int) string { return fmt.Sprintf("%s-node-%c", c.Name, 'a'+i) }
 
-// IPs are the node's underlay addresses: IP, then IP6 in a dual-stack bed.
-func (n *Node) IPs() []netip.Addr { return nodeAddrs(n.c.ID, n.Index, n.c.b.dual) }
+// IPs are the node's underlay addresses, one per family: IP, then IP6 in
+// a dual-stack bed (IP6 alone in an IPv6-only bed).
+func (n *Node) IPs() []netip.Addr { return nodeAddrs(n.c.ID, n.Index, n.c.b.fam) }
 
-// PodCIDRs are the node's pod CIDRs: PodCIDR, then PodCIDR6 in a
-// dual-stack bed.
-func (n *Node) PodCIDRs() []netip.Prefix { return nodePodCIDRs(n.c.ID, n.Index, n.c.b.dual) }
+// PodCIDRs are the node's pod CIDRs, one per family: PodCIDR, then
+// PodCIDR6 in a dual-stack bed (PodCIDR6 alone in an IPv6-only bed).
+func (n *Node) PodCIDRs() []netip.Prefix { return nodePodCIDRs(n.c.ID, n.Index, n.c.b.fam) }
 
 // registerNode creates the Node object as a kubelet registers it: pod CIDRs
 // (one per family), InternalIPs on the underlay, Ready.
 func (c *Cluster) registerNode(ctx context.Context, i int) error {
 	name := c.nodeName(i)
 	var cidrs []string
-	for _, p := range nodePodCIDRs(c.ID, i, c.b.dual) {
+	for _, p := range nodePodCIDRs(c.ID, i, c.b.fam) {
 		cidrs = append(cidrs, p.String())
 	}
 	nodes := c.Client.CoreV1().Nodes()
@@ -70,7 +74,7 @@ func (c *Cluster) registerNode(ctx context.Context, i int) error {
 		return fmt.Errorf("register node %s: %w", name, err)
 	}
 	n.Status.Addresses = nil
-	for _, ip := range nodeAddrs(c.ID, i, c.b.dual) {
+	for _, ip := range nodeAddrs(c.ID, i, c.b.fam) {
 		n.Status.Addresses = append(n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: ip.String()})
 	}
 	n.Status.Addresses = append(n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeHostName, Address: name})
@@ -89,8 +93,8 @@ func (c *Cluster) startNode(ctx context.Context, i int) (*Node, error) {
 	n := &Node{c: c, Name: c.nodeName(i), Index: i, WireGuardDevice: fmt.Sprintf("wg%s-%d%c", b.run, c.ID, 'a'+i)}
 	ips, cidrs := n.IPs(), n.PodCIDRs()
 	n.IP, n.PodCIDR = ips[0], cidrs[0]
-	if b.dual {
-		n.IP6, n.PodCIDR6 = ips[1], cidrs[1]
+	if b.fam.has6() {
+		n.IP6, n.PodCIDR6 = ips[len(ips)-1], cidrs[len(cidrs)-1]
 	}
 	n.dir = filepath.Join(c.dir, fmt.Sprintf("n%c", 'a'+i))
 	n.Socket = filepath.Join(n.dir, "agent.sock")

@@ -34,12 +34,18 @@ type PlainNode struct {
 }
 
 // AddPlainNode creates a plain node with underlay address 192.168.100.<host>
-// and a pod at podCIDR's second address (of podCIDR's family), its gateway
-// the first.
+// (fd00:cb::<host> if podCIDR is IPv6: a node of podCIDR's family) and a
+// pod at podCIDR's second address, its gateway the first. An IPv6 plain
+// node needs a bed with IPv6 (FamilyDualStack, FamilyIPv6).
 func (b *Bed) AddPlainNode(ctx context.Context, name string, host byte, podCIDR netip.Prefix) (*PlainNode, error) {
-	a := underlay.Addr().As4()
-	a[3] = host
-	n := &PlainNode{b: b, Name: name, IP: netip.AddrFrom4(a), PodCIDR: podCIDR}
+	lan := underlay
+	if podCIDR.Addr().Is6() {
+		if !b.fam.has6() {
+			return nil, fmt.Errorf("plain node %s: IPv6 pod CIDR %v in an %v bed", name, podCIDR, b.fam)
+		}
+		lan = underlay6
+	}
+	n := &PlainNode{b: b, Name: name, IP: underlayAddr(lan, host), PodCIDR: podCIDR}
 	var err error
 	if n.NetNS, err = b.newNetNS(fmt.Sprintf("cmbed%s-%s", b.run, name), true); err != nil {
 		return nil, err

@@ -28,8 +28,10 @@ type Pod struct {
 	*workload.Client
 	Namespace, Name string
 	Labels          map[string]string
-	IP              netip.Addr // IPv4
-	// IP6 is the pod's IPv6 address in a dual-stack bed, else invalid.
+	// IP is the pod's primary address: IPv4, in an IPv6-only bed IP6.
+	IP netip.Addr
+	// IP6 is the pod's IPv6 address in a dual-stack or IPv6-only bed,
+	// else invalid.
 	IP6  netip.Addr
 	Node *Node
 
@@ -68,8 +70,8 @@ func (n *Node) AddPod(ctx context.Context, namespace, name string, labels map[st
 		return nil, n.agent.failure(err)
 	}
 	p.IP = ips[0]
-	if len(ips) > 1 {
-		p.IP6 = ips[1]
+	if b.fam.has6() {
+		p.IP6 = ips[len(ips)-1]
 	}
 	p.cgroup = filepath.Join(n.cgroup, namespace+"_"+name)
 	if err := os.Mkdir(p.cgroup, 0o755); err != nil {
@@ -143,16 +145,18 @@ func (p *Pod) writeStatus(ctx context.Context, ready bool) error {
 	return nil
 }
 
-// Addr is the pod's (IPv4) IP with the workload port.
+// Addr is the pod's primary IP (IPv4, in an IPv6-only bed IPv6) with the
+// workload port.
 func (p *Pod) Addr() string { return netip.AddrPortFrom(p.IP, WorkloadPort).String() }
 
 // Addr6 is the pod's IPv6 address with the workload port ([ip6]:port), in
-// a dual-stack bed.
+// a dual-stack or IPv6-only bed.
 func (p *Pod) Addr6() string { return netip.AddrPortFrom(p.IP6, WorkloadPort).String() }
 
-// IPs are the pod's addresses: IP, then IP6 if it has one.
+// IPs are the pod's addresses, one per family: IP, then IP6 if it has one
+// of each.
 func (p *Pod) IPs() []netip.Addr {
-	if p.IP6.IsValid() {
+	if p.IP6.IsValid() && p.IP6 != p.IP {
 		return []netip.Addr{p.IP, p.IP6}
 	}
 	return []netip.Addr{p.IP}

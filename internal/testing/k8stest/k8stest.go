@@ -58,6 +58,21 @@ func DualStack() Option {
 	}
 }
 
+// IPv6Only gives the kube-apiserver only an IPv6 Service CIDR
+// (fd00:10:96::/112, DualStack's), so that every Service is IPv6. It
+// advertises ::1 (it refuses to start with an advertised address of
+// another family than its primary Service CIDR's) and so reconciles no
+// endpoints of the kubernetes Service (it refuses a loopback address
+// there); it still serves on 127.0.0.1.
+func IPv6Only() Option {
+	return func(env *envtest.Environment) {
+		a := env.ControlPlane.GetAPIServer().Configure()
+		a.Set("service-cluster-ip-range", "fd00:10:96::/112")
+		a.Set("advertise-address", "::1")
+		a.Set("endpoint-reconciler-type", "none")
+	}
+}
+
 // Start starts a kube-apiserver with the project's CRDs installed.
 func Start(t testing.TB, opts ...Option) *Cluster {
 	t.Helper()

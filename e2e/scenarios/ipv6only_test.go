@@ -1,0 +1,277 @@
+//go:build linux
+
+package scenarios
+
+import (
+	"context"
+	"crypto/rand"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/clustermesh/clustermesh/e2e/bed"
+	"github.com/clustermesh/clustermesh/e2e/starwars"
+	"github.com/clustermesh/clustermesh/e2e/workload"
+	"github.com/clustermesh/clustermesh/internal/testing/testutil"
+)
+
+// TestIPv6Only runs TestDualStack's four checks on an IPv6-only pair of
+// clusters (bed.FamilyIPv6: nodes with only an IPv6 underlay address and
+// InternalIP, IPv6 pod CIDRs and pods, an IPv6 Service CIDR only): pod to
+// pod across clusters, encrypted by WireGuard over the IPv6 underlay; the
+// addresses of every Node and Pod IPv6 only, and the pairs reachable both
+// ways; a global Service through its IPv6 ClusterIP; the cross-cluster
+// policy enforced, its drop recorded with IPv6 addresses. Then the bed's
+// plain nodes (the benchmarks' baseline) with IPv6 pod CIDRs.
+func TestIPv6Only(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts whole clusters (kube-apiservers, controller managers, clustermesh-apiservers, agents, pods)")
+	}
+	log := &testLog{t: t}
+	b := startBedWith(t, log, bed.Options{Family: bed.FamilyIPv6})
+	w, err := starwars.New(t.Context(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name string
+		f    func(*testing.T, *starwars.World)
+	}{
+		{"PodToPodIPv6Encrypted", testPodToPodIPv6OnlyEncrypted},
+		{"OnlyIPv6Addresses", testOnlyIPv6Addresses},
+		{"GlobalServiceIPv6", testGlobalServiceIPv6Only},
+		{"CrossClusterPolicyIPv6", testCrossClusterPolicyIPv6},
+		{"PlainNodesIPv6", testPlainNodesIPv6},
+	}
+	for _, s := range steps {
+		ok := t.Run(s.name, func(t *testing.T) { log.t = t; s.f(t, w) })
+		log.t = t
+		if !ok {
+			return
+		}
+	}
+}
+
+// Pod to pod across clusters at the pods' (IPv6) addresses, through
+// WireGuard over the IPv6 underlay: the capture sees WireGuard over IPv6
+// only and never the payload in clear (a plaintext IPv6 control datagram
+// between two nodes is seen); each node's WireGuard peers are at IPv6
+// endpoints, with a handshake between the nodes that talked.
+func testPodToPodIPv6OnlyEncrypted(t *testing.T, w *starwars.World) {
+	b := w.Bed
+	pairs := crossPairs(w)
+	for _, p := range pairs {
+		for _, pod := range p {
+			if !pod.IP.Is6() || pod.IP != pod.IP6 || !pod.Node.PodCIDR6.Contains(pod.IP6) {
+				t.Fatalf("pod %s: addresses %v, %v, want one IPv6 address in its node's %v", pod, pod.IP, pod.IP6, pod.Node.PodCIDR6)
+			}
+		}
+		reachAt(t, b, p[0], p[1], p[1].Addr6())
+	}
+	for _, p := range pairs {
+		to := p[1]
+		want, err := to.Node.Identity(t.Context(), to.IP6.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := p[0].Node.Identity(t.Context(), to.IP6.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("node %s: identity %d for %s (%v), want %d as %s has it", p[0].Node.Name, got, to, to.IP6, want, to.Node.Name)
+		}
+	}
+	marker := "MARKER6ONLY-" + rand.Text()
+	capture, err := b.CaptureUnderlay()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pairs {
+		for range 20 {
+			r := dial(t, p[0], p[1].Addr6(), strings.Repeat(marker, 10))
+			if r.Error != "" || !strings.Contains(r.Reply, marker) {
+				capture.Stop(0)
+				t.Fatalf("%s -> %s at %s during the capture: %+v", p[0], p[1], p[1].Addr6(), r)
+			}
+		}
+	}
+	n1, n2 := b.Cluster("cluster1").Nodes[0], b.Cluster("cluster2").Nodes[0]
+	control := "CONTROL6ONLY-" + rand.Text()
+	if err := n1.SendUDP(netip.AddrPortFrom(n2.IP6, 9).String(), []byte(control)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, "the capture reads the plaintext IPv6 control datagram", func() bool { return capture.Seen(control) })
+	res := capture.Stop(wireguardPort, marker, control)
+	t.Logf("underlay capture: %d frames, %d WireGuard (%d over IPv6), %d with the pods' marker, %d with the plaintext control's",
+		res.Frames, res.WireGuard, res.WireGuard6, res.WithMarker[marker], res.WithMarker[control])
+	if res.WithMarker[control] == 0 {
+		t.Errorf("the capture did not see the plaintext control datagram: it cannot tell whether pod traffic is encrypted")
+	}
+	if res.WithMarker[marker] != 0 {
+		t.Errorf("frames with the pods' payload marker on the underlay: %d, want 0 (pod traffic must be encrypted)", res.WithMarker[marker])
+	}
+	if res.WireGuard6 < 60 || res.WireGuard6 != res.WireGuard {
+		t.Errorf("WireGuard frames on the underlay: %d, %d over IPv6; want the 60 exchanges at least, all over IPv6", res.WireGuard, res.WireGuard6)
+	}
+	for _, p := range pairs {
+		from, to := p[0].Node, p[1].Node
+		peers, err := from.WireGuardPeers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for ep := range peers {
+			if a, err := netip.ParseAddr(ep); err != nil || !a.Unmap().Is6() {
+				t.Errorf("node %s: WireGuard peer endpoint %q, want an IPv6 address: peers %v", from.Name, ep, peers)
+			}
+		}
+		if hs, ok := peers[to.IP6.String()]; !ok || hs.IsZero() {
+			t.Errorf("node %s: no WireGuard handshake with %s (%v): peers %v", from.Name, to.Name, to.IP6, peers)
+		}
+	}
+}
+
+// Every Node has only IPv6 InternalIPs and pod CIDRs, every Pod only IPv6
+// pod and host IPs (as the bed wrote them, read back from the
+// kube-apiservers); the pairs reach each other both ways.
+func testOnlyIPv6Addresses(t *testing.T, w *starwars.World) {
+	ctx, b := t.Context(), w.Bed
+	is6 := func(what, s string) {
+		t.Helper()
+		if a, err := netip.ParseAddr(s); err != nil || !a.Is6() {
+			t.Errorf("%s %q, want an IPv6 address", what, s)
+		}
+	}
+	for _, c := range b.Clusters() {
+		for _, n := range c.Nodes {
+			if !n.IP.Is6() || n.IP != n.IP6 || !n.PodCIDR.Addr().Is6() || n.PodCIDR != n.PodCIDR6 {
+				t.Errorf("node %s: underlay %v, pod CIDR %v, want IPv6 ones only", n.Name, n.IP, n.PodCIDR)
+			}
+		}
+		nodes, err := c.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range nodes.Items {
+			internal := 0
+			for _, a := range n.Status.Addresses {
+				if a.Type == "InternalIP" {
+					internal++
+					is6("Node "+n.Name+" InternalIP", a.Address)
+				}
+			}
+			if internal != 1 || len(n.Spec.PodCIDRs) != 1 {
+				t.Errorf("Node %s: %d InternalIPs, pod CIDRs %v, want one IPv6 of each", n.Name, internal, n.Spec.PodCIDRs)
+			}
+			for _, p := range n.Spec.PodCIDRs {
+				if pp, err := netip.ParsePrefix(p); err != nil || !pp.Addr().Is6() {
+					t.Errorf("Node %s: pod CIDR %q, want an IPv6 one", n.Name, p)
+				}
+			}
+		}
+		pods, err := c.Client.CoreV1().Pods(starwars.Namespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pods.Items {
+			if len(p.Status.PodIPs) != 1 || len(p.Status.HostIPs) != 1 {
+				t.Errorf("Pod %s/%s: pod IPs %v, host IPs %v, want one IPv6 of each", c.Name, p.Name, p.Status.PodIPs, p.Status.HostIPs)
+			}
+			is6("Pod "+c.Name+"/"+p.Name+" IP", p.Status.PodIP)
+			for _, ip := range p.Status.PodIPs {
+				is6("Pod "+c.Name+"/"+p.Name+" IP", ip.IP)
+			}
+			for _, ip := range p.Status.HostIPs {
+				is6("Pod "+c.Name+"/"+p.Name+" host IP", ip.IP)
+			}
+		}
+	}
+	for _, p := range crossPairs(w) {
+		reachAt(t, b, p[1], p[0], p[0].Addr())
+	}
+}
+
+// rebel-base as a global Service of an IPv6-only cluster: its one
+// ClusterIP is IPv6, and x-wing of cluster1 reaches cluster2's backends
+// through it (remote affinity).
+const ipv6OnlyService = `
+apiVersion: v1
+kind: Service
+metadata:
+  name: rebel-base-v6
+  namespace: default
+  annotations:
+    service.cilium.io/global: "true"
+    service.cilium.io/shared: "true"
+    service.cilium.io/affinity: "remote"
+spec:
+  selector:
+    name: rebel-base
+  ports:
+  - name: http
+    port: 80
+    targetPort: 80
+`
+
+func testGlobalServiceIPv6Only(t *testing.T, w *starwars.World) {
+	ctx, b := t.Context(), w.Bed
+	for _, c := range b.Clusters() {
+		if err := c.Apply(ctx, ipv6OnlyService); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addrs, err := b.Cluster("cluster1").ServiceAddrs(ctx, starwars.Namespace, "rebel-base-v6")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(addrs) != 1 || !netip.MustParseAddrPort(addrs[0]).Addr().Is6() {
+		t.Fatalf("rebel-base-v6 ClusterIPs %v, want one IPv6 one", addrs)
+	}
+	xwing := w.Pod("cluster1/x-wing")
+	tally, err := w.WaitTally(ctx, xwing, addrs[0], 10, 60*time.Second, "rebel-base-v6 at "+addrs[0]+": only cluster2's backends",
+		func(t starwars.Tally) bool { return t.Only("cluster2") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Logf("    x-wing -> rebel-base-v6 (%s): %v", addrs[0], tally)
+	// The starwars world's own global Service, with default affinity.
+	if a := netip.MustParseAddrPort(w.RebelBase["cluster1"]); !a.Addr().Is6() {
+		t.Errorf("rebel-base's ClusterIP %v, want an IPv6 one", a)
+	}
+}
+
+// Two plain nodes (no agent) with IPv6 pod CIDRs, so on the IPv6
+// underlay, routing each other's pod CIDR: their pods talk.
+func testPlainNodesIPv6(t *testing.T, w *starwars.World) {
+	ctx, b := t.Context(), w.Bed
+	m1, err := b.AddPlainNode(ctx, "m61", 91, netip.MustParsePrefix("fd00:91::/64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := b.AddPlainNode(ctx, "m62", 92, netip.MustParsePrefix("fd00:92::/64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m1.IP.Is6() || !m2.IP.Is6() {
+		t.Fatalf("plain nodes at %v and %v, want IPv6 underlay addresses", m1.IP, m2.IP)
+	}
+	if err := m1.RouteVia(m2); err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.RouteVia(m1); err != nil {
+		t.Fatal(err)
+	}
+	addr := netip.AddrPortFrom(m2.PodIP, bed.WorkloadPort).String()
+	if err := b.WaitUntil(ctx, 30*time.Second, "m61's pod -> m62's pod at "+addr, func(ctx context.Context) (bool, string) {
+		r, err := m1.Pod.Dial(ctx, workload.DialRequest{Addr: addr, Message: "ping", TimeoutMS: 1000})
+		if err != nil {
+			return false, err.Error()
+		}
+		return r.Error == "" && strings.HasPrefix(r.Reply, "plain/default/m62 "), r.Reply + r.Error
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
