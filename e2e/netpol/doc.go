@@ -4,8 +4,10 @@
 // probe of every pair of pods, compared with the suite's expected truth
 // table. Here the probes are real connections through the eBPF datapath
 // between network namespaces of one node, with each pod's policy computed
-// by the agent's policy engine (the fast tier); the multi-cluster tier runs
-// on the bed (e2e/bed).
+// by the agent's policy engine (the fast tier). The multi-cluster tier is
+// e2e/scenarios' TestNetworkPolicyMatrixAcrossClusters: the model across
+// two clusters of the bed (e2e/bed), the policies through the real
+// kube-apiservers and agents.
 //
 // The package has tests only; it needs root (it loads BPF programs and
 // creates network namespaces), like the datapath's own tests.
