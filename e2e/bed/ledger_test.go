@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,11 +25,20 @@ func TestLedgerSweep(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("privileged test: needs root (network namespaces, cgroups); run as root")
 	}
-	// A dead process: a child that exited.
-	dead := exec.Command("true")
-	if err := dead.Run(); err != nil {
+	// A dead process: a PID above the kernel's pid_max, which no process
+	// (nor thread) can have. The PID of a child that exited is not dead
+	// for long: with pid_max 32768, packages running meanwhile that create
+	// threads by the thousand (e2e/netpol's probes) reuse it within
+	// seconds, and the sweep then took the ledger for a live bed's.
+	raw, err := os.ReadFile("/proc/sys/kernel/pid_max")
+	if err != nil {
 		t.Fatal(err)
 	}
+	pidMax, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadPID := pidMax + 1
 	name := fmt.Sprintf("cmbed-sweep-%d", os.Getpid())
 	if _, err := netnsutil.NewNamed(name, false); err != nil {
 		t.Fatal(err)
@@ -57,7 +67,7 @@ func TestLedgerSweep(t *testing.T) {
 	// now sweep the real one.
 	defer func(d string) { ledgerDir = d }(ledgerDir)
 	ledgerDir = t.TempDir()
-	deadLedger := filepath.Join(ledgerDir, fmt.Sprintf("%d.ledger", dead.Process.Pid))
+	deadLedger := filepath.Join(ledgerDir, fmt.Sprintf("%d.ledger", deadPID))
 	liveLedger := filepath.Join(ledgerDir, fmt.Sprintf("%d.ledger", os.Getppid()))
 	body := fmt.Sprintf("cgroup %s\nnetns %s\nprocs %s\n", cg, name, procDir)
 	for _, f := range []string{deadLedger, liveLedger} {
@@ -69,7 +79,7 @@ func TestLedgerSweep(t *testing.T) {
 	var out bytes.Buffer
 	b := &Bed{out: &out, started: time.Now()}
 	b.sweep()
-	if !strings.Contains(out.String(), fmt.Sprintf("process %d (gone) left: 3 resources", dead.Process.Pid)) {
+	if !strings.Contains(out.String(), fmt.Sprintf("process %d (gone) left: 3 resources", deadPID)) {
 		t.Errorf("sweep said %q", out.String())
 	}
 	if _, err := os.Stat(filepath.Join("/var/run/netns", name)); !os.IsNotExist(err) {
