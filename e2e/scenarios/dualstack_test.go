@@ -49,6 +49,57 @@ func TestDualStack(t *testing.T) {
 	}
 }
 
+// ipv6Capture is the underlay capture of checkIPv6Encrypted and the
+// strings it looked for.
+type ipv6Capture struct {
+	bed.CaptureResult
+	marker, control string
+}
+
+// checkIPv6Encrypted checks that the nodes of each pair's source give the
+// destination pod's IPv6 address the identity its own node gives it, then
+// captures the underlay while the pairs exchange a marker 20 times each
+// over IPv6 and a node sends a plaintext IPv6 control datagram (so that
+// the capture can tell), and returns what it saw; the caller checks.
+func checkIPv6Encrypted(t *testing.T, b *bed.Bed, pairs [][2]*bed.Pod, markerTag, controlTag string) ipv6Capture {
+	t.Helper()
+	for _, p := range pairs {
+		to := p[1]
+		want, err := to.Node.Identity(t.Context(), to.IP6.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := p[0].Node.Identity(t.Context(), to.IP6.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("node %s: identity %d for %s (%v), want %d as %s has it", p[0].Node.Name, got, to, to.IP6, want, to.Node.Name)
+		}
+	}
+	marker := markerTag + rand.Text()
+	capture, err := b.CaptureUnderlay()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pairs {
+		for range 20 {
+			r := dial(t, p[0], p[1].Addr6(), strings.Repeat(marker, 10))
+			if r.Error != "" || !strings.Contains(r.Reply, marker) {
+				capture.Stop(0)
+				t.Fatalf("%s -> %s at %s during the capture: %+v", p[0], p[1], p[1].Addr6(), r)
+			}
+		}
+	}
+	n1, n2 := b.Cluster("cluster1").Nodes[0], b.Cluster("cluster2").Nodes[0]
+	control := controlTag + rand.Text()
+	if err := n1.SendUDP(netip.AddrPortFrom(n2.IP6, 9).String(), []byte(control)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, "the capture reads the plaintext IPv6 control datagram", func() bool { return capture.Seen(control) })
+	return ipv6Capture{CaptureResult: capture.Stop(wireguardPort, marker, control), marker: marker, control: control}
+}
+
 // The pairs that talk across clusters.
 func crossPairs(w *starwars.World) [][2]*bed.Pod {
 	return [][2]*bed.Pod{
@@ -73,45 +124,10 @@ func testPodToPodIPv6Encrypted(t *testing.T, w *starwars.World) {
 		}
 		reachAt(t, b, p[0], p[1], p[1].Addr6())
 	}
-	// Each node of cluster1 has the IPv6 address of cluster2's pods in its
-	// ipcache, with the identity cluster2 gave them.
-	for _, p := range pairs {
-		to := p[1]
-		want, err := to.Node.Identity(t.Context(), to.IP6.String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := p[0].Node.Identity(t.Context(), to.IP6.String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got != want {
-			t.Errorf("node %s: identity %d for %s (%v), want %d as %s has it", p[0].Node.Name, got, to, to.IP6, want, to.Node.Name)
-		}
-	}
-	marker := "MARKER6-" + rand.Text()
-	capture, err := b.CaptureUnderlay()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range pairs {
-		for range 20 {
-			r := dial(t, p[0], p[1].Addr6(), strings.Repeat(marker, 10))
-			if r.Error != "" || !strings.Contains(r.Reply, marker) {
-				capture.Stop(0)
-				t.Fatalf("%s -> %s at %s during the capture: %+v", p[0], p[1], p[1].Addr6(), r)
-			}
-		}
-	}
-	n1, n2 := b.Cluster("cluster1").Nodes[0], b.Cluster("cluster2").Nodes[0]
-	control := "CONTROL6-" + rand.Text()
-	if err := n1.SendUDP(netip.AddrPortFrom(n2.IP6, 9).String(), []byte(control)); err != nil {
-		t.Fatal(err)
-	}
-	testutil.Eventually(t, 5*time.Second, "the capture reads the plaintext IPv6 control datagram", func() bool { return capture.Seen(control) })
-	res := capture.Stop(wireguardPort, marker, control)
+	res := checkIPv6Encrypted(t, b, pairs, "MARKER6-", "CONTROL6-")
 	t.Logf("underlay capture: %d frames, %d WireGuard, %d with the pods' marker, %d with the plaintext control's",
-		res.Frames, res.WireGuard, res.WithMarker[marker], res.WithMarker[control])
+		res.Frames, res.WireGuard, res.WithMarker[res.marker], res.WithMarker[res.control])
+	marker, control := res.marker, res.control
 	if res.WithMarker[control] == 0 {
 		t.Errorf("the capture did not see the plaintext control datagram: it cannot tell whether pod traffic is encrypted")
 	}

@@ -4,7 +4,6 @@ package scenarios
 
 import (
 	"context"
-	"crypto/rand"
 	"net/netip"
 	"strings"
 	"testing"
@@ -15,7 +14,6 @@ import (
 	"github.com/clustermesh/clustermesh/e2e/bed"
 	"github.com/clustermesh/clustermesh/e2e/starwars"
 	"github.com/clustermesh/clustermesh/e2e/workload"
-	"github.com/clustermesh/clustermesh/internal/testing/testutil"
 )
 
 // TestIPv6Only runs TestDualStack's four checks on an IPv6-only pair of
@@ -71,43 +69,10 @@ func testPodToPodIPv6OnlyEncrypted(t *testing.T, w *starwars.World) {
 		}
 		reachAt(t, b, p[0], p[1], p[1].Addr6())
 	}
-	for _, p := range pairs {
-		to := p[1]
-		want, err := to.Node.Identity(t.Context(), to.IP6.String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := p[0].Node.Identity(t.Context(), to.IP6.String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got != want {
-			t.Errorf("node %s: identity %d for %s (%v), want %d as %s has it", p[0].Node.Name, got, to, to.IP6, want, to.Node.Name)
-		}
-	}
-	marker := "MARKER6ONLY-" + rand.Text()
-	capture, err := b.CaptureUnderlay()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range pairs {
-		for range 20 {
-			r := dial(t, p[0], p[1].Addr6(), strings.Repeat(marker, 10))
-			if r.Error != "" || !strings.Contains(r.Reply, marker) {
-				capture.Stop(0)
-				t.Fatalf("%s -> %s at %s during the capture: %+v", p[0], p[1], p[1].Addr6(), r)
-			}
-		}
-	}
-	n1, n2 := b.Cluster("cluster1").Nodes[0], b.Cluster("cluster2").Nodes[0]
-	control := "CONTROL6ONLY-" + rand.Text()
-	if err := n1.SendUDP(netip.AddrPortFrom(n2.IP6, 9).String(), []byte(control)); err != nil {
-		t.Fatal(err)
-	}
-	testutil.Eventually(t, 5*time.Second, "the capture reads the plaintext IPv6 control datagram", func() bool { return capture.Seen(control) })
-	res := capture.Stop(wireguardPort, marker, control)
+	res := checkIPv6Encrypted(t, b, pairs, "MARKER6ONLY-", "CONTROL6ONLY-")
 	t.Logf("underlay capture: %d frames, %d WireGuard (%d over IPv6), %d with the pods' marker, %d with the plaintext control's",
-		res.Frames, res.WireGuard, res.WireGuard6, res.WithMarker[marker], res.WithMarker[control])
+		res.Frames, res.WireGuard, res.WireGuard6, res.WithMarker[res.marker], res.WithMarker[res.control])
+	marker, control := res.marker, res.control
 	if res.WithMarker[control] == 0 {
 		t.Errorf("the capture did not see the plaintext control datagram: it cannot tell whether pod traffic is encrypted")
 	}
