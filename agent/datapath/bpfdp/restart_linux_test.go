@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -96,7 +97,7 @@ func testRestartRewrite(t *testing.T, opts bpf.Options) {
 	links := tcxLinks(t, opts, a, b)
 	dropsBefore := policyDrops(t, d)
 	traffic := startTraffic(a, netip.AddrPortFrom(b.ip, 8080))
-	time.Sleep(50 * time.Millisecond) // some traffic before the restart
+	traffic.waitMore(t, 5) // some traffic before the restart
 
 	d = dptest.Restart(t, d, func(t *testing.T) datapath.Datapath { return openWith(t, opts, topo.node) }).(*bpfdp.Datapath)
 	ipcache := reconcileOnce(t, "ipcache", d.IPCache(), want.ipcache)
@@ -106,7 +107,7 @@ func testRestartRewrite(t *testing.T, opts bpf.Options) {
 	// Attaching attached interfaces again (what the reconciler does to
 	// an attachment it lists in part) keeps them attached.
 	must(t, writeAll(ctx, d.Attachments(), want.attachments))
-	time.Sleep(50 * time.Millisecond) // some traffic after the rewrite
+	traffic.waitMore(t, 5) // some traffic after the rewrite
 	n, err := traffic.stop()
 	if err != nil {
 		t.Fatalf("traffic through the restart: %v", err)
@@ -264,6 +265,16 @@ func tcxLinks(t *testing.T, opts bpf.Options, pods ...*pod) map[string]link.ID {
 type traffic struct {
 	stopc chan struct{}
 	done  chan result
+	made  atomic.Int64 // connections attempted so far
+}
+
+// waitMore waits until n more connections than now were attempted.
+func (tr *traffic) waitMore(t *testing.T, n int64) {
+	t.Helper()
+	target := tr.made.Load() + n
+	testutil.Eventually(t, 10*time.Second, fmt.Sprintf("%d more connections through the datapath", n), func() bool {
+		return tr.made.Load() >= target
+	})
 }
 
 type result struct {
@@ -290,7 +301,8 @@ func startTraffic(from *pod, dst netip.AddrPort) *traffic {
 			if err != nil {
 				errs = append(errs, fmt.Errorf("connection %d: %w", n, err))
 			}
-			time.Sleep(2 * time.Millisecond)
+			tr.made.Add(1)
+			time.Sleep(2 * time.Millisecond) // paces the traffic
 		}
 	}()
 	return tr
