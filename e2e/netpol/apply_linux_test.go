@@ -18,7 +18,7 @@ import (
 // identities of the policies (the ipcache for addresses outside the pods,
 // and cidr_ids for rules by address). The pods and namespaces have the
 // model's labels, or the step's where it relabels them.
-func (w *world) apply(t *testing.T, st step, family int) {
+func (w *world) apply(t *testing.T, st Step, family int) {
 	t.Helper()
 	e := policy.NewEngine(policy.Config{Cluster: "cluster1"})
 	named := map[string][]schema.NamedPort{}
@@ -26,12 +26,12 @@ func (w *world) apply(t *testing.T, st step, family int) {
 		named[np.Name] = []schema.NamedPort{np}
 	}
 	for _, p := range w.pods {
-		ns := p.name.ns()
-		podL, nsL := p.podLabels(), nsLabels(ns)
-		if l, ok := st.podLabels[p.name]; ok {
+		ns := p.name.Namespace()
+		podL, nsL := PodLabels(p.name), NamespaceLabels(ns)
+		if l, ok := st.PodLabels[p.name]; ok {
 			podL = l
 		}
-		if l, ok := st.nsLabels[ns]; ok {
+		if l, ok := st.NsLabels[ns]; ok {
 			nsL = l
 		}
 		labels := identity.PodLabels("cluster1", ns, "default", podL, nsL)
@@ -39,7 +39,7 @@ func (w *world) apply(t *testing.T, st step, family int) {
 		e.UpsertEndpoint(policy.Endpoint{Key: string(p.name), Namespace: ns, ID: p.id, Labels: labels, NamedPorts: namedPorts()})
 	}
 	e.SetNamedPorts(named)
-	for _, np := range st.policies(w, family) {
+	for _, np := range st.Policies(w, family) {
 		key, c := e.CompileNetworkPolicy(np)
 		if ps := c.Problems(); len(ps) > 0 {
 			t.Fatalf("policy %s/%s: %v", np.Namespace, np.Name, ps)
@@ -106,20 +106,20 @@ func must(t *testing.T, err error) {
 type probeCase struct {
 	port  uint16
 	proto string
-	want  *reachability
+	want  *Reachability
 }
 
 // check probes every pair of pods (in parallel) over family for c and
 // fails with the truth table's diff where they disagree.
 func (w *world) check(t *testing.T, family int, c probeCase) {
 	t.Helper()
-	observed := map[podName]map[podName]bool{}
+	observed := map[Pod]map[Pod]bool{}
 	reasons := map[string]error{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 24)
 	for _, p := range w.pods {
-		observed[p.name] = map[podName]bool{} // before any probe writes
+		observed[p.name] = map[Pod]bool{} // before any probe writes
 	}
 	for _, from := range w.pods {
 		for _, to := range w.pods {
@@ -138,13 +138,13 @@ func (w *world) check(t *testing.T, family int, c probeCase) {
 		}
 	}
 	wg.Wait()
-	table, wrong := c.want.diff(observed)
+	table, wrong := c.want.Diff(observed)
 	if wrong > 0 {
 		var why string
 		for _, from := range w.pods {
 			for _, to := range w.pods {
 				k := string(from.name) + "->" + string(to.name)
-				if from != to && observed[from.name][to.name] != c.want.expected[from.name][to.name] {
+				if from != to && observed[from.name][to.name] != c.want.Expected(from.name, to.name) {
 					why += fmt.Sprintf("  %s: %v\n", k, reasons[k])
 				}
 			}

@@ -9,6 +9,9 @@
 // two clusters of the bed (e2e/bed), the policies through the real
 // kube-apiservers and agents.
 //
-// The package has tests only; it needs root (it loads BPF programs and
-// creates network namespaces), like the datapath's own tests.
+// The model, the suite's policies and scenarios and the truth tables are
+// the package's API (Scenarios, Reachability and the policy builders), so
+// that the bed tier runs the same scenarios; the fast tier is its tests,
+// which need root (they load BPF programs and create network namespaces),
+// like the datapath's own tests.
 package netpol

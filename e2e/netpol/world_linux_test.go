@@ -26,21 +26,10 @@ import (
 	"github.com/clustermesh/clustermesh/kvstore/schema"
 )
 
-// The model: namespaces x, y, z with pods a, b, c; servers on ports 80 and
-// 81 over TCP and UDP (SCTP: this kernel has no SCTP sockets; the
-// datapath's SCTP verdicts are checked with crafted packets in bpf), on
-// each pod's IPv4 and IPv6 address.
-var (
-	namespaces = []string{"x", "y", "z"}
-	podNames   = []string{"a", "b", "c"}
-	ports      = []uint16{80, 81}
-	protocols  = []string{"TCP", "UDP"}
-)
-
 // wpod is a pod of the world: a network namespace behind a veth of the
 // node namespace, attached to the datapath as an endpoint.
 type wpod struct {
-	name     podName
+	name     Pod
 	netns    string // path
 	ip4, ip6 netip.Addr
 	ifindex  int // host side
@@ -55,20 +44,15 @@ func (p *wpod) addr(family int) netip.Addr {
 	return p.ip4
 }
 
-// podLabels and nsLabels are the labels of the upstream model.
-func (p *wpod) podLabels() map[string]string { return map[string]string{"pod": p.name.pod()} }
+// Addr is the pod's address in family (the scenarios' Addrs).
+func (w *world) Addr(p Pod, family int) netip.Addr { return w.byKey[p].addr(family) }
 
-func nsLabels(ns string) map[string]string {
-	return map[string]string{"ns": ns, "kubernetes.io/metadata.name": ns}
-}
-
-// namedPorts are the pods' container ports, named as upstream.
+// namedPorts are the model's container ports, as the agent's state holds
+// them.
 func namedPorts() []schema.NamedPort {
 	var out []schema.NamedPort
-	for _, port := range ports {
-		for _, proto := range append(protocols, "SCTP") {
-			out = append(out, schema.NamedPort{Name: fmt.Sprintf("serve-%d-%s", port, strings.ToLower(proto)), Port: port, Protocol: proto})
-		}
+	for _, np := range NamedPorts() {
+		out = append(out, schema.NamedPort{Name: np.Name, Port: np.Port, Protocol: np.Protocol})
 	}
 	return out
 }
@@ -79,7 +63,7 @@ type world struct {
 	d     *bpf.Datapath
 	node  string
 	pods  []*wpod
-	byKey map[podName]*wpod
+	byKey map[Pod]*wpod
 	drops *dropWatch
 }
 
@@ -105,7 +89,7 @@ func newWorld(t *testing.T) *world {
 	t.Cleanup(func() { _ = d.Close() })
 
 	prefix := "cmnp-" + randHex(3) + "-"
-	w := &world{d: d, byKey: map[podName]*wpod{}}
+	w := &world{d: d, byKey: map[Pod]*wpod{}}
 	w.node = newNetns(t, prefix+"node", true, map[string]string{
 		"net/ipv6/conf/all/forwarding": "1", "net/ipv6/conf/default/accept_dad": "0"})
 	nh, err := netnsutil.Netlink(w.node)
@@ -114,9 +98,9 @@ func newWorld(t *testing.T) *world {
 	}
 	defer nh.Close()
 	i := 0
-	for _, ns := range namespaces {
-		for _, name := range podNames {
-			p := &wpod{name: podName(ns + "/" + name), ep: uint16(i + 1), id: identity.NumericIdentity(65537 + i),
+	for _, ns := range Namespaces {
+		for _, name := range PodNames {
+			p := &wpod{name: Pod(ns + "/" + name), ep: uint16(i + 1), id: identity.NumericIdentity(65537 + i),
 				ip4: netip.AddrFrom4([4]byte{10, 0, byte(i + 1), 1}),
 				ip6: netip.AddrFrom16([16]byte{0xfd, 7: byte(i + 1), 15: 1})}
 			p.netns = newNetns(t, fmt.Sprintf("%s%d", prefix, i), false, map[string]string{"net/ipv6/conf/default/accept_dad": "0"})
@@ -236,7 +220,7 @@ func serve(t *testing.T, p *wpod) {
 	var pcs []net.PacketConn
 	err := netnsutil.Do(p.netns, func() error {
 		for _, a := range []netip.Addr{p.ip4, p.ip6} {
-			for _, port := range ports {
+			for _, port := range Ports {
 				ap := netip.AddrPortFrom(a, port).String()
 				ln, err := net.Listen("tcp", ap)
 				if err != nil {
