@@ -66,8 +66,8 @@ func (r Reason) String() string {
 	return fmt.Sprintf("reason(%d)", uint8(r))
 }
 
-// Event is one verdict of the datapath: every drop, and allowed new flows
-// (sampled, see Options.TraceSample).
+// Event is one verdict of the datapath: every drop, allowed new flows and
+// the first reply of each (sampled, see Options.TraceSample).
 type Event struct {
 	// Time is when the kernel emitted the event.
 	Time    time.Time
@@ -81,9 +81,30 @@ type Event struct {
 	SrcIdentity, DstIdentity uint32
 	Src, Dst                 netip.AddrPort
 	Proto                    uint8
-	Ifindex                  int
-	Length                   uint32
+	// TCPFlags are the flags of a TCP packet's header (TCPFlagSYN, ...);
+	// 0 for other protocols.
+	TCPFlags uint8
+	// Reply is true for the first reply of a tracked flow (an allowed
+	// event of reason ReasonCTReply).
+	Reply   bool
+	Ifindex int
+	Length  uint32
 }
+
+// TCP header flags, as in Event.TCPFlags.
+const (
+	TCPFlagFIN uint8 = 0x01
+	TCPFlagSYN uint8 = 0x02
+	TCPFlagRST uint8 = 0x04
+	TCPFlagPSH uint8 = 0x08
+	TCPFlagACK uint8 = 0x10
+	TCPFlagURG uint8 = 0x20
+	TCPFlagECE uint8 = 0x40
+	TCPFlagCWR uint8 = 0x80
+)
+
+// eventFlagReply is EVENT_FLAG_REPLY.
+const eventFlagReply = 1
 
 // eventSize is sizeof(struct event).
 const eventSize = 72
@@ -115,8 +136,10 @@ func decodeEvent(b []byte, boot time.Time) (Event, error) {
 		Ingress:     b[55] == dirIngressValue,
 		Verdict:     Verdict(b[56]),
 		Reason:      Reason(b[57]),
+		TCPFlags:    b[59],
 		Ifindex:     int(le.Uint32(b[60:64])),
 		Length:      le.Uint32(b[64:68]),
+		Reply:       b[68]&eventFlagReply != 0,
 	}, nil
 }
 

@@ -64,6 +64,20 @@ func (r *EventReader) Read(ctx context.Context) (Event, error) {
 	}
 }
 
+// EventsLost returns the number of events the datapath could not report
+// since it was loaded because its ring buffer was full (summed over CPUs).
+func (d *Datapath) EventsLost() (uint64, error) {
+	var per []uint64
+	if err := d.tc.EventsLost.Lookup(uint32(0), &per); err != nil {
+		return 0, fmt.Errorf("read lost events: %w", err)
+	}
+	var n uint64
+	for _, v := range per {
+		n += v
+	}
+	return n, nil
+}
+
 // Close stops the reader; a blocked Read returns an error.
 func (r *EventReader) Close() error {
 	return r.r.Close()

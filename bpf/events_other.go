@@ -10,6 +10,9 @@ type EventReader struct{}
 // Events returns ErrNotSupported outside linux.
 func (*Datapath) Events() (*EventReader, error) { return nil, ErrNotSupported }
 
+// EventsLost returns ErrNotSupported outside linux.
+func (*Datapath) EventsLost() (uint64, error) { return 0, ErrNotSupported }
+
 // Read returns ErrNotSupported outside linux.
 func (*EventReader) Read(context.Context) (Event, error) { return Event{}, ErrNotSupported }
 

@@ -19,10 +19,10 @@ func eventBytes(family byte, saddr, daddr []byte) []byte {
 	b = append(b,
 		0xc3, 0x50, 0x1f, 0x90, // sport 50000, dport 8080 (big endian)
 		2, 0, 6, 0, // ep 2, TCP, ingress
-		1, 16, family, 0, // dropped, policy-denied, family, pad
+		1, 16, family, 0x12, // dropped, policy-denied, family, TCP flags SYN|ACK
 		7, 0, 0, 0, // ifindex
 		60, 0, 0, 0, // length
-		0, 0, 0, 0, // tail padding
+		1, 0, 0, 0, // flags: reply; padding
 	)
 	return b
 }
@@ -50,7 +50,7 @@ func TestDecodeEvent(t *testing.T) {
 				Time: time.Unix(101, 0), Verdict: Dropped, Reason: ReasonPolicyDenied, Ingress: true,
 				EndpointID: 2, SrcIdentity: 1000, DstIdentity: 2000,
 				Src: netip.MustParseAddrPort(tc.src), Dst: netip.MustParseAddrPort(tc.dst),
-				Proto: ProtoTCP, Ifindex: 7, Length: 60,
+				Proto: ProtoTCP, TCPFlags: TCPFlagSYN | TCPFlagACK, Reply: true, Ifindex: 7, Length: 60,
 			}
 			if !got.Time.Equal(want.Time) {
 				t.Errorf("time %v, want %v", got.Time, want.Time)

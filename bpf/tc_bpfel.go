@@ -110,6 +110,7 @@ const (
 	tcMapEndpoints          = "endpoints"
 	tcMapEpConfig           = "ep_config"
 	tcMapEvents             = "events"
+	tcMapEventsLost         = "events_lost"
 	tcMapIpcache            = "ipcache"
 	tcMapIpcacheHosts       = "ipcache_hosts"
 	tcMapMetrics            = "metrics"
@@ -178,6 +179,7 @@ type tcMapSpecs struct {
 	Endpoints    *ebpf.MapSpec `ebpf:"endpoints"`
 	EpConfig     *ebpf.MapSpec `ebpf:"ep_config"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
+	EventsLost   *ebpf.MapSpec `ebpf:"events_lost"`
 	Ipcache      *ebpf.MapSpec `ebpf:"ipcache"`
 	IpcacheHosts *ebpf.MapSpec `ebpf:"ipcache_hosts"`
 	Metrics      *ebpf.MapSpec `ebpf:"metrics"`
@@ -220,6 +222,7 @@ type tcMaps struct {
 	Endpoints    *ebpf.Map `ebpf:"endpoints"`
 	EpConfig     *ebpf.Map `ebpf:"ep_config"`
 	Events       *ebpf.Map `ebpf:"events"`
+	EventsLost   *ebpf.Map `ebpf:"events_lost"`
 	Ipcache      *ebpf.Map `ebpf:"ipcache"`
 	IpcacheHosts *ebpf.Map `ebpf:"ipcache_hosts"`
 	Metrics      *ebpf.Map `ebpf:"metrics"`
@@ -234,6 +237,7 @@ func (m *tcMaps) Close() error {
 		m.Endpoints,
 		m.EpConfig,
 		m.Events,
+		m.EventsLost,
 		m.Ipcache,
 		m.IpcacheHosts,
 		m.Metrics,

@@ -27,6 +27,7 @@
 
 #define CT_FLAG_CLOSING 1 /* TCP FIN or RST seen */
 #define CT_FLAG_SEEN_REPLY 2
+#define CT_FLAG_TRACED 4 /* the flow's first packet was reported (event) */
 
 #define TCP_FLAG_FIN 0x01
 #define TCP_FLAG_SYN 0x02
@@ -37,7 +38,8 @@
 volatile const __u64 ct_timeout_tcp_ns = 21600ULL * 1000000000ULL;
 volatile const __u64 ct_timeout_other_ns = 60ULL * 1000000000ULL;
 volatile const __u64 ct_timeout_closing_ns = 10ULL * 1000000000ULL;
-/* Emit a verdict event for 1 in trace_sample allowed new flows; 0 = never. */
+/* Emit a verdict event for 1 in trace_sample allowed new flows, and for the
+ * first reply of each of those; 0 = never. */
 volatile const __u32 trace_sample = 1;
 
 /* ipcache: single addresses (/32, /128: pods, nodes) in the hash
@@ -240,16 +242,29 @@ struct event {
 	__u8 verdict;
 	__u8 reason;
 	__u8 family;
-	__u8 pad;
+	__u8 tcp_flags; /* of a TCP packet, as in its header; 0 otherwise */
 	__u32 ifindex;
 	__u32 pkt_len;
+	__u8 flags; /* EVENT_FLAG_* */
+	__u8 pad[3];
 };
+
+#define EVENT_FLAG_REPLY 1 /* the packet is a reply of a tracked flow */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 20);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } events SEC(".maps");
+
+/* events_lost: events the ring buffer had no room for (per CPU), read by
+ * the agent as lost events. Not pinned: it counts since this load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, 1);
+} events_lost SEC(".maps");
 
 struct pkt {
 	union addr saddr;
@@ -304,12 +319,18 @@ static __always_inline __u32 lookup_identity(const struct pkt *p,
 
 static __always_inline void emit(struct __sk_buff *skb, const struct pkt *p,
 				 __u16 ep_id, __u32 own_id, __u32 peer_id,
-				 __u8 dir, __u8 verdict, __u8 reason)
+				 __u8 dir, __u8 verdict, __u8 reason, __u8 flags)
 {
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
-	if (!e)
+	if (!e) {
+		__u32 zero = 0;
+		__u64 *lost = bpf_map_lookup_elem(&events_lost, &zero);
+
+		if (lost)
+			*lost += 1;
 		return;
+	}
 	e->ktime = bpf_ktime_get_ns();
 	if (dir == DIR_EGRESS) {
 		e->src_identity = own_id;
@@ -328,9 +349,13 @@ static __always_inline void emit(struct __sk_buff *skb, const struct pkt *p,
 	e->dir = dir;
 	e->verdict = verdict;
 	e->reason = reason;
-	e->pad = 0;
+	e->tcp_flags = p->proto == IPPROTO_TCP ? p->tcp_flags : 0;
 	e->ifindex = skb->ifindex;
 	e->pkt_len = skb->len;
+	e->flags = flags;
+	e->pad[0] = 0;
+	e->pad[1] = 0;
+	e->pad[2] = 0;
 	bpf_ringbuf_submit(e, 0);
 }
 
@@ -610,7 +635,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	const union addr *peer;
 	__u64 now;
 	__u8 reason;
-	int enforced;
+	int enforced, traced;
 
 	ep = bpf_map_lookup_elem(&endpoints, &ifindex);
 	if (!ep)
@@ -636,7 +661,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	if (reason) {
 		count(dir, reason, skb->len);
 		emit(skb, &p, ep_id, cfg->identity, IDENTITY_WORLD, dir,
-		     VERDICT_DROPPED, reason);
+		     VERDICT_DROPPED, reason, 0);
 		return TC_ACT_SHOT;
 	}
 
@@ -664,9 +689,19 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	rk.dir = dir ^ 1;
 	rk.family = p.family;
 	cv = bpf_map_lookup_elem(&ct, &rk);
-	if (cv && ct_refresh(cv, &p, now, skb->len, 1)) {
-		count(dir, REASON_CT_REPLY, skb->len);
-		return TC_ACT_UNSPEC;
+	if (cv) {
+		/* The first reply of a reported flow is reported too (e.g. the
+		 * SYN-ACK): the flow was answered. */
+		int first_reply = (cv->flags & (CT_FLAG_TRACED | CT_FLAG_SEEN_REPLY)) == CT_FLAG_TRACED;
+
+		if (ct_refresh(cv, &p, now, skb->len, 1)) {
+			count(dir, REASON_CT_REPLY, skb->len);
+			if (first_reply)
+				emit(skb, &p, ep_id, cfg->identity, cv->peer_identity,
+				     dir, VERDICT_ALLOWED, REASON_CT_REPLY,
+				     EVENT_FLAG_REPLY);
+			return TC_ACT_UNSPEC;
+		}
 	}
 
 	/* New flow. */
@@ -680,10 +715,12 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	if (reason >= REASON_DROP_POLICY) {
 		count(dir, reason, skb->len);
 		emit(skb, &p, ep_id, cfg->identity, peer_id, dir,
-		     VERDICT_DROPPED, reason);
+		     VERDICT_DROPPED, reason, 0);
 		return TC_ACT_SHOT;
 	}
 
+	traced = trace_sample &&
+		 (trace_sample == 1 || bpf_get_prandom_u32() % trace_sample == 0);
 	{
 		struct ct_value nv = {
 			.last_seen = now,
@@ -694,13 +731,14 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		if (p.proto == IPPROTO_TCP &&
 		    (p.tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)))
 			nv.flags |= CT_FLAG_CLOSING;
+		if (traced)
+			nv.flags |= CT_FLAG_TRACED;
 		bpf_map_update_elem(&ct, &ck, &nv, BPF_ANY);
 	}
 	count(dir, reason, skb->len);
-	if (trace_sample &&
-	    (trace_sample == 1 || bpf_get_prandom_u32() % trace_sample == 0))
+	if (traced)
 		emit(skb, &p, ep_id, cfg->identity, peer_id, dir,
-		     VERDICT_ALLOWED, reason);
+		     VERDICT_ALLOWED, reason, 0);
 	return TC_ACT_UNSPEC;
 }
 
