@@ -35,6 +35,9 @@ type ClusterSpec struct {
 	Name  string
 	ID    uint32 // 1..9 (it also numbers the underlay addresses)
 	Nodes int    // default 2
+	// AgentArgs are added to the command line of the cluster's agents
+	// (for example --policy-default-local-cluster=false).
+	AgentArgs []string
 }
 
 // Cluster is one cluster of the bed.
@@ -46,6 +49,7 @@ type Cluster struct {
 	Client kubernetes.Interface
 	Nodes  []*Node
 
+	agentArgs  []string // ClusterSpec.AgentArgs
 	env        *envtest.Environment
 	dir        string
 	kubeconfig string // this cluster only (controller manager, apiserver, agents)
@@ -80,7 +84,7 @@ func (b *Bed) AddCluster(ctx context.Context, spec ClusterSpec) (*Cluster, error
 	if spec.ID == 0 || spec.ID > 9 || spec.Nodes > 9 {
 		return nil, fmt.Errorf("cluster %s: the bed numbers clusters 1..9 with at most 9 nodes each", spec.Name)
 	}
-	c := &Cluster{b: b, Name: spec.Name, ID: spec.ID, dir: filepath.Join(b.dir, spec.Name)}
+	c := &Cluster{b: b, Name: spec.Name, ID: spec.ID, dir: filepath.Join(b.dir, spec.Name), agentArgs: spec.AgentArgs}
 	if err := os.MkdirAll(c.meshDir(), 0o700); err != nil {
 		return nil, err
 	}

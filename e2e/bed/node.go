@@ -133,12 +133,14 @@ func (c *Cluster) startNode(ctx context.Context, i int) (*Node, error) {
 	if err := os.Mkdir(n.cgroup, 0o755); err != nil {
 		return nil, fmt.Errorf("node %s: cgroup: %w", n.Name, err)
 	}
-	n.agent = b.newProc(n.Name+"/clustermesh-agent", n.netns, "", b.bin("clustermesh-agent"),
-		"--node-name="+n.Name, "--cluster-name="+c.Name, "--cluster-id="+strconv.Itoa(int(c.ID)),
-		"--kubeconfig="+c.kubeconfig, "--mesh-config-dir="+c.meshDir(), "--api-socket="+n.Socket,
-		"--datapath=bpf", "--bpf-pin-dir="+filepath.Join(bpffs, "clustermesh"), "--cgroup-root="+n.cgroup,
-		"--state-dir="+filepath.Join(n.dir, "state"), "--health-addr=", "--metrics-addr=",
-		"--enable-wireguard", "--wireguard-device="+n.WireGuardDevice, "--wireguard-key-file="+filepath.Join(n.dir, "wireguard.key"))
+	args := append([]string{b.bin("clustermesh-agent"),
+		"--node-name=" + n.Name, "--cluster-name=" + c.Name, "--cluster-id=" + strconv.Itoa(int(c.ID)),
+		"--kubeconfig=" + c.kubeconfig, "--mesh-config-dir=" + c.meshDir(), "--api-socket=" + n.Socket,
+		"--datapath=bpf", "--bpf-pin-dir=" + filepath.Join(bpffs, "clustermesh"), "--cgroup-root=" + n.cgroup,
+		"--state-dir=" + filepath.Join(n.dir, "state"), "--health-addr=", "--metrics-addr=",
+		"--enable-wireguard", "--wireguard-device=" + n.WireGuardDevice, "--wireguard-key-file=" + filepath.Join(n.dir, "wireguard.key"),
+	}, c.agentArgs...)
+	n.agent = b.newProc(n.Name+"/clustermesh-agent", n.netns, "", args...)
 	if err := n.StartAgent(ctx); err != nil {
 		return nil, err
 	}

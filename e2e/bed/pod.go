@@ -46,6 +46,21 @@ type Pod struct {
 // pod's policy), meshecho in the pod's namespace and the node's cgroup,
 // then the status (IP, Running, Ready).
 func (n *Node) AddPod(ctx context.Context, namespace, name string, labels map[string]string) (*Pod, error) {
+	return n.AddPodWith(ctx, namespace, name, labels, PodOptions{})
+}
+
+// PodOptions are what AddPodWith adds to a pod of AddPod.
+type PodOptions struct {
+	// Ports, when set, are the container ports of the Pod object (named
+	// ports policies can refer to) instead of the workload port's "http"
+	// and "udp" (which the bed's Services name as their target). Serving
+	// those other than the workload port is the caller's (in the pod's
+	// NetNS).
+	Ports []corev1.ContainerPort
+}
+
+// AddPodWith is AddPod with options.
+func (n *Node) AddPodWith(ctx context.Context, namespace, name string, labels map[string]string, opts PodOptions) (*Pod, error) {
 	b := n.c.b
 	core := n.c.Client.CoreV1()
 	if _, err := core.Namespaces().Get(ctx, namespace, metav1.GetOptions{}); err != nil {
@@ -53,16 +68,19 @@ func (n *Node) AddPod(ctx context.Context, namespace, name string, labels map[st
 			return nil, fmt.Errorf("create namespace %s in %s: %w", namespace, n.c.Name, err)
 		}
 	}
+	ports := opts.Ports
+	if ports == nil {
+		ports = []corev1.ContainerPort{{Name: "http", ContainerPort: WorkloadPort, Protocol: corev1.ProtocolTCP},
+			{Name: "udp", ContainerPort: WorkloadPort, Protocol: corev1.ProtocolUDP}}
+	}
 	obj := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: labels},
-		Spec: corev1.PodSpec{NodeName: n.Name, Containers: []corev1.Container{{Name: "meshecho", Image: "meshecho",
-			Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: WorkloadPort, Protocol: corev1.ProtocolTCP},
-				{Name: "udp", ContainerPort: WorkloadPort, Protocol: corev1.ProtocolUDP}}}}}}
+		Spec: corev1.PodSpec{NodeName: n.Name, Containers: []corev1.Container{{Name: "meshecho", Image: "meshecho", Ports: ports}}}}
 	if _, err := core.Pods(namespace).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
 		return nil, fmt.Errorf("create pod %s/%s in %s: %w", namespace, name, n.c.Name, err)
 	}
 	p := &Pod{Namespace: namespace, Name: name, Labels: labels, Node: n, containerID: "bed-" + namespace + "-" + name}
 	var err error
-	if p.netns, err = b.newNetNS(fmt.Sprintf("cmbed%s-%s-%s", b.run, n.Name, name), false); err != nil {
+	if p.netns, err = b.newNetNS(fmt.Sprintf("cmbed%s-%s-%s-%s", b.run, n.Name, namespace, name), false); err != nil {
 		return nil, err
 	}
 	ips, err := n.chain.add(ctx, p)

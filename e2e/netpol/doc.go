@@ -5,9 +5,9 @@
 // table. Here the probes are real connections through the eBPF datapath
 // between network namespaces of one node, with each pod's policy computed
 // by the agent's policy engine (the fast tier). The multi-cluster tier is
-// e2e/scenarios' TestNetworkPolicyMatrixAcrossClusters: the model across
-// two clusters of the bed (e2e/bed), the policies through the real
-// kube-apiservers and agents.
+// e2e/scenarios' TestNetworkPolicyUpstreamAcrossClusters: the same
+// scenarios with the model across two clusters of the bed (e2e/bed), the
+// policies and relabels through the real kube-apiservers and agents.
 //
 // The model, the suite's policies and scenarios and the truth tables are
 // the package's API (Scenarios, Reachability and the policy builders), so
