@@ -19,7 +19,10 @@ import (
 // TestDualStack runs the story on a dual-stack pair of clusters (every
 // node, pod and kube-apiserver with both families): pod to pod across
 // clusters over IPv6, encrypted, and over IPv4; a dual-stack global
-// Service through its IPv6 and IPv4 ClusterIPs; the cross-cluster policy
+// Service through its IPv6 and IPv4 ClusterIPs; the IPv4 bed's
+// global-Service scenario (affinity local, failover to the peer and back,
+// remote, none, a Service global in one cluster only) through the IPv6
+// ClusterIPs of rebel-base made dual-stack; the cross-cluster policy
 // enforced over IPv6, its drop recorded with IPv6 addresses.
 func TestDualStack(t *testing.T) {
 	if testing.Short() {
@@ -38,6 +41,7 @@ func TestDualStack(t *testing.T) {
 		{"PodToPodIPv6Encrypted", testPodToPodIPv6Encrypted},
 		{"PodToPodIPv4", testPodToPodIPv4DualStack},
 		{"GlobalServiceIPv6", testGlobalServiceIPv6},
+		{"GlobalServiceScenarioIPv6", testGlobalServiceScenarioDualStack},
 		{"CrossClusterPolicyIPv6", testCrossClusterPolicyIPv6},
 	}
 	for _, s := range steps {
@@ -209,6 +213,36 @@ func testGlobalServiceIPv6(t *testing.T, w *starwars.World) {
 		}
 		b.Logf("    x-wing -> rebel-base-ds (%s): %v", addr, tally)
 	}
+}
+
+// The IPv4 bed's global-Service scenario (testGlobalService) over IPv6:
+// rebel-base (examples/global-service.yaml, applied without
+// ipFamilyPolicy, so IPv4 only) made dual-stack in both clusters, keeping
+// its IPv4 ClusterIP; through its IPv6 ClusterIP, x-wing of cluster1 gets
+// local backends (affinity local), cluster2's when cluster1's stop being
+// ready, and its own again; remote; none uses both; the lonely Service
+// (dual-stack, as the bed creates Services in a dual-stack bed) is served
+// in each cluster by its own backends. Then the IPv4 ClusterIP serves
+// from both clusters too (affinity none).
+func testGlobalServiceScenarioDualStack(t *testing.T, w *starwars.World) {
+	ctx := t.Context()
+	for _, c := range w.Bed.Clusters() {
+		addrs, err := c.RequireDualStack(ctx, starwars.Namespace, "rebel-base")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if addrs[0] != w.RebelBase[c.Name] || !netip.MustParseAddrPort(addrs[1]).Addr().Is6() {
+			t.Fatalf("%s: rebel-base made dual-stack has ClusterIPs %v, want %s then an IPv6 one", c.Name, addrs, w.RebelBase[c.Name])
+		}
+	}
+	globalServiceOver(t, w, bed.FamilyIPv6)
+	svc4 := w.RebelBase["cluster1"]
+	tally, err := w.WaitTally(ctx, w.Pod("cluster1/x-wing"), svc4, 30, 60*time.Second, "rebel-base at "+svc4+" (affinity none): both clusters",
+		func(t starwars.Tally) bool { return t.Only("cluster1", "cluster2") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Bed.Logf("    x-wing -> rebel-base (%s, affinity none): %v", svc4, tally)
 }
 
 // Cilium's cross-cluster policy example over IPv6: tie-fighter of

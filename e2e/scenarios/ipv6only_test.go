@@ -21,8 +21,10 @@ import (
 // InternalIP, IPv6 pod CIDRs and pods, an IPv6 Service CIDR only): pod to
 // pod across clusters, encrypted by WireGuard over the IPv6 underlay; the
 // addresses of every Node and Pod IPv6 only, and the pairs reachable both
-// ways; a global Service through its IPv6 ClusterIP; the cross-cluster
-// policy enforced, its drop recorded with IPv6 addresses. Then the bed's
+// ways; the IPv4 bed's global-Service scenario (affinity local, failover
+// to the peer and back, remote, none, a Service global in one cluster
+// only) through the IPv6 ClusterIPs; the cross-cluster policy enforced,
+// its drop recorded with IPv6 addresses. Then the bed's
 // plain nodes (the benchmarks' baseline) with IPv6 pod CIDRs.
 func TestIPv6Only(t *testing.T) {
 	if testing.Short() {
@@ -159,53 +161,23 @@ func testOnlyIPv6Addresses(t *testing.T, w *starwars.World) {
 	}
 }
 
-// rebel-base as a global Service of an IPv6-only cluster: its one
-// ClusterIP is IPv6, and x-wing of cluster1 reaches cluster2's backends
-// through it (remote affinity).
-const ipv6OnlyService = `
-apiVersion: v1
-kind: Service
-metadata:
-  name: rebel-base-v6
-  namespace: default
-  annotations:
-    service.cilium.io/global: "true"
-    service.cilium.io/shared: "true"
-    service.cilium.io/affinity: "remote"
-spec:
-  selector:
-    name: rebel-base
-  ports:
-  - name: http
-    port: 80
-    targetPort: 80
-`
-
+// The IPv4 bed's global-Service scenario (testGlobalService) on the
+// IPv6-only pair: rebel-base's one ClusterIP is IPv6 in each cluster, and
+// through it x-wing of cluster1 gets local backends (affinity local),
+// cluster2's when cluster1's stop being ready, and its own again; remote;
+// none uses both; the lonely Service (global in cluster1 only, IPv6 too)
+// is served in each cluster by its own backends.
 func testGlobalServiceIPv6Only(t *testing.T, w *starwars.World) {
-	ctx, b := t.Context(), w.Bed
-	for _, c := range b.Clusters() {
-		if err := c.Apply(ctx, ipv6OnlyService); err != nil {
+	for _, c := range w.Bed.Clusters() {
+		addrs, err := c.ServiceAddrs(t.Context(), starwars.Namespace, "rebel-base")
+		if err != nil {
 			t.Fatal(err)
 		}
+		if len(addrs) != 1 || !netip.MustParseAddrPort(addrs[0]).Addr().Is6() || addrs[0] != w.RebelBase[c.Name] {
+			t.Fatalf("%s: rebel-base ClusterIPs %v, want one IPv6 one", c.Name, addrs)
+		}
 	}
-	addrs, err := b.Cluster("cluster1").ServiceAddrs(ctx, starwars.Namespace, "rebel-base-v6")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(addrs) != 1 || !netip.MustParseAddrPort(addrs[0]).Addr().Is6() {
-		t.Fatalf("rebel-base-v6 ClusterIPs %v, want one IPv6 one", addrs)
-	}
-	xwing := w.Pod("cluster1/x-wing")
-	tally, err := w.WaitTally(ctx, xwing, addrs[0], 10, 60*time.Second, "rebel-base-v6 at "+addrs[0]+": only cluster2's backends",
-		func(t starwars.Tally) bool { return t.Only("cluster2") })
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.Logf("    x-wing -> rebel-base-v6 (%s): %v", addrs[0], tally)
-	// The starwars world's own global Service, with default affinity.
-	if a := netip.MustParseAddrPort(w.RebelBase["cluster1"]); !a.Addr().Is6() {
-		t.Errorf("rebel-base's ClusterIP %v, want an IPv6 one", a)
-	}
+	globalServiceOver(t, w, bed.FamilyIPv6)
 }
 
 // Two plain nodes (no agent) with IPv6 pod CIDRs, so on the IPv6

@@ -81,11 +81,19 @@ func testPodToPodEncrypted(t *testing.T, w *starwars.World) {
 // affinity local) from x-wing of cluster1: local backends; cluster2's when
 // cluster1's stop being ready, and back; remote; none uses both. A
 // Service of the same name that is not global in a peer is never used.
-func testGlobalService(t *testing.T, w *starwars.World) {
+func testGlobalService(t *testing.T, w *starwars.World) { globalServiceOver(t, w, bed.FamilyIPv4) }
+
+// globalServiceOver is scenario 2 through the Services' ClusterIPs of
+// family fam (bed.FamilyIPv4 or bed.FamilyIPv6), so that the dual-stack
+// and IPv6-only beds run it over IPv6.
+func globalServiceOver(t *testing.T, w *starwars.World, fam bed.AddrFamily) {
 	ctx, b := t.Context(), w.Bed
 	c1, c2 := b.Cluster("cluster1"), b.Cluster("cluster2")
 	xwing := w.Pod("cluster1/x-wing")
-	svc := w.RebelBase["cluster1"]
+	svc, err := c1.ServiceAddrOf(ctx, starwars.Namespace, "rebel-base", fam)
+	if err != nil {
+		t.Fatal(err)
+	}
 	expect := func(what string, clusters ...string) {
 		t.Helper()
 		tally, err := w.WaitTally(ctx, xwing, svc, 10, 60*time.Second, what, func(t starwars.Tally) bool { return t.Only(clusters...) })
@@ -129,14 +137,19 @@ func testGlobalService(t *testing.T, w *starwars.World) {
 	// clients never reach cluster2's backends, and cluster2's clients
 	// only their own.
 	sel := map[string]string{"name": "rebel-base"}
-	lonely1, err := c1.CreateService(ctx, starwars.Namespace, "lonely", sel, map[string]string{"service.cilium.io/global": "true"})
-	if err != nil {
-		t.Fatal(err)
+	lonely := func(c *bed.Cluster, annotations map[string]string) string {
+		t.Helper()
+		if _, err := c.CreateService(ctx, starwars.Namespace, "lonely", sel, annotations); err != nil {
+			t.Fatal(err)
+		}
+		addr, err := c.ServiceAddrOf(ctx, starwars.Namespace, "lonely", fam)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return addr
 	}
-	lonely2, err := c2.CreateService(ctx, starwars.Namespace, "lonely", sel, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lonely1 := lonely(c1, map[string]string{"service.cilium.io/global": "true"})
+	lonely2 := lonely(c2, nil)
 	for _, c := range []struct {
 		from *bed.Pod
 		addr string
