@@ -2,6 +2,7 @@ package cni_test
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -17,7 +18,8 @@ import (
 
 	"github.com/clustermesh/clustermesh/agent/datapath"
 	"github.com/clustermesh/clustermesh/agent/datapath/bpfdp"
-	"github.com/clustermesh/clustermesh/agent/drops"
+	"github.com/clustermesh/clustermesh/agent/flowapi"
+	"github.com/clustermesh/clustermesh/agent/localapi"
 	"github.com/clustermesh/clustermesh/agent/server"
 	"github.com/clustermesh/clustermesh/bpf"
 	"github.com/clustermesh/clustermesh/identity"
@@ -160,10 +162,31 @@ func TestChainEnforcesPolicy(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, "policy-denied drops counted for the denied connections", func() bool { return denied() > before })
 	// The agent records each denied connection with both identities and
 	// the reason, for the user: GET /v1/drops on its socket.
-	waitDrop(t, sock, pods["client"].ip, drops.Record{Direction: "ingress", Reason: "policy-denied", Dst: srv(9090), Protocol: 6,
+	waitDrop(t, sock, pods["client"].ip, localapi.DropRecord{Direction: "ingress", Reason: "policy-denied", Dst: srv(9090), Protocol: 6,
 		SrcIdentity: uint32(pods["client"].id), DstIdentity: uint32(pods["server"].id), SrcCluster: "cluster1", DstCluster: "cluster1"})
-	waitDrop(t, sock, pods["other"].ip, drops.Record{Direction: "ingress", Reason: "policy-denied", Dst: srv(8080), Protocol: 6,
+	waitDrop(t, sock, pods["other"].ip, localapi.DropRecord{Direction: "ingress", Reason: "policy-denied", Dst: srv(8080), Protocol: 6,
 		SrcIdentity: uint32(pods["other"].id), DstIdentity: uint32(pods["server"].id), SrcCluster: "cluster1", DstCluster: "cluster1"})
+	// The same as flows, both ends named and labeled: the denied SYN, and
+	// the allowed connection with its reply (the SYN-ACK).
+	client, server := pods["client"], pods["server"]
+	drop := waitFlow(t, sock, "verdict=dropped&from-pod=cni/client&to-pod=cni/server&port=9090", "the denied SYN", func(f *flowapi.Flow) bool {
+		return f.TCPFlags == flowapi.SYN
+	})
+	wantEnd := func(p *podInfo, name string, port uint16) flowapi.Endpoint {
+		return flowapi.Endpoint{IP: p.ip, Port: port, Identity: uint32(p.id), Cluster: "cluster1", Namespace: ns, Pod: name}
+	}
+	checkFlow(t, drop, flowapi.Flow{Node: nodeName, Direction: "ingress", Verdict: "dropped", Reason: "policy-denied", Protocol: flowapi.ProtoTCP,
+		TCPFlags: flowapi.SYN, Src: wantEnd(client, "client", drop.Src.Port), Dst: wantEnd(server, "server", 9090)}, "k8s:app=client", "k8s:app=server")
+	allowed := waitFlow(t, sock, "verdict=forwarded&from-pod=cni/client&to-pod=cni/server&port=8080", "the allowed SYN at the server", func(f *flowapi.Flow) bool {
+		return f.Direction == "ingress" && f.Reason == "policy-allow"
+	})
+	checkFlow(t, allowed, flowapi.Flow{Node: nodeName, Direction: "ingress", Verdict: "forwarded", Reason: "policy-allow", Protocol: flowapi.ProtoTCP,
+		TCPFlags: flowapi.SYN, Src: wantEnd(client, "client", allowed.Src.Port), Dst: wantEnd(server, "server", 8080)}, "k8s:app=client", "k8s:app=server")
+	reply := waitFlow(t, sock, fmt.Sprintf("from-pod=cni/server&to-pod=cni/client&port=%d", allowed.Src.Port), "the SYN-ACK leaving the server", func(f *flowapi.Flow) bool {
+		return f.IsReply && f.Direction == "egress"
+	})
+	checkFlow(t, reply, flowapi.Flow{Node: nodeName, Direction: "egress", Verdict: "forwarded", Reason: "ct-reply", Protocol: flowapi.ProtoTCP,
+		TCPFlags: flowapi.SYN | flowapi.ACK, IsReply: true, Src: wantEnd(server, "server", 8080), Dst: wantEnd(client, "client", allowed.Src.Port)}, "k8s:app=server", "k8s:app=client")
 	// The server itself is not isolated for egress, and replies flow.
 	echoServer(t, pods["other"].netns, 7070)
 	if err := reaches(pods["server"].netns, netip.AddrPortFrom(pods["other"].ip, 7070)); err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,11 +19,13 @@ import (
 
 	"github.com/containernetworking/cni/libcni"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/vishvananda/netns"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/clustermesh/clustermesh/agent/drops"
+	"github.com/clustermesh/clustermesh/agent/flowapi"
 	"github.com/clustermesh/clustermesh/agent/localapi"
 	cmv1 "github.com/clustermesh/clustermesh/apis/clustermesh/v1alpha1"
 	"github.com/clustermesh/clustermesh/identity/podlabels"
@@ -271,16 +274,54 @@ func getJSON(t *testing.T, socket, path string, into any) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET %s: %s %s", path, resp.Status, body)
 	}
+	if s, ok := into.(*string); ok {
+		*s = string(body)
+		return
+	}
 	if err := json.Unmarshal(body, into); err != nil {
 		t.Fatalf("GET %s: %v: %s", path, err, body)
 	}
 }
 
+// waitFlow waits for the agent's GET /v1/flows?<query> to hold a flow that
+// match accepts, and returns it.
+func waitFlow(t *testing.T, socket, query, what string, match func(*flowapi.Flow) bool) flowapi.Flow {
+	t.Helper()
+	var found flowapi.Flow
+	var seen []flowapi.Flow
+	defer func() {
+		if t.Failed() {
+			t.Logf("GET /v1/flows?%s: %+v", query, seen)
+		}
+	}()
+	testutil.Eventually(t, 5*time.Second, what+" in GET /v1/flows?"+query, func() bool {
+		var body string
+		getJSON(t, socket, "/v1/flows?"+query, &body)
+		seen = seen[:0]
+		for line := range strings.SplitSeq(strings.TrimSpace(body), "\n") {
+			var l flowapi.Line
+			if err := json.Unmarshal([]byte(line), &l); err != nil {
+				t.Fatalf("GET /v1/flows?%s: line %q: %v", query, line, err)
+			}
+			if l.Flow == nil {
+				continue
+			}
+			seen = append(seen, *l.Flow)
+			if match(l.Flow) {
+				found = *l.Flow
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
 // waitDrop waits for the agent's GET /v1/drops to hold want from src (any
 // source port), at any endpoint, at about the current time.
-func waitDrop(t *testing.T, socket string, src netip.Addr, want drops.Record) {
+func waitDrop(t *testing.T, socket string, src netip.Addr, want localapi.DropRecord) {
 	t.Helper()
-	var seen []drops.Record
+	var seen []localapi.DropRecord
 	defer func() {
 		if t.Failed() {
 			t.Logf("GET /v1/drops: %+v", seen)
@@ -299,4 +340,20 @@ func waitDrop(t *testing.T, socket string, src netip.Addr, want drops.Record) {
 		}
 		return false
 	})
+}
+
+// checkFlow compares got with want, ignoring what the kernel chooses (time,
+// endpoint ID, length), and checks that each end carries its label.
+func checkFlow(t *testing.T, got, want flowapi.Flow, srcLabel, dstLabel string) {
+	t.Helper()
+	if !slices.Contains(got.Src.Labels, srcLabel) || !slices.Contains(got.Dst.Labels, dstLabel) {
+		t.Errorf("flow labels %v -> %v, want %s and %s", got.Src.Labels, got.Dst.Labels, srcLabel, dstLabel)
+	}
+	if time.Since(got.Time).Abs() > time.Minute || got.EndpointID == 0 || got.Bytes == 0 {
+		t.Errorf("flow time %v, endpoint %d, %d bytes: want now, an endpoint, a length", got.Time, got.EndpointID, got.Bytes)
+	}
+	got.Time, got.EndpointID, got.Bytes, got.Src.Labels, got.Dst.Labels = time.Time{}, 0, 0, nil, nil
+	if d := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Addr{})); d != "" {
+		t.Errorf("flow (-want +got):\n%s", d)
+	}
 }

@@ -1,8 +1,8 @@
 // Package localapi is the agent's local read API (HTTP/JSON, see
 // docs/agent-api.md): the status of the peers and reconcilers, the state's
 // ipcache, identities, endpoints and policies, the services' selected
-// backends, the datapath's recent drops, and /healthz, /readyz and
-// /metrics. Serve serves a handler on the unix socket --api-socket.
+// backends, the datapath's recent flows (a query or a stream) and drops,
+// and /healthz, /readyz and /metrics. Serve serves a handler on the unix socket --api-socket.
 //
 // Rules: the API only reads, through the functions of its Config (no
 // dependency on the agent that wires it); every answer is computed from
@@ -17,7 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/clustermesh/clustermesh/agent/cniapi"
-	"github.com/clustermesh/clustermesh/agent/drops"
+	"github.com/clustermesh/clustermesh/agent/flows"
 	"github.com/clustermesh/clustermesh/agent/policy"
 	"github.com/clustermesh/clustermesh/agent/reconciler"
 	"github.com/clustermesh/clustermesh/agent/remote"
@@ -39,10 +39,9 @@ type Config struct {
 	Ready func() bool
 	// PolicyProblems returns the invalid parts of policies, by policy.
 	PolicyProblems func() map[policy.PolicyKey][]policy.Problem
-	// Drops lists the datapath's recent drops and how many were
-	// overwritten (drops.Recorder.List); nil when none are recorded
-	// (--datapath=none).
-	Drops func(drops.Query) ([]drops.Record, uint64)
+	// Flows is the recorder of the datapath's flows (GET /v1/flows and
+	// /v1/drops); nil when none are recorded (--datapath=none).
+	Flows *flows.Recorder
 	// Metrics is served as /metrics.
 	Metrics prometheus.Gatherer
 }
@@ -63,6 +62,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/services", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Services()) })
 	mux.HandleFunc("GET /v1/policies", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Policies()) })
 	mux.HandleFunc("GET /v1/endpoints", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Endpoints()) })
+	mux.HandleFunc("GET /v1/flows", a.getFlows)
 	mux.HandleFunc("GET /v1/drops", a.getDrops)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", a.Readyz)

@@ -78,13 +78,19 @@ func TestAgentBPFDatapath(t *testing.T) {
 	p.Env.Stop()
 	second := startAgent(t, kube, "node-bpf", func(b *agentBed) { b.connect(t, p) }, useBPF)
 	second.waitAPI(t)
-	// With --datapath=bpf the drops recorder runs (the CNI test drops real
-	// packets and finds them there).
+	// With --datapath=bpf the flows recorder runs (the CNI test drops real
+	// packets and finds them there), its metrics with the agent's.
 	var dr localapi.DropsResponse
 	second.get(t, "/v1/drops", &dr)
 	if dr.Drops == nil {
 		t.Fatalf("GET /v1/drops with --datapath=bpf: %+v, want a list", dr)
 	}
+	var flowsBody string
+	second.get(t, "/v1/flows", &flowsBody)
+	if !strings.Contains(flowsBody, `{"status":{"node":"node-bpf"`) {
+		t.Fatalf("GET /v1/flows with --datapath=bpf: %s, want the status line", flowsBody)
+	}
+	lintMetrics(t, second.agent.Registry)
 	testutil.Consistently(t, time.Second, "pinned entry kept while the peer is not ready", func() bool {
 		got, err := second.agent.Datapath.IPCache().List(t.Context())
 		return err == nil && got[pod] == want

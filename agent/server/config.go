@@ -7,7 +7,7 @@ import (
 
 	"k8s.io/client-go/rest"
 
-	"github.com/clustermesh/clustermesh/agent/drops"
+	"github.com/clustermesh/clustermesh/agent/flows"
 	"github.com/clustermesh/clustermesh/identity"
 )
 
@@ -63,10 +63,14 @@ type Config struct {
 	// CacheTTL revokes a peer's state when its heartbeat has not changed
 	// for this long (--clustermesh-cache-ttl; 0: keep it).
 	CacheTTL time.Duration
-	// DropsCapacity is how many of the datapath's most recent drops
-	// GET /v1/drops keeps (--drops-capacity; 0: drops.DefaultCapacity).
-	// Drops are recorded only with --datapath=bpf.
-	DropsCapacity int
+	// FlowsCapacity is how many of the datapath's most recent flows
+	// GET /v1/flows keeps (--flows-capacity; 0: flows.DefaultCapacity).
+	// Flows are recorded only with --datapath=bpf.
+	FlowsCapacity int
+	// FlowsAllowedSample records 1 in N forwarded connections as flows
+	// (--flows-allowed-sample; 0 or 1: every one, negative: none); drops
+	// are always recorded.
+	FlowsAllowedSample int
 }
 
 // Validate checks the configuration and fills defaults.
@@ -113,10 +117,10 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--clustermesh-cache-ttl %v: must be 0 (keep the last state) or positive", c.CacheTTL))
 	}
 	switch {
-	case c.DropsCapacity == 0:
-		c.DropsCapacity = drops.DefaultCapacity
-	case c.DropsCapacity < 0:
-		errs = append(errs, fmt.Errorf("--drops-capacity %d: must be positive (the number of recent drops kept, default %d)", c.DropsCapacity, drops.DefaultCapacity))
+	case c.FlowsCapacity == 0:
+		c.FlowsCapacity = flows.DefaultCapacity
+	case c.FlowsCapacity < 0:
+		errs = append(errs, fmt.Errorf("--flows-capacity %d: must be positive (the number of recent flows kept, default %d)", c.FlowsCapacity, flows.DefaultCapacity))
 	}
 	if c.KVStoreRoot == "" {
 		c.KVStoreRoot = "cilium"

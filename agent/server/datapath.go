@@ -6,24 +6,26 @@ import (
 
 	"github.com/clustermesh/clustermesh/agent/datapath"
 	"github.com/clustermesh/clustermesh/agent/datapath/bpfdp"
-	"github.com/clustermesh/clustermesh/agent/drops"
+	"github.com/clustermesh/clustermesh/agent/flows"
 	"github.com/clustermesh/clustermesh/bpf"
 	"github.com/clustermesh/clustermesh/tunnel"
 )
 
 // loadBPF makes the eBPF datapath the agent's (--datapath=bpf), reopening
-// what a previous run pinned, with the recorder of its drops and, with
+// what a previous run pinned, with the recorder of its flows and, with
 // --cgroup-root, the socket load-balancing programs attached.
 func (a *Agent) loadBPF(ctx context.Context) error {
 	cfg := a.cfg
-	dp, err := bpfdp.New(ctx, bpf.Options{PinDir: cfg.BPFPinDir, TCAttach: cfg.TCAttach,
+	dp, err := bpfdp.New(ctx, bpf.Options{PinDir: cfg.BPFPinDir, TCAttach: cfg.TCAttach, TraceSample: cfg.FlowsAllowedSample,
 		IPCacheMaxEntries: cfg.BPFIPCacheMaxEntries, PolicyMaxEntries: cfg.BPFPolicyMaxEntries}, cfg.EndpointNetNS, bpfdp.WithLogger(a.log))
 	if err != nil {
 		return fmt.Errorf("--datapath=bpf: load the eBPF datapath (pinned under --bpf-pin-dir %s): %w", cfg.BPFPinDir, err)
 	}
 	a.Datapath, a.closeDP = dp, func() { _ = dp.Close() }
 	a.bpf = dp.BPF()
-	a.drops = drops.NewRecorder(drops.Config{Capacity: cfg.DropsCapacity, ClusterOf: a.clusterOf, Log: a.log})
+	a.flows = flows.NewRecorder(flows.Config{Node: cfg.NodeName, Capacity: cfg.FlowsCapacity,
+		Resolver: flows.NewStateResolver(a.State, cfg.ClusterName), DatapathLost: a.bpf.EventsLost, Log: a.log})
+	a.Registry.MustRegister(a.flows.Collectors()...)
 	if cfg.CgroupRoot != "" {
 		if err := dp.BPF().AttachCgroup(cfg.CgroupRoot); err != nil {
 			return fmt.Errorf("--cgroup-root %s: attach the socket load-balancing programs: %w", cfg.CgroupRoot, err)

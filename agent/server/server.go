@@ -2,7 +2,7 @@
 // of the mesh configuration directory (with the claims they are validated
 // against), the local cluster's watchers, the merged state, the datapath
 // and its reconcilers (fed by agent/desired), the recorder of the
-// datapath's drops, the WireGuard device and its key publisher, the local
+// datapath's flows, the WireGuard device and its key publisher, the local
 // API on a unix socket (agent/localapi, agent/cniserver) and the metrics.
 //
 // Rules: Run owns every goroutine it starts and returns after they stopped;
@@ -33,7 +33,7 @@ import (
 	"github.com/clustermesh/clustermesh/agent/cniserver"
 	"github.com/clustermesh/clustermesh/agent/cnistore"
 	"github.com/clustermesh/clustermesh/agent/datapath"
-	"github.com/clustermesh/clustermesh/agent/drops"
+	"github.com/clustermesh/clustermesh/agent/flows"
 	"github.com/clustermesh/clustermesh/agent/local"
 	"github.com/clustermesh/clustermesh/agent/localapi"
 	"github.com/clustermesh/clustermesh/agent/peers"
@@ -68,10 +68,10 @@ type Agent struct {
 	reconcilers []statusRunner
 	Registry    *prometheus.Registry
 
-	// bpf is the eBPF datapath (nil unless --datapath=bpf); drops records
-	// its drops (nil when bpf is).
+	// bpf is the eBPF datapath (nil unless --datapath=bpf); flows records
+	// its flows (nil when bpf is).
 	bpf   *bpf.Datapath
-	drops *drops.Recorder
+	flows *flows.Recorder
 }
 
 // statusRunner is a reconciler of any table.
@@ -192,10 +192,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Agent, err error
 	})
 	api := localapi.Config{
 		Cluster: cfg.ClusterName, Node: cfg.NodeName, State: st, Peers: a.peers.Status, Reconcilers: a.reconcilerStatus,
-		Ready: a.ready, PolicyProblems: a.policies.Problems, Metrics: a.Registry,
-	}
-	if a.drops != nil {
-		api.Drops = a.drops.List
+		Ready: a.ready, PolicyProblems: a.policies.Problems, Metrics: a.Registry, Flows: a.flows,
 	}
 	a.API = localapi.New(api)
 	a.Registry.MustRegister(newStatusCollector(a.peers.Status, a.reconcilerStatus))
@@ -222,7 +219,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	// Stop every component before closing what they use (the datapath,
-	// the event broadcaster); the drops recorder closes its reader of the
+	// the event broadcaster); the flows recorder closes its reader of the
 	// datapath's events on its way out, before the datapath.
 	defer func() {
 		cancel()
@@ -243,8 +240,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			return wgkey.Publish(ctx, a.kube.CoreV1().Nodes(), a.cfg.NodeName, a.wireguard.PublicKey(), a.log)
 		}
 	}
-	if a.drops != nil {
-		runners["drops recorder"] = a.recordDrops
+	if a.flows != nil {
+		runners["flows recorder"] = a.recordFlows
 	}
 	if a.cfg.HealthAddr != "" || a.cfg.MetricsAddr != "" {
 		runners["health and metrics"] = func(ctx context.Context) error {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/clustermesh/clustermesh/agent/datapath"
 	"github.com/clustermesh/clustermesh/agent/localapi"
@@ -81,6 +83,7 @@ func testPeerState(t *testing.T, kube *k8stest.Cluster) {
 			t.Fatalf("/metrics lacks %s:\n%s", want, metrics)
 		}
 	}
+	lintMetrics(t, b.agent.Registry)
 	pfx := netip.MustParsePrefix("10.2.1.5/32")
 	node := netip.MustParsePrefix("192.168.2.1/32")
 	eventually(t, "ipcache reconciled into the datapath", func() bool {
@@ -152,8 +155,8 @@ func containsEntry(ipc []localapi.PrefixEntry, e localapi.PrefixEntry) bool {
 }
 
 func TestConfigErrorsNameTheFlags(t *testing.T) {
-	_, err := server.New(t.Context(), server.Config{ClusterName: "x", ClusterID: 1, Datapath: "dpdk"}, nil)
-	for _, want := range []string{"--node-name", "--mesh-config-dir", "--datapath", "--api-socket"} {
+	_, err := server.New(t.Context(), server.Config{ClusterName: "x", ClusterID: 1, Datapath: "dpdk", FlowsCapacity: -1}, nil)
+	for _, want := range []string{"--node-name", "--mesh-config-dir", "--datapath", "--api-socket", "--flows-capacity"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not name %s", err, want)
 		}
@@ -161,3 +164,23 @@ func TestConfigErrorsNameTheFlags(t *testing.T) {
 }
 
 func netipPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+// lintMetrics fails the test for every problem promlint finds in the
+// metrics of the agent's registry.
+func lintMetrics(t *testing.T, reg prometheus.Gatherer) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+	if len(mfs) == 0 {
+		t.Error("promlint: no metrics gathered")
+	}
+}

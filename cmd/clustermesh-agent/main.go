@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/clustermesh/clustermesh/agent/drops"
+	"github.com/clustermesh/clustermesh/agent/flows"
 	"github.com/clustermesh/clustermesh/agent/server"
 	"github.com/clustermesh/clustermesh/internal/cmdutil"
 	"github.com/clustermesh/clustermesh/internal/flagconf"
@@ -67,7 +67,10 @@ func newCommand() *cobra.Command {
 	f.StringVar(&cfg.KVStoreRoot, "kvstore-root", "cilium", "root prefix of the etcd schema")
 	f.DurationVar(&cfg.CacheTTL, "clustermesh-cache-ttl", 0,
 		"revoke a peer's state when its heartbeat has not changed for this long (0: keep the last state; must exceed the peers' heartbeat interval)")
-	f.IntVar(&cfg.DropsCapacity, "drops-capacity", drops.DefaultCapacity, "how many of the datapath's most recent drops GET /v1/drops keeps (--datapath=bpf)")
+	f.IntVar(&cfg.FlowsCapacity, "flows-capacity", flows.DefaultCapacity, "how many of the datapath's most recent flows (connections and drops) GET /v1/flows and /v1/drops keep (--datapath=bpf)")
+	f.IntVar(&cfg.FlowsCapacity, "drops-capacity", flows.DefaultCapacity, "deprecated name of --flows-capacity")
+	_ = f.MarkDeprecated("drops-capacity", "use --flows-capacity (drops are kept with the other flows)")
+	f.IntVar(&cfg.FlowsAllowedSample, "flows-allowed-sample", 1, "record 1 in N forwarded connections as flows (1: every one; -1: none); drops are always recorded (--datapath=bpf)")
 	f.BoolVar(&cfg.WireGuard, "enable-wireguard", true, "route and encrypt traffic to every other node of the mesh with WireGuard (kernel, or wireguard-go where the kernel has none)")
 	f.StringVar(&cfg.WireGuardKeyFile, "wireguard-key-file", "/var/lib/clustermesh-state/wireguard.key", "the node's WireGuard private key (created if absent; keep it across restarts)")
 	f.StringVar(&cfg.WireGuardDevice, "wireguard-device", "cm-wg0", "name of the WireGuard device")

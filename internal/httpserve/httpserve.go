@@ -71,10 +71,12 @@ func Serve(ctx context.Context, healthAddr, metricsAddr string, ready http.Handl
 }
 
 // Run serves h on l until ctx ends or the server fails, then shuts it down
-// (waiting up to 5 s for requests in flight). It returns nil when ctx
-// ended.
+// (waiting up to 5 s for requests in flight). Requests' contexts end with
+// ctx, so that long requests (streams) end with the server. It returns nil
+// when ctx ended.
 func Run(ctx context.Context, l net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
 	wg.Go(func() { errc <- srv.Serve(l) })

@@ -1,0 +1,211 @@
+package localapi
+
+import (
+	"bufio"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/clustermesh/clustermesh/agent/flowapi"
+	"github.com/clustermesh/clustermesh/agent/flows"
+)
+
+var t0 = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+
+// flowsFixture: at t0+i s, flow i; x-wing (cluster1) to rebel-base
+// (cluster2) on port 80, forwarded then dropped, and a UDP drop from
+// tie-fighter to the world.
+func flowsFixture() []flowapi.Flow {
+	xwing := flowapi.Endpoint{IP: netip.MustParseAddr("10.1.0.5"), Port: 43210, Identity: 65546, Cluster: "cluster1", Namespace: "default", Pod: "x-wing",
+		Labels: []string{"k8s:app=x-wing"}}
+	rebel := flowapi.Endpoint{IP: netip.MustParseAddr("10.2.0.7"), Port: 80, Identity: 131092, Cluster: "cluster2", Namespace: "default", Pod: "rebel-base",
+		Labels: []string{"k8s:app=rebel-base"}}
+	tie := flowapi.Endpoint{IP: netip.MustParseAddr("10.1.0.9"), Port: 5000, Identity: 65547, Cluster: "cluster1", Namespace: "empire", Pod: "tie-fighter"}
+	world := flowapi.Endpoint{IP: netip.MustParseAddr("1.1.1.1"), Port: 53, Identity: 2, Reserved: "world"}
+	return []flowapi.Flow{
+		{Time: t0.Add(1 * time.Second), Node: "n1", Direction: "egress", Verdict: "forwarded", Reason: "policy-allow", Protocol: flowapi.ProtoTCP,
+			TCPFlags: flowapi.SYN, EndpointID: 3, Src: xwing, Dst: rebel},
+		{Time: t0.Add(2 * time.Second), Node: "n1", Direction: "egress", Verdict: "dropped", Reason: "policy-denied", Protocol: flowapi.ProtoTCP,
+			TCPFlags: flowapi.SYN, EndpointID: 3, Src: xwing, Dst: rebel, Bytes: 60},
+		{Time: t0.Add(3 * time.Second), Node: "n1", Direction: "egress", Verdict: "dropped", Reason: "policy-deny-rule", Protocol: flowapi.ProtoUDP,
+			EndpointID: 4, Src: tie, Dst: world},
+	}
+}
+
+// recorderWith returns a recorder holding fs (no datapath).
+func recorderWith(fs []flowapi.Flow, cfg flows.Config) *flows.Recorder {
+	rec := flows.NewRecorder(cfg)
+	for i := range fs {
+		rec.Ring().Add(&fs[i])
+	}
+	return rec
+}
+
+// readLines decodes a body of newline-delimited flow lines.
+func readLines(t *testing.T, body string) []flowapi.Line {
+	t.Helper()
+	var out []flowapi.Line
+	sc := bufio.NewScanner(strings.NewReader(body))
+	for sc.Scan() {
+		var l flowapi.Line
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// flowTimes returns the seconds after t0 of the flows of lines.
+func flowTimes(lines []flowapi.Line) []int {
+	out := []int{}
+	for _, l := range lines {
+		if l.Flow != nil {
+			out = append(out, int(l.Flow.Time.Sub(t0)/time.Second))
+		}
+	}
+	return out
+}
+
+func TestFlowsQuery(t *testing.T) {
+	a := New(Config{Flows: recorderWith(flowsFixture(), flows.Config{Node: "n1", Capacity: 8,
+		DatapathLost: func() (uint64, error) { return 4, nil }})})
+	for _, tc := range []struct {
+		query string
+		want  []int
+	}{
+		{"", []int{1, 2, 3}},
+		{"?last=2", []int{2, 3}},
+		{"?since=2025-06-01T12:00:01Z", []int{2, 3}},
+		{"?since=2025-06-01T14:00:02%2B02:00&last=5", []int{3}}, // 12:00:02Z, another zone
+		{"?verdict=dropped", []int{2, 3}},
+		{"?verdict=forwarded", []int{1}},
+		{"?from-pod=default/x-wing&verdict=dropped", []int{2}},
+		{"?to-pod=default/rebel-base&last=1", []int{2}},
+		{"?from-cluster=cluster1&to-cluster=cluster2", []int{1, 2}},
+		{"?namespace=empire", []int{3}},
+		{"?label=app=rebel-base", []int{1, 2}},
+		{"?identity=world", []int{3}},
+		{"?identity=65546&identity=2", []int{1, 2, 3}},
+		{"?protocol=udp", []int{3}},
+		{"?port=53", []int{3}},
+		{"?port=80&protocol=udp", []int{}},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			code, body := get(t, a, "/v1/flows"+tc.query)
+			if code != http.StatusOK {
+				t.Fatalf("%d %s", code, body)
+			}
+			lines := readLines(t, body)
+			if len(lines) == 0 || lines[0].Status == nil {
+				t.Fatalf("first line is not the status: %s", body)
+			}
+			st := lines[0].Status
+			if st.Node != "n1" || st.Capacity != 8 || st.Held != 3 || st.Seen != 3 || st.Lost.Datapath != 4 {
+				t.Errorf("status %+v", st)
+			}
+			if d := cmp.Diff(tc.want, flowTimes(lines[1:])); d != "" {
+				t.Errorf("flows (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestFlowsErrors(t *testing.T) {
+	a := New(Config{Flows: flows.NewRecorder(flows.Config{})})
+	for _, tc := range []struct {
+		api   *API
+		query string
+		code  int
+		msg   string
+	}{
+		{a, "?since=yesterday", http.StatusBadRequest, `since=\"yesterday\": want an RFC 3339 time`},
+		{a, "?last=-3", http.StatusBadRequest, `last=\"-3\": want a positive number`},
+		{a, "?from-pod=x-wing", http.StatusBadRequest, `from-pod=\"x-wing\": want \u003cnamespace\u003e/\u003cpod\u003e`},
+		{a, "?verdict=denied", http.StatusBadRequest, `verdict=\"denied\": want forwarded or dropped`},
+		{a, "?port=99999", http.StatusBadRequest, `port=\"99999\": want a port number`},
+		{a, "?follow=sometimes", http.StatusBadRequest, `follow=\"sometimes\"`},
+		// --datapath=none: no recorder.
+		{New(Config{}), "", http.StatusNotFound, "flows are recorded only with --datapath=bpf"},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			code, body := get(t, tc.api, "/v1/flows"+tc.query)
+			if code != tc.code || !strings.Contains(body, tc.msg) {
+				t.Errorf("%d %s, want %d with %q", code, body, tc.code, tc.msg)
+			}
+		})
+	}
+}
+
+// follow=true streams: the held flows asked for, then new ones as they are
+// recorded, filtered; a status line when the datapath lost events.
+func TestFlowsFollow(t *testing.T) {
+	var lost atomic.Uint64
+	fs := flowsFixture()
+	rec := recorderWith(fs[:1], flows.Config{Node: "n1", DatapathLost: func() (uint64, error) { return lost.Load(), nil }})
+	mux := http.NewServeMux()
+	New(Config{Flows: rec}).Register(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+"/v1/flows?follow=true&last=5&protocol=tcp", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/x-ndjson" {
+		t.Errorf("Content-Type %q", ct)
+	}
+	lines := make(chan flowapi.Line)
+	go func() {
+		defer close(lines)
+		dec := json.NewDecoder(resp.Body)
+		for {
+			var l flowapi.Line
+			if dec.Decode(&l) != nil {
+				return
+			}
+			lines <- l
+		}
+	}()
+	next := func(what string) flowapi.Line {
+		t.Helper()
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("%s: the stream ended", what)
+			}
+			return l
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: nothing in 10s", what)
+		}
+		return flowapi.Line{}
+	}
+	if l := next("status"); l.Status == nil || l.Status.Held != 1 {
+		t.Fatalf("first line %+v, want the status", l)
+	}
+	if l := next("held flow"); l.Flow == nil || !l.Flow.Time.Equal(fs[0].Time) {
+		t.Fatalf("second line %+v, want the held flow", l)
+	}
+	// The UDP flow does not pass the filter; the TCP drop does.
+	rec.Ring().Add(&fs[2])
+	rec.Ring().Add(&fs[1])
+	if l := next("new flow"); l.Flow == nil || !l.Flow.Time.Equal(fs[1].Time) || l.Flow.Verdict != "dropped" {
+		t.Fatalf("line %+v, want the new TCP drop", l)
+	}
+	lost.Store(9)
+	if l := next("lost events"); l.Status == nil || l.Status.Lost.Datapath != 9 {
+		t.Fatalf("line %+v, want a status with 9 lost in the datapath", l)
+	}
+}
