@@ -14,6 +14,15 @@ TEST_TIMEOUT ?= 20m
 PKGS      ?= ./...
 K8S_VERSION  ?= 1.37.1
 ETCD_VERSION ?= 3.6.16
+# What the binaries' --version says (internal/version): the VERSION file
+# unless set, the commit, and the hash of the BPF objects they carry.
+VERSION     ?= $(shell cat internal/version/VERSION)
+COMMIT      := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
+BPF_OBJECTS := sha256:$(shell cat bpf/tc_bpfel.o bpf/sock_bpfel.o | sha256sum | cut -d' ' -f1)
+VERSION_PKG := github.com/clustermesh/clustermesh/internal/version
+LDFLAGS     := -X $(VERSION_PKG).version=$(VERSION) -X $(VERSION_PKG).commit=$(COMMIT) -X $(VERSION_PKG).bpfObjects=$(BPF_OBJECTS)
+BINARIES    := clustermesh clustermesh-apiserver clustermesh-agent clustermesh-cni
+OUT_DIR     ?= _output
 # The test bed's kube-apiserver and etcd, built from the Go module proxy.
 export KUBEBUILDER_ASSETS ?= $(CACHE_DIR)/envtest/k8s-$(K8S_VERSION)-etcd-$(ETCD_VERSION)
 
@@ -24,6 +33,11 @@ help: ## Show this help
 .PHONY: build
 build: ## Build every package and binary
 	$(GO) build ./...
+
+.PHONY: bin
+bin: ## Build the binaries, with their version, into _output/bin
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(OUT_DIR)/bin/ $(addprefix ./cmd/,$(BINARIES))
+	@for b in $(BINARIES); do $(OUT_DIR)/bin/$$b --version; done
 
 .PHONY: envtest-bins
 envtest-bins: ## Build kube-apiserver, kube-controller-manager and etcd for the test bed (cached; minutes the first time)

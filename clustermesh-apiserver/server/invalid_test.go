@@ -3,6 +3,7 @@ package server_test
 import (
 	"io"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 
 	"github.com/clustermesh/clustermesh/clustermesh-apiserver/server"
+	"github.com/clustermesh/clustermesh/internal/version"
 	"github.com/clustermesh/clustermesh/kvstore/kvtest"
 )
 
@@ -76,6 +78,7 @@ func TestInvalidInputBecomesEvents(t *testing.T) {
 		`clustermesh_apiserver_invalid_objects_total{kind="service",reason="InvalidAnnotation"} 2`,
 		`clustermesh_apiserver_invalid_objects_total{kind="pod",reason="PodWithoutIP"} 1`,
 		`clustermesh_apiserver_invalid_objects_total{kind="node",reason="InvalidNode"} 1`,
+		`clustermesh_build_info{bpf_objects="",commit="` + version.Get().Commit + `",go_version="` + runtime.Version() + `",version="` + version.Get().Version + `"} 1`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s:\n%s", want, metrics)

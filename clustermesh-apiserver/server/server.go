@@ -24,6 +24,8 @@ import (
 	"github.com/clustermesh/clustermesh/clustermesh-apiserver/allocator"
 	"github.com/clustermesh/clustermesh/clustermesh-apiserver/export"
 	"github.com/clustermesh/clustermesh/identity"
+	"github.com/clustermesh/clustermesh/internal/version"
+	"github.com/clustermesh/clustermesh/internal/version/versionmetric"
 	"github.com/clustermesh/clustermesh/kvstore"
 	"github.com/clustermesh/clustermesh/kvstore/etcdserver"
 	"github.com/clustermesh/clustermesh/kvstore/schema"
@@ -72,6 +74,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 	}
 	s := &Server{cfg: cfg, log: log.With("cluster", cfg.ClusterName), paths: schema.Paths{Root: cfg.KVStoreRoot},
 		registry: prometheus.NewRegistry(), cachesSynced: make(chan struct{})}
+	s.registry.MustRegister(versionmetric.Collector())
+	s.log.Info("starting", "version", version.Get().String())
 	s.layout, _ = identity.NewLayout(cfg.MaxConnectedClusters)
 	defer func() {
 		if err != nil {

@@ -12,9 +12,14 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 
 	"github.com/clustermesh/clustermesh/cni"
+	"github.com/clustermesh/clustermesh/internal/version"
 )
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == "--version" && os.Getenv("CNI_COMMAND") == "" {
+		fmt.Println(cni.BinaryName, version.Get())
+		return
+	}
 	if len(os.Args) > 1 && os.Getenv("CNI_COMMAND") == "" {
 		os.Exit(install(os.Args[1:]))
 	}
@@ -23,7 +28,7 @@ func main() {
 
 func install(args []string) int {
 	if len(args) != 2 || args[0] != "install" {
-		fmt.Fprintln(os.Stderr, "usage: clustermesh-cni install <cni-bin-dir>   (as a CNI plugin it takes no arguments)")
+		fmt.Fprintln(os.Stderr, "usage: clustermesh-cni install <cni-bin-dir> | --version   (as a CNI plugin it takes no arguments)")
 		return 2
 	}
 	self, err := os.Executable()

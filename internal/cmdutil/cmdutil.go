@@ -12,11 +12,15 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/klog/v2"
+
+	"github.com/clustermesh/clustermesh/internal/version"
 )
 
 // Main runs cmd with a context that SIGINT and SIGTERM cancel, prints an
-// error on stderr and exits 1 when the command fails.
+// error on stderr and exits 1 when the command fails. cmd gets --version:
+// the build's version, commit, Go version and BPF objects.
 func Main(cmd *cobra.Command) {
+	SetVersion(cmd)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := cmd.ExecuteContext(ctx)
 	stop()
@@ -24,6 +28,12 @@ func Main(cmd *cobra.Command) {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(1)
 	}
+}
+
+// SetVersion gives cmd the --version flag (and the line it prints).
+func SetVersion(cmd *cobra.Command) {
+	cmd.Version = version.Get().String()
+	cmd.SetVersionTemplate(cmd.Name() + " {{.Version}}\n")
 }
 
 // Logger returns the text logger for a --log-level value (debug, info,
