@@ -30,6 +30,7 @@ import (
 	"github.com/clustermesh/clustermesh/cli/status"
 	"github.com/clustermesh/clustermesh/internal/testing/meshtest"
 	"github.com/clustermesh/clustermesh/internal/testing/testutil"
+	"github.com/clustermesh/clustermesh/internal/version"
 	"github.com/clustermesh/clustermesh/kvstore"
 )
 
@@ -390,8 +391,9 @@ func testStatus(t *testing.T, bed *testbed.Bed, kc string) {
 
 	// --wait returns once both nodes are connected to and synced with
 	// cluster1; the JSON is stable (golden file).
+	// The agents' version is the build's, the same on both nodes.
 	out := mustRun(t, append(args, "--wait", "--wait-duration", "60s", "--wait-interval", "200ms", "-o", "json")...)
-	golden(t, "status.golden.json", out)
+	golden(t, "status.golden.json", strings.ReplaceAll(out, `"version": "`+version.Get().Version+`"`, `"version": "<this build's>"`))
 
 	text := mustRun(t, args...)
 	for _, w := range []string{"Cluster:     cluster2 (ID 2)", "OK   apiserver: 1/1 replicas ready", "peers:     1 configured [cluster1]",

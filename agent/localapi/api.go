@@ -23,6 +23,7 @@ import (
 	"github.com/clustermesh/clustermesh/agent/remote"
 	"github.com/clustermesh/clustermesh/agent/state"
 	"github.com/clustermesh/clustermesh/internal/httpserve"
+	"github.com/clustermesh/clustermesh/internal/version"
 )
 
 // Config is what the API reads.
@@ -73,13 +74,14 @@ func (a *API) Register(mux *http.ServeMux) {
 type StatusResponse struct {
 	Cluster     string              `json:"cluster"`
 	Node        string              `json:"node"`
+	Version     version.Info        `json:"version"`
 	Peers       []remote.Status     `json:"peers"`
 	Reconcilers []reconciler.Status `json:"reconcilers"`
 }
 
 // Status is what GET /v1/status answers.
 func (a *API) Status() StatusResponse {
-	return StatusResponse{Cluster: a.cfg.Cluster, Node: a.cfg.Node, Peers: a.cfg.Peers(), Reconcilers: a.cfg.Reconcilers()}
+	return StatusResponse{Cluster: a.cfg.Cluster, Node: a.cfg.Node, Version: version.Get(), Peers: a.cfg.Peers(), Reconcilers: a.cfg.Reconcilers()}
 }
 
 // Readyz answers 200 once the local cluster, the policy controller and

@@ -45,6 +45,7 @@ import (
 	"github.com/clustermesh/clustermesh/bpf"
 	"github.com/clustermesh/clustermesh/identity"
 	"github.com/clustermesh/clustermesh/internal/httpserve"
+	"github.com/clustermesh/clustermesh/internal/version/versionmetric"
 	"github.com/clustermesh/clustermesh/kvstore/schema"
 	"github.com/clustermesh/clustermesh/tunnel"
 )
@@ -97,7 +98,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Agent, err error
 	}
 	a := &Agent{cfg: cfg, log: log, State: st, Datapath: datapath.NewMemory(), closeDP: func() {}, Registry: prometheus.NewRegistry()}
 	// The agent's own cost: CPU, memory, allocations, goroutines.
-	a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versionmetric.Collector())
 	defer func() { // a failing New leaks nothing it started or loaded
 		if err != nil {
 			if a.stopEvents != nil {

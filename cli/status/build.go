@@ -88,6 +88,10 @@ func Build(in Inputs) Report {
 	if r.Peers == nil {
 		r.Peers = []Peer{}
 	}
+	r.Versions, r.Warnings = versions(in.CLIVersion, nodes)
+	if r.Versions == nil {
+		r.Versions = []VersionCount{}
+	}
 	return r
 }
 

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/clustermesh/clustermesh/cli/mesh"
+	"github.com/clustermesh/clustermesh/internal/version"
 	"github.com/clustermesh/clustermesh/kvstore"
 )
 
@@ -25,6 +26,8 @@ type Inputs struct {
 	Problems   []Problem
 	Configured []string
 	Nodes      []NodeStatus
+	// CLIVersion is the version of the CLI asking (version.Get).
+	CLIVersion string
 }
 
 // etcdTimeout bounds the probe of the cluster's etcd.
@@ -33,7 +36,7 @@ const etcdTimeout = 10 * time.Second
 // Collect reads the cluster's apiserver state, its mesh Secret and every
 // agent's status.
 func Collect(ctx context.Context, s *mesh.Settings, src Source) (Inputs, error) {
-	in := Inputs{Cluster: s.Name, ClusterID: s.ID, APIServer: APIServer{Exported: map[string]bool{}}}
+	in := Inputs{Cluster: s.Name, ClusterID: s.ID, APIServer: APIServer{Exported: map[string]bool{}}, CLIVersion: version.Get().Version}
 	ns := s.Cluster.Namespace
 	dep, err := s.Cluster.Kube.AppsV1().Deployments(ns).Get(ctx, mesh.APIServerName, metav1.GetOptions{})
 	switch {

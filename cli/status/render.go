@@ -44,9 +44,22 @@ func WriteText(w io.Writer, r Report) error {
 		fmt.Fprintf(&b, "%s peer %s (ID %d)%s: connected on %d/%d nodes, ready on %d/%d; synced: %s; rejected entries: %d\n",
 			mark(ok), p.Name, p.ClusterID, state, p.Connected, r.Nodes, p.Ready, r.Nodes, strings.Join(synced, ", "), p.Rejected)
 	}
-	if len(r.Errors) > 0 {
-		fmt.Fprintf(&b, "Errors:\n")
-		for _, e := range r.Errors {
+	var vs []string
+	for _, v := range r.Versions {
+		vs = append(vs, fmt.Sprintf("%s on %d", v.Version, len(v.Nodes)))
+	}
+	fmt.Fprintf(&b, "     versions:  agents %s\n", strings.Join(vs, ", "))
+	writeProblems(&b, "Errors", r.Errors)
+	writeProblems(&b, "Warnings", r.Warnings)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// writeProblems writes a titled list of problems, if any.
+func writeProblems(b *strings.Builder, title string, problems []Problem) {
+	if len(problems) > 0 {
+		fmt.Fprintf(b, "%s:\n", title)
+		for _, e := range problems {
 			var where []string
 			if e.Node != "" {
 				where = append(where, "node "+e.Node)
@@ -58,14 +71,12 @@ func WriteText(w io.Writer, r Report) error {
 			if len(where) > 0 {
 				prefix = strings.Join(where, ", ") + ": "
 			}
-			fmt.Fprintf(&b, "  - %s%s\n", prefix, e.Message)
+			fmt.Fprintf(b, "  - %s%s\n", prefix, e.Message)
 			if e.Hint != "" {
-				fmt.Fprintf(&b, "    hint: %s\n", e.Hint)
+				fmt.Fprintf(b, "    hint: %s\n", e.Hint)
 			}
 		}
 	}
-	_, err := io.WriteString(w, b.String())
-	return err
 }
 
 func yesNo(ok bool, yes, no string) string {

@@ -7,7 +7,14 @@ import "time"
 type AgentStatus struct {
 	Cluster string       `json:"cluster"`
 	Node    string       `json:"node"`
+	Version AgentVersion `json:"version"`
 	Peers   []PeerStatus `json:"peers"`
+}
+
+// AgentVersion is the build of an agent.
+type AgentVersion struct {
+	Version string `json:"version"`
+	Commit  string `json:"commit"`
 }
 
 // PeerStatus is one peer as one agent sees it.
@@ -50,7 +57,12 @@ type Report struct {
 	// node is connected to.
 	ConnectedPeers MinAvgMax `json:"connectedPeers"`
 	Peers          []Peer    `json:"peers"`
-	Errors         []Problem `json:"errors,omitempty"`
+	// Versions are the agents' versions, with their nodes.
+	Versions []VersionCount `json:"versions"`
+	Errors   []Problem      `json:"errors,omitempty"`
+	// Warnings do not make the mesh incomplete (Complete) but need a
+	// look: versions too far apart.
+	Warnings []Problem `json:"warnings,omitempty"`
 }
 
 // APIServer is the local clustermesh-apiserver: its Deployment and what
