@@ -81,8 +81,9 @@ type Line struct {
 }
 
 // Status is the state of an agent's record of flows: the first line of
-// every answer, then, when following, a line whenever a count of lost
-// flows grew (at most about once a second).
+// every answer; when following, the line after the held flows (marking
+// their end), then a line whenever a count of lost flows grew (at most
+// about once a second).
 type Status struct {
 	Node string    `json:"node"`
 	Time time.Time `json:"time"`

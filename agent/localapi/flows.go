@@ -21,7 +21,9 @@ const statusInterval = time.Second
 
 // getFlows serves GET /v1/flows (see flowapi.Request): newline-delimited
 // JSON, a status line, then the held flows asked for, then, with
-// follow=true, new flows as they come until the client leaves.
+// follow=true, a second status line (the end of the held flows: a reader
+// of several agents can merge their histories before it streams) and new
+// flows as they come until the client leaves.
 func (a *API) getFlows(w http.ResponseWriter, r *http.Request) {
 	req, err := flowapi.ParseRequest(r.URL.Query())
 	if err != nil {
@@ -51,9 +53,15 @@ func (a *API) getFlows(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	if !s.flush() || !req.Follow {
+	if !req.Follow {
+		s.flush()
 		return
 	}
+	st = rec.Status()
+	if !s.line(flowapi.Line{Status: &st}) || !s.flush() {
+		return
+	}
+	s.sent = st.Lost
 	s.follow(r, next)
 }
 

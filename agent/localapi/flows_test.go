@@ -198,6 +198,9 @@ func TestFlowsFollow(t *testing.T) {
 	if l := next("held flow"); l.Flow == nil || !l.Flow.Time.Equal(fs[0].Time) {
 		t.Fatalf("second line %+v, want the held flow", l)
 	}
+	if l := next("end of the held flows"); l.Status == nil {
+		t.Fatalf("third line %+v, want a status line (the end of the held flows)", l)
+	}
 	// The UDP flow does not pass the filter; the TCP drop does.
 	rec.Ring().Add(&fs[2])
 	rec.Ring().Add(&fs[1])
