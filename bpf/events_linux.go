@@ -16,6 +16,7 @@ import (
 type EventReader struct {
 	r    *ringbuf.Reader
 	boot time.Time
+	rec  ringbuf.Record // reused by every Read: no allocation per event
 }
 
 // Events opens a reader of the datapath's ring buffer. Close it before the
@@ -53,14 +54,14 @@ func (r *EventReader) Read(ctx context.Context) (Event, error) {
 			deadline = d
 		}
 		r.r.SetDeadline(deadline)
-		rec, err := r.r.Read()
+		err := r.r.ReadInto(&r.rec)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			continue
 		}
 		if err != nil {
 			return Event{}, fmt.Errorf("read event: %w", err)
 		}
-		return decodeEvent(rec.RawSample, r.boot)
+		return decodeEvent(r.rec.RawSample, r.boot)
 	}
 }
 
