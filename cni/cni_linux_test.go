@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -187,6 +188,34 @@ func TestChainEnforcesPolicy(t *testing.T) {
 	})
 	checkFlow(t, reply, flowapi.Flow{Node: nodeName, Direction: "egress", Verdict: "forwarded", Reason: "ct-reply", Protocol: flowapi.ProtoTCP,
 		TCPFlags: flowapi.SYN | flowapi.ACK, IsReply: true, Src: wantEnd(server, "server", 8080), Dst: wantEnd(client, "client", allowed.Src.Port)}, "k8s:app=server", "k8s:app=client")
+	// As a user reads them: `clustermesh observe` finds the drop, and with
+	// --follow prints a new one as it happens.
+	agentSocket := "--agent-socket=" + nodeName + "=" + sock
+	out := runObserve(t.Context(), t, nil, agentSocket, "--from-pod", "cni/client", "--verdict", "dropped", "--port", "9090")
+	if want := fmt.Sprintf(" cluster1/cni/client:%d -> cluster1/cni/server:9090 TCP SYN DROPPED (policy-denied)\n", drop.Src.Port); !strings.Contains(out, want) {
+		t.Errorf("clustermesh observe:\n%s\nwant a line ending in %q", out, want)
+	}
+	followCtx, stopFollow := context.WithCancel(t.Context())
+	var followed syncBuffer
+	followDone := make(chan string, 1)
+	go func() {
+		followDone <- runObserve(followCtx, t, &followed, agentSocket, "--follow", "--from-pod", "cni/other", "--verdict", "dropped")
+	}()
+	time.Sleep(200 * time.Millisecond) // the stream open (a drop before it is not followed)
+	attempt := time.Now()
+	go func() { _ = reaches(pods["other"].netns, srv(8080)) }()
+	line := " -> cluster1/cni/server:8080 TCP SYN DROPPED (policy-denied)"
+	var printed time.Duration
+	testutil.Eventually(t, 5*time.Second, "observe --follow printing the new drop", func() bool {
+		if strings.Contains(followed.String(), line) {
+			printed = time.Since(attempt)
+			return true
+		}
+		return false
+	})
+	stopFollow()
+	<-followDone
+	t.Logf("observe --follow printed the drop %v after the connection attempt (poll every 10ms):\n%s", printed.Round(time.Millisecond), followed.String())
 	// The server itself is not isolated for egress, and replies flow.
 	echoServer(t, pods["other"].netns, 7070)
 	if err := reaches(pods["server"].netns, netip.AddrPortFrom(pods["other"].ip, 7070)); err != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/clustermesh/clustermesh/agent/flowapi"
 	"github.com/clustermesh/clustermesh/agent/localapi"
 	cmv1 "github.com/clustermesh/clustermesh/apis/clustermesh/v1alpha1"
+	"github.com/clustermesh/clustermesh/cli"
 	"github.com/clustermesh/clustermesh/identity/podlabels"
 	"github.com/clustermesh/clustermesh/internal/netnsutil"
 	"github.com/clustermesh/clustermesh/internal/testing/k8stest"
@@ -356,4 +357,41 @@ func checkFlow(t *testing.T, got, want flowapi.Flow, srcLabel, dstLabel string) 
 	if d := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Addr{})); d != "" {
 		t.Errorf("flow (-want +got):\n%s", d)
 	}
+}
+
+// runObserve runs `clustermesh observe args...` until it returns or ctx
+// ends, and returns its output; out, when set, also receives it as it is
+// printed.
+func runObserve(ctx context.Context, t *testing.T, out *syncBuffer, args ...string) string {
+	t.Helper()
+	if out == nil {
+		out = &syncBuffer{}
+	}
+	var errOut syncBuffer
+	cmd := cli.New()
+	cmd.SetOut(out)
+	cmd.SetErr(&errOut)
+	cmd.SetArgs(append([]string{"observe"}, args...))
+	if err := cmd.ExecuteContext(ctx); err != nil {
+		t.Errorf("clustermesh observe %v: %v\n%s", args, err, errOut.String())
+	}
+	return out.String()
+}
+
+// syncBuffer is written by one goroutine and read by another.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -58,7 +58,7 @@ func Run(ctx context.Context, src Source, opts Options) error {
 	if live == 0 {
 		return ErrNoAgent
 	}
-	m := &merge{opts: opts, merger: merger{window: opts.Window},
+	m := &merge{opts: opts, merger: merger{window: opts.Window}, direct: live == 1,
 		held: map[string]bool{}, lost: map[string]flowapi.Lost{}, last: map[string]flowapi.Status{}}
 	return m.run(ctx, items, live)
 }
@@ -119,8 +119,11 @@ func read(ctx context.Context, s Stream, follow bool, out chan<- item) {
 
 // merge is the state of Run's loop, which owns it.
 type merge struct {
-	opts    Options
-	merger  merger
+	opts   Options
+	merger merger
+	// direct: one agent, whose stream is in order: new flows are printed
+	// as they come, without the window.
+	direct  bool
 	history []flowapi.Flow
 	held    map[string]bool           // by node: all its held flows are in (follow)
 	lost    map[string]flowapi.Lost   // by node, as last said
@@ -151,6 +154,10 @@ func (m *merge) run(ctx context.Context, items <-chan item, live int) error {
 				m.history = append(m.history, *it.flow)
 			case it.flow != nil && waiting > 0 && !m.held[it.node]:
 				m.history = append(m.history, *it.flow)
+			case it.flow != nil && m.direct:
+				if err := m.flush([]flowapi.Flow{*it.flow}); err != nil {
+					return err
+				}
 			case it.flow != nil:
 				m.merger.push(*it.flow)
 			case it.status != nil:
