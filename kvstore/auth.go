@@ -25,7 +25,26 @@ const (
 	RemoteUser = "remote"
 	// PeerUserPrefix prefixes per-peer read-only users: remote-<cluster>.
 	PeerUserPrefix = "remote-"
+	// LocalRole may read the cache of remote state (and the cluster
+	// configs and synced markers that go with it): the local agents' role
+	// when the clustermesh-apiserver caches the peers for them.
+	LocalRole = "local"
+	// LocalUser is the local agents' read-only user (Cilium's "local").
+	LocalUser = "local"
 )
+
+// LocalReadRanges returns the key ranges the local role may read, the same
+// as Cilium's etcdinit grants its local role (the users of a KVStoreMesh
+// cache): the heartbeat as a prefix, the cache, every cluster config and
+// every synced marker.
+func LocalReadRanges(p schema.Paths) [][2]string {
+	hb := p.Heartbeat()
+	out := [][2]string{{hb, clientv3.GetPrefixRangeEnd(hb)}}
+	for _, pre := range []string{p.CacheRoot(), p.ClusterConfigPrefix(), p.SyncedRoot()} {
+		out = append(out, [2]string{pre, clientv3.GetPrefixRangeEnd(pre)})
+	}
+	return out
+}
 
 // PeerUser returns the read-only etcd user of the given peer cluster.
 func PeerUser(peer string) string { return PeerUserPrefix + peer }
@@ -50,7 +69,8 @@ func RemoteReadRanges(p schema.Paths, cluster string) [][2]string {
 }
 
 // BootstrapAuth creates the root and admin users, the read-only remote role
-// and user, and enables authentication. It is idempotent; once auth is on it
+// and user, the read-only local role and user (the local agents reading the
+// cache of remote state), and enables authentication. It is idempotent; once auth is on it
 // must be called by a root-role user (the admin certificate).
 func BootstrapAuth(ctx context.Context, cli *clientv3.Client, p schema.Paths, cluster string) error {
 	if err := ensureRole(ctx, cli, "root"); err != nil {
@@ -70,6 +90,17 @@ func BootstrapAuth(ctx context.Context, cli *clientv3.Client, p schema.Paths, cl
 		}
 	}
 	if err := ensureUser(ctx, cli, RemoteUser, RemoteRole); err != nil {
+		return err
+	}
+	if err := ensureRole(ctx, cli, LocalRole); err != nil {
+		return err
+	}
+	for _, r := range LocalReadRanges(p) {
+		if _, err := cli.RoleGrantPermission(ctx, LocalRole, r[0], r[1], clientv3.PermissionType(clientv3.PermRead)); err != nil {
+			return fmt.Errorf("grant %s read on %q: %w", LocalRole, r[0], err)
+		}
+	}
+	if err := ensureUser(ctx, cli, LocalUser, LocalRole); err != nil {
 		return err
 	}
 	st, err := cli.AuthStatus(ctx)

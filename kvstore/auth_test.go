@@ -93,3 +93,36 @@ func TestConnectUnreachable(t *testing.T) {
 		t.Fatalf("err = %v, want ErrUnreachable", err)
 	}
 }
+
+// The local user (the local agents reading the cache of remote state) reads
+// the cache, every cluster config, every synced marker and the heartbeat,
+// and nothing else; it writes nothing.
+func TestLocalUserReadsOnlyTheCache(t *testing.T) {
+	env := kvtest.Start(t, kvtest.Options{Cluster: "cluster1"})
+	admin := env.Connect(t, kvstore.AdminUser)
+	p := env.Paths
+	cache := p.Cache("cluster2")
+	readable := []string{cache.Node("cluster2", "n1"), cache.Identity(131073), p.ClusterConfig("cluster2"),
+		p.Synced("cluster2", cache.NodesPrefix()), p.Heartbeat()}
+	hidden := []string{p.NodesPrefix() + "/cluster1/n1", "cilium/secret"}
+	for _, k := range append(append([]string{}, readable...), hidden...) {
+		put(t, admin.Etcd(), k, "v")
+	}
+	cli := env.Connect(t, kvstore.LocalUser).Etcd()
+	for _, k := range readable {
+		if resp, err := cli.Get(t.Context(), k); err != nil || len(resp.Kvs) != 1 {
+			t.Errorf("read %s as %s: %v", k, kvstore.LocalUser, err)
+		}
+		if _, err := cli.Put(t.Context(), k, "x"); !errors.Is(err, rpctypes.ErrPermissionDenied) {
+			t.Errorf("write %s as %s: err = %v, want permission denied", k, kvstore.LocalUser, err)
+		}
+	}
+	if resp, err := cli.Get(t.Context(), p.Heartbeat(), clientv3.WithPrefix()); err != nil || len(resp.Kvs) != 1 {
+		t.Errorf("list the heartbeat prefix %s as Cilium does: %v", p.Heartbeat(), err)
+	}
+	for _, k := range hidden {
+		if _, err := cli.Get(t.Context(), k); !errors.Is(err, rpctypes.ErrPermissionDenied) {
+			t.Errorf("read %s as %s: err = %v, want permission denied", k, kvstore.LocalUser, err)
+		}
+	}
+}

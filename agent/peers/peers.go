@@ -71,6 +71,14 @@ type Manager struct {
 	peers map[string]*peer
 	bad   map[string]string // file name → why it connects nothing
 
+	// lastScanErr is the last error reading the directory, logged once
+	// (only sync, from Run's goroutine, uses it).
+	lastScanErr string
+
+	// scanned is closed after the directory was first read.
+	scanned     chan struct{}
+	scannedOnce sync.Once
+
 	// trusts is every configured peer's Trust, replaced whole (never
 	// modified) by sync. It is not guarded by mu: peers read it from
 	// their own goroutines (through Claims) while sync, holding mu, waits
@@ -95,7 +103,7 @@ func New(cfg Config) *Manager {
 		log = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{cfg: cfg, log: log, registry: remote.NewRegistry(cfg.LocalName, cfg.LocalID),
-		peers: map[string]*peer{}, bad: map[string]string{}}
+		peers: map[string]*peer{}, bad: map[string]string{}, scanned: make(chan struct{})}
 	m.trusts.Store(&map[string]remote.Trust{})
 	return m
 }
@@ -105,6 +113,11 @@ func New(cfg Config) *Manager {
 // is shared and never changes: callers must not modify it. Safe for
 // concurrent use, and it never blocks.
 func (m *Manager) Trusts() map[string]remote.Trust { return *m.trusts.Load() }
+
+// Scanned is closed once the directory was read (and every peer it names
+// started) for the first time: from then on Trusts names every configured
+// peer.
+func (m *Manager) Scanned() <-chan struct{} { return m.scanned }
 
 // Run polls the directory until ctx ends, then stops every peer (keeping
 // their state: the agent is stopping, not the mesh).
@@ -142,9 +155,14 @@ func (m *Manager) Status() []remote.Status {
 func (m *Manager) sync(ctx context.Context) {
 	files, err := m.scan()
 	if err != nil {
-		m.log.Warn("read mesh config directory", "dir", m.cfg.Dir, "error", err)
+		// Once per distinct error, not once per poll.
+		if msg := err.Error(); msg != m.lastScanErr {
+			m.lastScanErr = msg
+			m.log.Warn("read mesh config directory", "dir", m.cfg.Dir, "error", err)
+		}
 		return // keep what runs: a transient error must not drain the mesh
 	}
+	m.lastScanErr = ""
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for name, p := range m.peers {
@@ -165,6 +183,7 @@ func (m *Manager) sync(ctx context.Context) {
 		}
 	}
 	m.trusts.Store(&trusts)
+	defer m.scannedOnce.Do(func() { close(m.scanned) })
 	m.bad = map[string]string{}
 	for name, f := range files {
 		if f.err != "" {

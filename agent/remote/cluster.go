@@ -216,6 +216,9 @@ func (c *Cluster) connectAndServe(ctx context.Context) (up time.Time, err error)
 	}
 	watchServices := cc.Capabilities.EndpointSlicesExportMode.ExportsServices()
 	v := c.adopt(id, p)
+	if o, ok := c.cfg.Sink.(Observer); ok {
+		o.Adopted(c.cfg.Name, id, cc.EffectiveMaxConnectedClusters())
+	}
 	up = c.clock().Now()
 	c.mu.Lock()
 	c.status.Connected, c.status.Revoked = true, false
@@ -400,6 +403,9 @@ func (c *Cluster) setSynced(k Kind) {
 	was := c.status.Ready
 	c.status.Ready = ready
 	c.mu.Unlock()
+	if o, ok := c.cfg.Sink.(Observer); ok {
+		o.KindSynced(c.cfg.Name, k)
+	}
 	c.readyChanged(was, ready)
 }
 

@@ -50,3 +50,17 @@ type Flusher interface {
 type ReadyNotifier interface {
 	SetReady(cluster string, ready bool)
 }
+
+// Observer is optionally implemented by a Sink that follows a peer's
+// connection, such as the clustermesh-apiserver's cache of remote state,
+// which republishes each peer's config and synced markers.
+type Observer interface {
+	// Adopted is called once the peer's cluster config was validated and
+	// before its state is read under it, after any drain the config
+	// caused (a change of ID or layout), with the peer's cluster ID and
+	// max connected clusters.
+	Adopted(cluster string, id identity.ClusterID, maxConnectedClusters uint32)
+	// KindSynced is called each time kind's initial list (or a relist
+	// after a broken watch) was delivered to the sink, after its data.
+	KindSynced(cluster string, kind Kind)
+}

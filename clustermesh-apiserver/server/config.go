@@ -46,10 +46,22 @@ type Config struct {
 	LeaderElectionID        string // --leader-election-id (default clustermesh-apiserver-<cluster>)
 	Identity                string // --leader-election-identity (default hostname)
 
+	// Cache runs the cache of remote state (kvstoremesh): the peers of
+	// MeshConfigDir are read once for the whole cluster and mirrored into
+	// the local etcd, where the local agents read them (--cache, on by
+	// default in the binary).
+	Cache         bool
+	MeshConfigDir string        // --mesh-config-dir (default /var/lib/clustermesh/peers)
+	CacheTTL      time.Duration // --cache-ttl: revoke a lost peer's cached state after this long (0: keep it)
+
 	DefaultGlobalNamespace bool          // --default-global-namespace
 	IdentityGCGrace        time.Duration // --identity-gc-grace
 	HeartbeatInterval      time.Duration // --heartbeat-interval
 }
+
+// DefaultMeshConfigDir is where the peers' etcd configs are mounted (the
+// mesh Secret), as for the agents.
+const DefaultMeshConfigDir = "/var/lib/clustermesh/peers"
 
 // Validate checks the configuration and fills defaults.
 func (c *Config) Validate() error {
@@ -102,6 +114,12 @@ func (c *Config) Validate() error {
 	// cycle their connections.
 	if c.HeartbeatInterval < 0 || c.HeartbeatInterval >= 2*time.Minute {
 		errs = append(errs, fmt.Errorf("--heartbeat-interval %v: must be below 2m (Cilium agents reading this cluster treat 2m without a heartbeat as a lost quorum); the default is 1m", c.HeartbeatInterval))
+	}
+	if c.Cache && c.MeshConfigDir == "" {
+		c.MeshConfigDir = DefaultMeshConfigDir
+	}
+	if c.CacheTTL < 0 {
+		errs = append(errs, fmt.Errorf("--cache-ttl %v: must be 0 (keep a lost peer's last state) or positive", c.CacheTTL))
 	}
 	if c.IdentityGCGrace <= 0 {
 		c.IdentityGCGrace = 15 * time.Minute

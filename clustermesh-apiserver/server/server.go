@@ -23,6 +23,7 @@ import (
 	cmv1 "github.com/clustermesh/clustermesh/apis/clustermesh/v1alpha1"
 	"github.com/clustermesh/clustermesh/clustermesh-apiserver/allocator"
 	"github.com/clustermesh/clustermesh/clustermesh-apiserver/export"
+	"github.com/clustermesh/clustermesh/clustermesh-apiserver/kvstoremesh"
 	"github.com/clustermesh/clustermesh/identity"
 	"github.com/clustermesh/clustermesh/internal/version"
 	"github.com/clustermesh/clustermesh/internal/version/versionmetric"
@@ -46,6 +47,7 @@ type Server struct {
 	factory    informers.SharedInformerFactory
 	identities cache.SharedIndexInformer
 	exporter   *export.Exporter
+	cache      *kvstoremesh.Cache // nil when off
 	events     record.EventBroadcaster
 
 	cachesSynced chan struct{} // closed once the informers are synced
@@ -87,6 +89,15 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 	}
 	if err := s.connectKube(); err != nil {
 		return nil, err
+	}
+	if cfg.Cache {
+		if s.cache, err = kvstoremesh.New(kvstoremesh.Config{
+			Local: s.etcd, Paths: s.paths, LocalName: cfg.ClusterName, LocalID: identity.ClusterID(cfg.ClusterID),
+			MaxConnectedClusters: cfg.MaxConnectedClusters, MeshConfigDir: cfg.MeshConfigDir, CacheTTL: cfg.CacheTTL,
+			Log: s.log, Registerer: s.registry,
+		}); err != nil {
+			return nil, fmt.Errorf("cache of remote state (--cache): %w", err)
+		}
 	}
 	return s, nil
 }
@@ -173,6 +184,9 @@ func (s *Server) connectKube() error {
 // CachesSynced is closed once the Kubernetes informers are synced.
 func (s *Server) CachesSynced() <-chan struct{} { return s.cachesSynced }
 
+// Cache returns the cache of remote state, nil when off.
+func (s *Server) Cache() *kvstoremesh.Cache { return s.cache }
+
 // Exporter returns the export (tests read its status).
 func (s *Server) Exporter() *export.Exporter { return s.exporter }
 
@@ -222,6 +236,10 @@ func (s *Server) Run(ctx context.Context) error {
 		return kvstore.RunHeartbeat(ctx, s.etcd, s.paths, s.cfg.HeartbeatInterval, nil, s.log)
 	})
 	goRun("export", s.exporter.Run)
+	if s.cache != nil {
+		s.log.Info("caching the peers of the mesh configuration for the local agents", "mesh-config-dir", s.cfg.MeshConfigDir)
+		goRun("cache of remote state", s.cache.Run)
+	}
 	goRun("identity allocation", s.runAllocator)
 	if s.etcdServer != nil {
 		goRun("embedded etcd", func(ctx context.Context) error {

@@ -66,5 +66,9 @@ func newCommand() *cobra.Command {
 		"export global services of namespaces without the clustermesh.cilium.io/global annotation")
 	f.DurationVar(&cfg.IdentityGCGrace, "identity-gc-grace", 0, "how long an unused identity is kept (default 15m)")
 	f.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", 0, "heartbeat period (default 1m)")
+	f.BoolVar(&cfg.Cache, "cache", true,
+		"cache the peers for the local agents: connect once to every peer of --mesh-config-dir, validate and mirror it into the local etcd (Cilium's KVStoreMesh); --cache=false turns it off (agents then read every peer directly)")
+	f.StringVar(&cfg.MeshConfigDir, "mesh-config-dir", server.DefaultMeshConfigDir, "directory of peer etcd client configs, one file per peer named after it (the agents' mesh Secret)")
+	f.DurationVar(&cfg.CacheTTL, "cache-ttl", 0, "revoke the cached state of a peer whose heartbeat has not changed for this long (0: keep a lost peer's last state)")
 	return cmd
 }

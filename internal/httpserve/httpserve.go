@@ -23,11 +23,21 @@ import (
 // empty address serves nothing. It returns when ctx ends (nil) or a server
 // fails.
 func Serve(ctx context.Context, healthAddr, metricsAddr string, ready http.HandlerFunc, reg prometheus.Gatherer) error {
+	return ServeWith(ctx, healthAddr, metricsAddr, ready, reg, nil)
+}
+
+// ServeWith is Serve with more handlers on healthAddr, by path.
+func ServeWith(ctx context.Context, healthAddr, metricsAddr string, ready http.HandlerFunc, reg prometheus.Gatherer,
+	extra map[string]http.Handler,
+) error {
 	servers := map[string]*http.ServeMux{}
 	if healthAddr != "" {
 		health := http.NewServeMux()
 		health.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 		health.HandleFunc("/readyz", ready)
+		for path, h := range extra {
+			health.Handle(path, h)
+		}
 		servers[healthAddr] = health
 	}
 	if metricsAddr != "" {

@@ -154,6 +154,12 @@ func (p Paths) Service(cluster, ns, name string) string {
 	return p.ClusterServicesPrefix(cluster) + ns + "/" + name
 }
 
+// CacheRoot returns "<root>/cache/", the parent of every cluster's cache.
+func (p Paths) CacheRoot() string { return p.root() + "/cache/" }
+
+// SyncedRoot returns "<root>/synced/", the parent of every synced marker.
+func (p Paths) SyncedRoot() string { return p.root() + "/synced/" }
+
 // SyncedPrefix returns "<root>/synced/<cluster>/".
 func (p Paths) SyncedPrefix(cluster string) string { return p.root() + "/synced/" + cluster + "/" }
 
