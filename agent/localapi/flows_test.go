@@ -2,10 +2,14 @@ package localapi
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -210,5 +214,57 @@ func TestFlowsFollow(t *testing.T) {
 	lost.Store(9)
 	if l := next("lost events"); l.Status == nil || l.Status.Lost.Datapath != 9 {
 		t.Fatalf("line %+v, want a status with 9 lost in the datapath", l)
+	}
+}
+
+// A stream ends when the API's server stops (its requests' contexts end
+// with it), so that the agent stops without waiting for followers.
+func TestFlowsFollowEndsWithServer(t *testing.T) {
+	dir, err := os.MkdirTemp("", "cm-flows")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	socket := filepath.Join(dir, "agent.sock")
+	mux := http.NewServeMux()
+	New(Config{Flows: flows.NewRecorder(flows.Config{Node: "n1"})}).Register(mux)
+	ctx, stop := context.WithCancel(t.Context())
+	served := make(chan error, 1)
+	go func() { served <- Serve(ctx, socket, mux) }()
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", socket)
+	}}}
+	var resp *http.Response
+	for range 100 { // the socket appears once it accepts connections
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://agent/v1/flows?follow=true", nil)
+		if resp, err = c.Do(req); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for range 2 { // the status and the end of the held flows
+		if !sc.Scan() {
+			t.Fatalf("stream ended early: %v", sc.Err())
+		}
+	}
+	stop()
+	ended := make(chan struct{})
+	go func() {
+		for sc.Scan() {
+		}
+		close(ended)
+	}()
+	select {
+	case <-ended:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the stream did not end with the server")
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("Serve: %v", err)
 	}
 }
