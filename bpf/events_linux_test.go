@@ -161,3 +161,20 @@ func TestEventsLost(t *testing.T) {
 		t.Errorf("%d events read + %d lost = %d, want the %d drops counted", read, lost, read+lost, drops)
 	}
 }
+
+// With allowed flows not sampled at all (TraceSample < 0), drops are still
+// every one reported, and nothing else is.
+func TestEventsDropsNeverSampled(t *testing.T) {
+	t.Parallel()
+	e := newPolicyEnvFor(t, envOpts{Options: Options{TraceSample: -1}, Family: 4})
+	r, err := e.d.Events()
+	must(t, err)
+	defer r.Close()
+	must(t, e.d.SetPolicy(epB, []PolicyRule{{Identity: idA, Ingress: true, Proto: ProtoTCP, Port: 8080}}))
+	e.expectTCP(t, 8080, true, 0)
+	e.expectTCP(t, 9005, false, ReasonPolicyDenied)
+	ev := waitEvent(t.Context(), t, r, func(Event) bool { return true })
+	if ev.Verdict != Dropped || ev.Dst.Port() != 9005 {
+		t.Fatalf("first event %+v, want the drop (the allowed connection is not sampled)", ev)
+	}
+}
