@@ -102,8 +102,9 @@ func BenchmarkLookupIP(b *testing.B) {
 // (go-immutable-radix gives every inner node and every leaf its own watch
 // channel, mutateCh, 96 bytes each: ~400 bytes per row), is paid per block:
 // 508 → 74 bytes per /32 entry (a 64-byte hostEntry plus the pod name's
-// bytes). Before, the ipcache lost its cluster index for the same reason
-// (904 → 508).
+// bytes), then 47 with 40-byte entries (cluster and host interned
+// together, the address's last byte a bit of the block's bitmap). Before,
+// the ipcache lost its cluster index for the same reason (904 → 508).
 func TestHeapPerIPEntry(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: this test ingests 100k entries; make test runs it (no -short)")

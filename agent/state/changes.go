@@ -1,6 +1,7 @@
 package state
 
 import (
+	"math/bits"
 	"net/netip"
 	"reflect"
 	"sync"
@@ -159,8 +160,8 @@ func ipRow(raw any) *IPCacheRow {
 }
 
 // blockDiff returns the host prefixes whose entry differs between two
-// versions of a block (either may be nil); chunks both versions share are
-// equal.
+// versions of a block (either may be nil); chunks both versions share
+// (the same entries) are equal.
 func blockDiff(before, after *ipBlock) []netip.Prefix {
 	blk := after
 	if blk == nil {
@@ -170,32 +171,29 @@ func blockDiff(before, after *ipBlock) []netip.Prefix {
 		return nil
 	}
 	var out []netip.Prefix
-	add := func(last byte) { out = append(out, blk.hostPrefix(last)) }
 	for ci := range chunksPerBlock {
+		var pa, pb uint32
 		var a, b []hostEntry
-		if before != nil && before.chunks[ci] != nil {
-			a = before.chunks[ci].entries
+		if before != nil {
+			pa, a = before.present[ci], before.chunks[ci]
 		}
-		if after != nil && after.chunks[ci] != nil {
-			b = after.chunks[ci].entries
+		if after != nil {
+			pb, b = after.present[ci], after.chunks[ci]
 		}
-		if before != nil && after != nil && before.chunks[ci] == after.chunks[ci] {
-			continue
+		if pa == pb && (pa == 0 || &a[0] == &b[0]) {
+			continue // shared: copy-on-write copies every changed chunk
 		}
 		i, j := 0, 0
-		for i < len(a) || j < len(b) {
-			switch {
-			case j == len(b) || i < len(a) && a[i].last < b[j].last:
-				add(a[i].last)
+		for m := pa | pb; m != 0; m &= m - 1 {
+			bit := m & -m
+			inA, inB := pa&bit != 0, pb&bit != 0
+			if !inA || !inB || a[i] != b[j] {
+				out = append(out, blk.hostPrefix(byte(ci<<chunkShift|bits.TrailingZeros32(m))))
+			}
+			if inA {
 				i++
-			case i == len(a) || b[j].last < a[i].last:
-				add(b[j].last)
-				j++
-			default:
-				if a[i] != b[j] {
-					add(a[i].last)
-				}
-				i++
+			}
+			if inB {
 				j++
 			}
 		}

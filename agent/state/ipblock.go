@@ -1,7 +1,7 @@
 package state
 
 import (
-	"cmp"
+	"math/bits"
 	"net/netip"
 	"slices"
 	"unique"
@@ -26,17 +26,26 @@ import (
 type ipBlock struct {
 	// base is the block's first address (last byte zero), unmapped.
 	base netip.Addr
-	// chunks hold the entries by last>>chunkShift; nil when empty. A
-	// transaction copies only the chunk it changes (and this array): with
-	// one slice per block, every change of one entry copied 256 of them
-	// (16 KB, mostly cold in the cache at 100k entries), which made a
-	// change 1.4-2 times slower with 100k entries than with 1k.
-	chunks [chunksPerBlock]*hostChunk
+	// present has a bit per address of the block: bit last%32 of
+	// present[last/32]. It locates an entry without a search (its index
+	// in its chunk is the number of bits below its own) and without
+	// reading the entries, which at 100k entries are mostly cold in the
+	// cache.
+	present [chunksPerBlock]uint32
+	// chunks hold the entries by last>>chunkShift, in the order of their
+	// addresses; nil when empty. A transaction copies only the chunk it
+	// changes (and the block): with one slice per block, every change of
+	// one entry copied 256 of them (16 KB, mostly cold in the cache at
+	// 100k entries), which made a change 1.4-2 times slower with 100k
+	// entries than with 1k.
+	chunks [chunksPerBlock][]hostEntry
 	// n is the number of entries.
 	n int
 	// owner is the transaction that created the row and may still modify
-	// it; nil once that transaction committed.
+	// it; nil once that transaction committed. owned has a bit per chunk
+	// the owner created (and may modify in place).
 	owner *WriteTxn
+	owned uint8
 }
 
 const (
@@ -44,23 +53,22 @@ const (
 	chunksPerBlock = 256 >> chunkShift
 )
 
-// hostChunk is the entries of one chunk of a block, under the same
-// copy-on-write rule as the block.
-type hostChunk struct {
-	// entries are sorted by last, without duplicates, never empty.
-	entries []hostEntry
-	owner   *WriteTxn
+// hostEntry is one host entry of a block: an IPCacheRow without its
+// prefix (the block's base and the entry's bit in present), its cluster
+// and host interned together, its namespace interned. 40 bytes: a chunk
+// of 32 is 1.25 KB.
+type hostEntry struct {
+	origin    unique.Handle[hostOrigin]
+	namespace unique.Handle[string]
+	pod       string
+	id        identity.NumericIdentity
 }
 
-// hostEntry is one host entry of a block: an IPCacheRow without its
-// prefix, and with its repeated strings interned.
-type hostEntry struct {
-	hostIP    netip.Addr
-	pod       string
-	cluster   unique.Handle[string]
-	namespace unique.Handle[string]
-	id        identity.NumericIdentity
-	last      byte
+// hostOrigin is where a host entry comes from: few distinct values (one
+// per node of each cluster).
+type hostOrigin struct {
+	cluster string
+	hostIP  netip.Addr
 }
 
 // isHostPrefix reports whether p (masked, unmapped) is a single address.
@@ -97,44 +105,47 @@ func blockKey(base netip.Addr) []byte {
 	return key
 }
 
-func newHostEntry(e *IPCacheRow, last byte) hostEntry {
-	return hostEntry{hostIP: e.HostIP, pod: e.Pod, cluster: unique.Make(e.Cluster),
-		namespace: unique.Make(e.Namespace), id: e.ID, last: last}
+func newHostEntry(e *IPCacheRow) hostEntry {
+	return hostEntry{origin: unique.Make(hostOrigin{cluster: e.Cluster, hostIP: e.HostIP}),
+		namespace: unique.Make(e.Namespace), pod: e.Pod, id: e.ID}
+}
+
+// cluster is the cluster the entry comes from.
+func (e *hostEntry) cluster() string { return e.origin.Value().cluster }
+
+// slot returns the chunk of last, its bit in present[ci], and the index
+// its entry has (or would have) in the chunk.
+func (b *ipBlock) slot(last byte) (ci byte, bit uint32, i int) {
+	ci, bit = last>>chunkShift, 1<<(last&(1<<chunkShift-1))
+	return ci, bit, bits.OnesCount32(b.present[ci] & (bit - 1))
 }
 
 // find returns the entry of last, if any.
 func (b *ipBlock) find(last byte) (*hostEntry, bool) {
-	c := b.chunks[last>>chunkShift]
-	if c == nil {
+	ci, bit, i := b.slot(last)
+	if b.present[ci]&bit == 0 {
 		return nil, false
 	}
-	if i, ok := c.find(last); ok {
-		return &c.entries[i], true
-	}
-	return nil, false
+	return &b.chunks[ci][i], true
 }
 
-// find returns the index of the entry of last, or where it would go.
-func (c *hostChunk) find(last byte) (int, bool) {
-	return slices.BinarySearchFunc(c.entries, last, func(e hostEntry, l byte) int { return cmp.Compare(e.last, l) })
-}
-
-// each calls f with every entry, in the order of their addresses.
-func (b *ipBlock) each(f func(e *hostEntry)) {
-	for _, c := range b.chunks {
-		if c == nil {
-			continue
-		}
-		for i := range c.entries {
-			f(&c.entries[i])
+// each calls f with every entry and its last byte, in the order of their
+// addresses.
+func (b *ipBlock) each(f func(last byte, e *hostEntry)) {
+	for ci, c := range b.chunks {
+		i := 0
+		for m := b.present[ci]; m != 0; m &= m - 1 {
+			f(byte(ci<<chunkShift|bits.TrailingZeros32(m)), &c[i])
+			i++
 		}
 	}
 }
 
-// row returns e, an entry of b, as an ipcache row.
-func (b *ipBlock) row(e *hostEntry) IPCacheRow {
-	return IPCacheRow{Prefix: b.hostPrefix(e.last), Cluster: e.cluster.Value(), ID: e.id,
-		HostIP: e.hostIP, Namespace: e.namespace.Value(), Pod: e.pod}
+// row returns e, the entry of b at last, as an ipcache row.
+func (b *ipBlock) row(last byte, e *hostEntry) IPCacheRow {
+	o := e.origin.Value()
+	return IPCacheRow{Prefix: b.hostPrefix(last), Cluster: o.cluster, ID: e.id,
+		HostIP: o.hostIP, Namespace: e.namespace.Value(), Pod: e.pod}
 }
 
 // hostPrefix returns the host prefix of the block's address ending in last.
@@ -164,7 +175,7 @@ func (w *WriteTxn) writableBlock(b *ipBlock, base netip.Addr) (*ipBlock, error) 
 	if b != nil {
 		*nb = *b
 	}
-	nb.owner = w
+	nb.owner, nb.owned = w, 0
 	if err := w.insert(TableIPCache, nb); err != nil {
 		return nil, err
 	}
@@ -172,20 +183,17 @@ func (w *WriteTxn) writableBlock(b *ipBlock, base netip.Addr) (*ipBlock, error) 
 	return nb, nil
 }
 
-// writableChunk returns chunk ci of b (a block the transaction may modify)
-// for the transaction to modify in place, copied unless the transaction
-// created it.
-func (w *WriteTxn) writableChunk(b *ipBlock, ci byte) *hostChunk {
+// writableChunk returns chunk ci of b (a block the transaction may
+// modify) for the transaction to modify in place, copied (with room for
+// one more entry) unless the transaction created it.
+func (w *WriteTxn) writableChunk(b *ipBlock, ci byte) []hostEntry {
 	c := b.chunks[ci]
-	if c != nil && c.owner == w {
+	if b.owned&(1<<ci) != 0 {
 		return c
 	}
-	nc := &hostChunk{owner: w}
-	if c != nil {
-		nc.entries = make([]hostEntry, len(c.entries), len(c.entries)+1)
-		copy(nc.entries, c.entries)
-	}
-	b.chunks[ci] = nc
+	nc := make([]hostEntry, len(c), len(c)+1)
+	copy(nc, c)
+	b.chunks[ci], b.owned = nc, b.owned|1<<ci
 	return nc
 }
 
@@ -196,7 +204,7 @@ func (w *WriteTxn) upsertHost(e *IPCacheRow) error {
 	if err != nil {
 		return err
 	}
-	he := newHostEntry(e, last)
+	he := newHostEntry(e)
 	if b != nil {
 		if old, found := b.find(last); found && *old == he {
 			return nil
@@ -207,11 +215,13 @@ func (w *WriteTxn) upsertHost(e *IPCacheRow) error {
 		return err
 	}
 	w.changed = true
-	c := w.writableChunk(nb, last>>chunkShift)
-	if i, found := c.find(last); found {
-		c.entries[i] = he
+	ci, bit, i := nb.slot(last)
+	c := w.writableChunk(nb, ci)
+	if nb.present[ci]&bit != 0 {
+		c[i] = he
 	} else {
-		c.entries = slices.Insert(c.entries, i, he)
+		nb.chunks[ci] = slices.Insert(c, i, he)
+		nb.present[ci] |= bit
 		nb.n++
 	}
 	if b != nil {
@@ -228,7 +238,7 @@ func (w *WriteTxn) deleteHost(cluster string, p netip.Prefix) error {
 		return err
 	}
 	old, found := b.find(last)
-	if !found || old.cluster.Value() != cluster {
+	if !found || old.cluster() != cluster {
 		return nil
 	}
 	if b.n == 1 {
@@ -241,11 +251,10 @@ func (w *WriteTxn) deleteHost(cluster string, p netip.Prefix) error {
 	if err != nil {
 		return err
 	}
-	ci := last >> chunkShift
-	c := w.writableChunk(nb, ci)
-	i, _ := c.find(last)
-	c.entries = slices.Delete(c.entries, i, i+1)
-	if len(c.entries) == 0 {
+	ci, bit, i := nb.slot(last)
+	nb.chunks[ci] = slices.Delete(w.writableChunk(nb, ci), i, i+1)
+	nb.present[ci] &^= bit
+	if nb.present[ci] == 0 {
 		nb.chunks[ci] = nil
 	}
 	nb.n--
@@ -255,20 +264,14 @@ func (w *WriteTxn) deleteHost(cluster string, p netip.Prefix) error {
 // drainBlock removes the entries of cluster from b, and reports whether
 // the block is gone.
 func (w *WriteTxn) drainBlock(b *ipBlock, cluster string) (bool, error) {
-	cl := unique.Make(cluster)
-	drop := map[byte]int{} // chunk -> entries of cluster
+	var drop [chunksPerBlock]uint32 // the bits of cluster's entries
 	total := 0
-	for ci, c := range b.chunks {
-		if c == nil {
-			continue
+	b.each(func(last byte, e *hostEntry) {
+		if e.cluster() == cluster {
+			drop[last>>chunkShift] |= 1 << (last & (1<<chunkShift - 1))
+			total++
 		}
-		for _, e := range c.entries {
-			if e.cluster == cl {
-				drop[byte(ci)]++
-				total++
-			}
-		}
-	}
+	})
 	switch total {
 	case 0:
 		return false, nil
@@ -279,12 +282,20 @@ func (w *WriteTxn) drainBlock(b *ipBlock, cluster string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	for ci := range drop {
-		c := w.writableChunk(nb, ci)
-		c.entries = slices.DeleteFunc(c.entries, func(e hostEntry) bool { return e.cluster == cl })
-		if len(c.entries) == 0 {
-			nb.chunks[ci] = nil
+	for ci, d := range drop {
+		if d == 0 {
+			continue
 		}
+		var kept []hostEntry
+		i := 0
+		for m := nb.present[ci]; m != 0; m &= m - 1 {
+			if d&(m&-m) == 0 {
+				kept = append(kept, nb.chunks[ci][i])
+			}
+			i++
+		}
+		nb.chunks[ci], nb.present[ci] = kept, nb.present[ci]&^d
+		nb.owned |= 1 << ci
 	}
 	nb.n -= total
 	return false, nil
@@ -295,16 +306,15 @@ func (w *WriteTxn) drainBlock(b *ipBlock, cluster string) (bool, error) {
 // their entries.
 func (w *WriteTxn) seal() {
 	for _, b := range w.blocks {
-		b.owner = nil
-		for _, c := range b.chunks {
-			if c == nil || c.owner != w {
+		for ci, c := range b.chunks {
+			if b.owned&(1<<ci) == 0 {
 				continue
 			}
-			c.owner = nil
-			if n := len(c.entries); cap(c.entries)-n > 2+n/16 {
-				c.entries = slices.Clone(c.entries)
+			if n := len(c); cap(c)-n > 2+n/16 {
+				b.chunks[ci] = slices.Clone(c)
 			}
 		}
+		b.owner, b.owned = nil, 0
 	}
 	w.blocks = nil
 }

@@ -83,7 +83,7 @@ func (sn *Snapshot) lookupPrefix(p netip.Prefix) (IPCacheRow, bool) {
 	case *ipBlock:
 		_, last := splitHost(p.Masked().Addr())
 		if e, ok := r.find(last); ok {
-			return r.row(e), true
+			return r.row(last, e), true
 		}
 	}
 	return IPCacheRow{}, false
@@ -204,7 +204,7 @@ func (sn *Snapshot) IPCache() []IPCacheRow {
 		case *IPCacheRow:
 			out = append(out, *r)
 		case *ipBlock:
-			r.each(func(e *hostEntry) { out = append(out, r.row(e)) })
+			r.each(func(last byte, e *hostEntry) { out = append(out, r.row(last, e)) })
 		}
 	}
 	return out
