@@ -48,7 +48,7 @@ func (a *API) getFlows(w http.ResponseWriter, r *http.Request) {
 		var held []flowapi.Flow
 		held, next = rec.Ring().Last(req.Last, req.Since, s.match)
 		for i := range held {
-			if !s.line(flowapi.Line{Flow: &held[i]}) {
+			if !s.flowLine(&held[i]) {
 				return
 			}
 		}
@@ -74,12 +74,22 @@ type flowStream struct {
 	filter flowapi.Filter
 	lost   flowapi.Lost // counts as of now, Stream this stream's
 	sent   flowapi.Lost // as in the last status line sent
+	buf    []byte       // of flowLine
 }
 
 func (s *flowStream) match(f *flowapi.Flow) bool { return s.filter.Match(f) }
 
 // line writes l; false when the client is gone.
 func (s *flowStream) line(l flowapi.Line) bool { return s.enc.Encode(l) == nil }
+
+// flowLine writes the line of f, as line would, without reflection; false
+// when the client is gone.
+func (s *flowStream) flowLine(f *flowapi.Flow) bool {
+	s.buf = append(s.buf[:0], `{"flow":`...)
+	s.buf = append(f.AppendJSON(s.buf), '}', '\n')
+	_, err := s.bw.Write(s.buf)
+	return err == nil
+}
 
 // flush sends what was written; false when the client is gone.
 func (s *flowStream) flush() bool {
@@ -110,7 +120,7 @@ func (s *flowStream) follow(r *http.Request, next uint64) {
 			buf, next, missed = ring.Read(next, s.match, buf[:0])
 			s.lost.Stream += missed
 			for i := range buf {
-				if !s.line(flowapi.Line{Flow: &buf[i]}) {
+				if !s.flowLine(&buf[i]) {
 					return
 				}
 			}

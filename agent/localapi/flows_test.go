@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -266,5 +267,34 @@ func TestFlowsFollowEndsWithServer(t *testing.T) {
 	}
 	if err := <-served; err != nil {
 		t.Fatalf("Serve: %v", err)
+	}
+}
+
+// BenchmarkFollowerPerFlow is what a follower (observe --follow) costs the
+// agent per flow: reading it from the ring, filtering, encoding its line.
+func BenchmarkFollowerPerFlow(b *testing.B) {
+	fs := flowsFixture()
+	for i := range fs {
+		fs[i].Src.Labels = []string{"k8s:app=x-wing", "k8s:io.cilium.k8s.policy.cluster=cluster1", "k8s:io.kubernetes.pod.namespace=default"}
+		fs[i].Dst.Labels = []string{"k8s:app=rebel-base", "k8s:io.cilium.k8s.policy.cluster=cluster2", "k8s:io.kubernetes.pod.namespace=default"}
+	}
+	rec := flows.NewRecorder(flows.Config{Node: "n1", Capacity: 4096})
+	for range 4096 / len(fs) {
+		for i := range fs {
+			rec.Ring().Add(&fs[i])
+		}
+	}
+	w := httptest.NewRecorder()
+	s := &flowStream{w: w, bw: bufio.NewWriter(io.Discard), rec: rec, filter: flowapi.Filter{Protocol: []flowapi.Protocol{flowapi.ProtoTCP, flowapi.ProtoUDP}}}
+	s.enc = json.NewEncoder(s.bw)
+	var buf []flowapi.Flow
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		if n == 0 {
+			buf, _, _ = rec.Ring().Read(rec.Ring().Next()-4000, s.match, buf[:0])
+		}
+		s.flowLine(&buf[n%len(buf)])
+		n = (n + 1) % len(buf)
 	}
 }
