@@ -203,7 +203,8 @@ func TestChainEnforcesPolicy(t *testing.T) {
 	}()
 	time.Sleep(200 * time.Millisecond) // the stream open (a drop before it is not followed)
 	attempt := time.Now()
-	go func() { _ = reaches(pods["other"].netns, srv(8080)) }()
+	attempted := make(chan error, 1)
+	go func() { attempted <- reaches(pods["other"].netns, srv(8080)) }()
 	line := " -> cluster1/cni/server:8080 TCP SYN DROPPED (policy-denied)"
 	var printed time.Duration
 	testutil.Eventually(t, 5*time.Second, "observe --follow printing the new drop", func() bool {
@@ -215,6 +216,9 @@ func TestChainEnforcesPolicy(t *testing.T) {
 	})
 	stopFollow()
 	<-followDone
+	if err := <-attempted; err == nil {
+		t.Error("other -> server:8080 while followed: want dropped")
+	}
 	t.Logf("observe --follow printed the drop %v after the connection attempt (poll every 10ms):\n%s", printed.Round(time.Millisecond), followed.String())
 	// The server itself is not isolated for egress, and replies flow.
 	echoServer(t, pods["other"].netns, 7070)
