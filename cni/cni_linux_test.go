@@ -220,6 +220,61 @@ func TestChainEnforcesPolicy(t *testing.T) {
 		t.Error("other -> server:8080 while followed: want dropped")
 	}
 	t.Logf("observe --follow printed the drop %v after the connection attempt (poll every 10ms):\n%s", printed.Round(time.Millisecond), followed.String())
+	// A flood of denied datagrams: the agent keeps answering, observe
+	// still reads it, and every drop the kernel counted is a recorded flow
+	// or a counted lost event.
+	counter := func(name, label, value string) float64 {
+		mfs, err := run.agent.Registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if mf.GetName() == name && l.GetName() == label && l.GetValue() == value {
+						return m.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+		return 0
+	}
+	kernelBefore := denied()
+	recordedBefore := counter("clustermesh_agent_drops_total", "reason", "policy-denied")
+	lostBefore := counter("clustermesh_agent_flow_events_lost_total", "source", "datapath")
+	const flood = 200000
+	flooded := make(chan error, 1)
+	floodStart := time.Now()
+	go func() { flooded <- floodUDP(pods["other"].netns, srv(9999), flood) }()
+	var slowest time.Duration
+	for sending := true; sending; {
+		select {
+		case err := <-flooded:
+			if err != nil {
+				t.Fatalf("flood: %v", err)
+			}
+			sending = false
+		case <-time.After(10 * time.Millisecond):
+			asked := time.Now()
+			var st localapi.StatusResponse
+			getJSON(t, sock, "/v1/status", &st)
+			slowest = max(slowest, time.Since(asked))
+		}
+	}
+	floodTook := time.Since(floodStart)
+	var kernel, recorded, lost float64
+	testutil.Eventually(t, 10*time.Second, "every denied datagram of the flood a flow or a counted loss", func() bool {
+		kernel = float64(denied() - kernelBefore)
+		recorded = counter("clustermesh_agent_drops_total", "reason", "policy-denied") - recordedBefore
+		lost = counter("clustermesh_agent_flow_events_lost_total", "source", "datapath") - lostBefore
+		return kernel >= flood && recorded+lost == kernel
+	})
+	out = runObserve(t.Context(), t, nil, agentSocket, "--verdict", "dropped", "--port", "9999", "--last", "3")
+	if n := strings.Count(out, "-> cluster1/cni/server:9999 UDP DROPPED (policy-denied)\n"); n != 3 {
+		t.Errorf("observe after the flood: %d of the flood's drops, want 3:\n%s", n, out)
+	}
+	t.Logf("flood of %d denied datagrams in %v (%.0f/s): %.0f drops counted by the kernel, %.0f recorded as flows, %.0f lost (counted); GET /v1/status during the flood: slowest %v",
+		flood, floodTook.Round(time.Millisecond), flood/floodTook.Seconds(), kernel, recorded, lost, slowest.Round(time.Millisecond))
 	// The server itself is not isolated for egress, and replies flow.
 	echoServer(t, pods["other"].netns, 7070)
 	if err := reaches(pods["server"].netns, netip.AddrPortFrom(pods["other"].ip, 7070)); err != nil {

@@ -395,3 +395,20 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// floodUDP sends n one-byte datagrams from the pod to dst as fast as it can.
+func floodUDP(podNS string, dst netip.AddrPort, n int) error {
+	return netnsutil.Do(podNS, func() error {
+		c, err := net.Dial("udp4", dst.String())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for range n {
+			if _, err := c.Write([]byte{'x'}); err != nil {
+				return fmt.Errorf("send: %w", err)
+			}
+		}
+		return nil
+	})
+}
