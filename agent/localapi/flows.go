@@ -72,7 +72,7 @@ type flowStream struct {
 	enc    *json.Encoder
 	rec    *flows.Recorder
 	filter flowapi.Filter
-	lost   flowapi.Lost // counts as of now, Stream this stream's
+	missed uint64       // flows this stream skipped (Lost.Stream)
 	sent   flowapi.Lost // as in the last status line sent
 	buf    []byte       // of flowLine
 }
@@ -118,7 +118,7 @@ func (s *flowStream) follow(r *http.Request, next uint64) {
 			}
 			var missed uint64
 			buf, next, missed = ring.Read(next, s.match, buf[:0])
-			s.lost.Stream += missed
+			s.missed += missed
 			for i := range buf {
 				if !s.flowLine(&buf[i]) {
 					return
@@ -148,7 +148,7 @@ func (s *flowStream) follow(r *http.Request, next uint64) {
 // follower saw those flows).
 func (s *flowStream) status() bool {
 	st := s.rec.Status()
-	st.Lost.Stream = s.lost.Stream
+	st.Lost.Stream = s.missed
 	if st.Lost.Datapath == s.sent.Datapath && st.Lost.Undecodable == s.sent.Undecodable && st.Lost.Stream == s.sent.Stream {
 		return true
 	}
