@@ -298,3 +298,50 @@ func BenchmarkFollowerPerFlow(b *testing.B) {
 		n = (n + 1) % len(buf)
 	}
 }
+
+// A follower slower than the flows (the ring overwrites them before it
+// reads them) is told how many it missed, in a status line.
+func TestFlowsFollowSlowReader(t *testing.T) {
+	rec := flows.NewRecorder(flows.Config{Node: "n1", Capacity: 16})
+	mux := http.NewServeMux()
+	New(Config{Flows: rec}).Register(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+"/v1/flows?follow=true", nil)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for range 2 { // the status and the end of the held flows
+		var l flowapi.Line
+		if err := dec.Decode(&l); err != nil || l.Status == nil {
+			t.Fatalf("line %+v, %v: want a status", l, err)
+		}
+	}
+	// 100,000 flows added in a tight loop (about 17 ns each) against a
+	// ring of 16: the stream (about a microsecond per flow) falls behind.
+	f := flowsFixture()[0]
+	for range 100000 {
+		rec.Ring().Add(&f)
+	}
+	var got, missed uint64
+	deadline := time.Now().Add(10 * time.Second)
+	for missed == 0 && time.Now().Before(deadline) {
+		var l flowapi.Line
+		if err := dec.Decode(&l); err != nil {
+			t.Fatal(err)
+		}
+		if l.Flow != nil {
+			got++
+		}
+		if l.Status != nil {
+			missed = l.Status.Lost.Stream
+		}
+	}
+	if missed == 0 || got+missed > 100000 {
+		t.Fatalf("%d flows read, %d said missed: want some missed, at most 100000 in all", got, missed)
+	}
+	t.Logf("%d flows read, %d missed and said so", got, missed)
+}
