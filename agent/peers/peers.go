@@ -12,6 +12,10 @@
 // <peer>.etcd-client.key); a file that does not parse is reported in the
 // peer's status and connects nothing.
 //
+// With a cache config (Config.CacheConfigFile), every peer is read from
+// the local clustermesh-apiserver's cache of remote state instead of its own
+// etcd: its file then only names it and records its trust anchors.
+//
 // What connect recorded in each file (the peer's cluster-id and pod-cidrs)
 // becomes that peer's remote.Trust; Trusts publishes every configured
 // peer's, for the checks of one peer against the others (remote.Claims).
@@ -59,6 +63,11 @@ type Config struct {
 	// Claims is what the rest of the mesh holds, handed to every peer
 	// (optional; see remote.Config.Claims).
 	Claims remote.Claims
+	// CacheConfigFile, when set, is the etcd client config of the local
+	// clustermesh-apiserver's cache of remote state: every peer is then
+	// read there (remote.Config.ThroughCache), with what its own file
+	// records (name, cluster-id, pod-cidrs), instead of at its own etcd.
+	CacheConfigFile string
 }
 
 // Manager runs one remote.Cluster per config file.
@@ -203,7 +212,7 @@ func (m *Manager) sync(ctx context.Context) {
 			Name: name, Client: f.cfg, Paths: m.cfg.Paths, LocalName: m.cfg.LocalName, LocalID: m.cfg.LocalID,
 			MaxConnectedClusters: m.cfg.MaxConnectedClusters, Registry: m.registry, Sink: m.cfg.Sink,
 			Backoff: m.cfg.Backoff, Log: m.log, Rejected: m.cfg.Rejected, CacheTTL: m.cfg.CacheTTL,
-			Trust: f.trust, Claims: m.cfg.Claims,
+			Trust: f.trust, Claims: m.cfg.Claims, ThroughCache: m.cfg.CacheConfigFile != "",
 		})
 		if err != nil {
 			m.bad[name] = err.Error()
@@ -248,6 +257,7 @@ func (m *Manager) scan() (map[string]file, error) {
 	if err != nil {
 		return nil, err
 	}
+	cache, cacheRaw, cacheErr := m.cacheConfig()
 	out := map[string]file{}
 	for _, e := range entries {
 		name := e.Name()
@@ -276,8 +286,21 @@ func (m *Manager) scan() (map[string]file, error) {
 			out[name] = f
 			continue
 		}
+		if cacheErr != "" {
+			f.err = cacheErr
+			out[name] = f
+			continue
+		}
+		f.trust = trustOf(cfg)
 		h := sha256.New()
 		h.Write(raw)
+		if m.cfg.CacheConfigFile != "" {
+			// The peer is read through the local cache: only what its
+			// file records of it is used, and the cache's config (and
+			// its certificates) are what a change reconnects for.
+			h.Write(cacheRaw)
+			cfg = cache
+		}
 		for _, ref := range []string{cfg.TrustedCAFile, cfg.CertFile, cfg.KeyFile} {
 			if ref == "" {
 				continue
@@ -290,10 +313,26 @@ func (m *Manager) scan() (map[string]file, error) {
 		}
 		copy(f.hash[:], h.Sum(nil))
 		f.cfg = cfg
-		f.trust = trustOf(cfg)
 		out[name] = f
 	}
 	return out, nil
+}
+
+// cacheConfig reads the cache's client config, if one is configured; a
+// failure is every peer's error.
+func (m *Manager) cacheConfig() (kvstore.ClientConfig, []byte, string) {
+	if m.cfg.CacheConfigFile == "" {
+		return kvstore.ClientConfig{}, nil, ""
+	}
+	raw, err := os.ReadFile(m.cfg.CacheConfigFile)
+	if err != nil {
+		return kvstore.ClientConfig{}, nil, "the local cache's etcd config (--clustermesh-cache-config): " + err.Error()
+	}
+	cfg, err := kvstore.ParseClientConfig(raw)
+	if err != nil {
+		return kvstore.ClientConfig{}, nil, "the local cache's etcd config " + m.cfg.CacheConfigFile + " (--clustermesh-cache-config): " + err.Error()
+	}
+	return cfg, raw, ""
 }
 
 // trustOf returns what connect recorded in a peer's (validated) config.

@@ -49,6 +49,11 @@ type Config struct {
 	Trust Trust
 	// Claims is what the rest of the mesh holds (optional).
 	Claims Claims
+	// ThroughCache: Client is the local etcd, where the local
+	// clustermesh-apiserver caches the peer (clustermesh-apiserver/
+	// kvstoremesh), not the peer's own etcd. The peer's cluster config
+	// there must then have the "cached" capability.
+	ThroughCache bool
 }
 
 // Status of a peer.
@@ -69,6 +74,9 @@ type Status struct {
 	// Cached: the peer's state is read from a cache (its cluster config
 	// has the "cached" capability).
 	Cached bool `json:"cached,omitempty"`
+	// ThroughCache: the peer is read from the local etcd's cache rather
+	// than from its own etcd (Config.ThroughCache).
+	ThroughCache bool `json:"throughCache,omitempty"`
 	// NoServices says why the peer's services are not read.
 	NoServices string `json:"noServices,omitempty"`
 }
@@ -121,7 +129,7 @@ func New(cfg Config) (*Cluster, error) {
 	}
 	log = log.With("peer", cfg.Name)
 	return &Cluster{cfg: cfg, layout: layout, log: log, rej: newRejections(cfg.Name, log, cfg.Rejected),
-		status: Status{Name: cfg.Name, Synced: map[Kind]bool{}, Entries: map[Kind]int{}}}, nil
+		status: Status{Name: cfg.Name, Synced: map[Kind]bool{}, Entries: map[Kind]int{}, ThroughCache: cfg.ThroughCache}}, nil
 }
 
 // Status returns a snapshot of the peer's status.
@@ -198,8 +206,15 @@ func (c *Cluster) connectAndServe(ctx context.Context) (up time.Time, err error)
 		return time.Time{}, err
 	}
 	cc, err := kvstore.GetClusterConfig(ctx, cli, c.cfg.Paths, c.cfg.Name)
-	if err != nil {
+	switch {
+	case err != nil && c.cfg.ThroughCache:
+		return time.Time{}, fmt.Errorf("peer %s through the local cache at %v: %w (hint: the local clustermesh-apiserver publishes a peer's config once it validated it: check that its --cache is on, that its --mesh-config-dir has a file for %s, and its /v1/cache status)",
+			c.cfg.Name, c.cfg.Client.Endpoints, err, c.cfg.Name)
+	case err != nil:
 		return time.Time{}, err
+	case c.cfg.ThroughCache && !cc.Capabilities.Cached:
+		return time.Time{}, fmt.Errorf("%w: peer %s is read through the local cache at %v, but its cluster config there does not have the \"cached\" capability: is that etcd the local clustermesh-apiserver's?",
+			kvstore.ErrClusterConfig, c.cfg.Name, c.cfg.Client.Endpoints)
 	}
 	id, hold, err := c.checkConfig(cc)
 	if err != nil {

@@ -63,6 +63,11 @@ type Config struct {
 	// CacheTTL revokes a peer's state when its heartbeat has not changed
 	// for this long (--clustermesh-cache-ttl; 0: keep it).
 	CacheTTL time.Duration
+	// ClusterMeshCacheConfig is the etcd client config of the local
+	// clustermesh-apiserver's cache of remote state
+	// (--clustermesh-cache-config): every peer of MeshConfigDir is then
+	// read there instead of at its own etcd ("": read every peer directly).
+	ClusterMeshCacheConfig string
 	// FlowsCapacity is how many of the datapath's most recent flows
 	// GET /v1/flows keeps (--flows-capacity; 0: flows.DefaultCapacity).
 	// Flows are recorded only with --datapath=bpf.

@@ -67,6 +67,8 @@ func newCommand() *cobra.Command {
 	f.StringVar(&cfg.KVStoreRoot, "kvstore-root", "cilium", "root prefix of the etcd schema")
 	f.DurationVar(&cfg.CacheTTL, "clustermesh-cache-ttl", 0,
 		"revoke a peer's state when its heartbeat has not changed for this long (0: keep the last state; must exceed the peers' heartbeat interval)")
+	f.StringVar(&cfg.ClusterMeshCacheConfig, "clustermesh-cache-config", "",
+		"etcd client config of the local clustermesh-apiserver's cache of remote state (its etcd, the local user's certificate): read every peer of --mesh-config-dir there instead of at the peer's own etcd (\"\": read every peer directly)")
 	f.IntVar(&cfg.FlowsCapacity, "flows-capacity", flows.DefaultCapacity, "how many of the datapath's most recent flows (connections and drops) GET /v1/flows and /v1/drops keep (--datapath=bpf)")
 	f.IntVar(&cfg.FlowsCapacity, "drops-capacity", flows.DefaultCapacity, "deprecated name of --flows-capacity")
 	_ = f.MarkDeprecated("drops-capacity", "use --flows-capacity (drops are kept with the other flows)")
