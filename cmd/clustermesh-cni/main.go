@@ -20,15 +20,26 @@ func main() {
 		fmt.Println(cni.BinaryName, version.Get())
 		return
 	}
+	if len(os.Args) == 2 && (os.Args[1] == "--help" || os.Args[1] == "-h") && os.Getenv("CNI_COMMAND") == "" {
+		fmt.Println(usage)
+		return
+	}
 	if len(os.Args) > 1 && os.Getenv("CNI_COMMAND") == "" {
 		os.Exit(install(os.Args[1:]))
 	}
 	skel.PluginMainFuncs(cni.Funcs(context.Background()), cni.Versions, cni.About)
 }
 
+const usage = `usage: clustermesh-cni install <cni-bin-dir> | --version | --help
+
+clustermesh-cni is the chained CNI plugin of clustermesh: the container
+runtime runs it (with CNI_COMMAND set, no arguments) after the node's main
+plugin. "install <cni-bin-dir>" copies it into the runtime's CNI bin
+directory (the agent DaemonSet's init container does that on every node).`
+
 func install(args []string) int {
 	if len(args) != 2 || args[0] != "install" {
-		fmt.Fprintln(os.Stderr, "usage: clustermesh-cni install <cni-bin-dir> | --version   (as a CNI plugin it takes no arguments)")
+		fmt.Fprintln(os.Stderr, usage)
 		return 2
 	}
 	self, err := os.Executable()
