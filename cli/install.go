@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
 
 	chart "github.com/clustermesh/clustermesh/charts/clustermesh"
 	"github.com/clustermesh/clustermesh/cli/install"
@@ -65,10 +66,11 @@ func newInstall(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "install",
 		Short: "Install the mesh components into a cluster (or print their manifests with --dry-run)",
-		Long: `install renders the Helm chart charts/clustermesh (CRDs, RBAC, the
+		Long: `install installs the Helm chart charts/clustermesh (CRDs, RBAC, the
 clustermesh-apiserver Deployment and Service, the clustermesh-agent DaemonSet,
-ConfigMap clustermesh-config and the certificate Secrets) and applies it with
-server-side apply. It generates the cluster's etcd CA, the etcd server
+ConfigMap clustermesh-config and the certificate Secrets) through Helm's SDK as
+the release "clustermesh" of the namespace, or upgrades that release when it
+exists (helm status/history/upgrade/uninstall see it), with server-side apply. It generates the cluster's etcd CA, the etcd server
 certificate and the admin client certificate, and keeps the installed ones
 while they are good, so that running it again (e.g. to upgrade) keeps every
 pairing; the peers in Secret clustermesh-peers are never touched.`,
@@ -101,7 +103,7 @@ pairing; the peers in Secret clustermesh-peers are never touched.`,
 
 func runInstall(cmd *cobra.Command, g *globals, f *installFlags) error {
 	ctx := cmd.Context()
-	cl, cfg, err := g.cluster(f.context)
+	cl, _, err := g.cluster(f.context)
 	if err != nil {
 		return err
 	}
@@ -132,30 +134,35 @@ func runInstall(cmd *cobra.Command, g *globals, f *installFlags) error {
 		repo, tag := splitImage(f.image)
 		values["image"] = map[string]any{"repository": repo, "tag": tag}
 	}
-	manifests, err := install.Render(chart.Files, install.Release{Name: "clustermesh", Namespace: cl.Namespace}, values)
+	c, err := chart.Load()
 	if err != nil {
 		return err
 	}
 	out := cmd.OutOrStdout()
 	if f.dryRun {
-		_, err := fmt.Fprint(out, manifests)
-		return err
-	}
-	objs, err := install.Decode(manifests)
-	if err != nil {
+		manifests, err := install.Render(ctx, c, cl.Namespace, values)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprint(out, manifests)
 		return err
 	}
 	if err := ensureNamespace(ctx, cl); err != nil {
 		return err
 	}
-	applied, err := install.Apply(ctx, cfg, objs)
+	res, err := install.Deploy(ctx, g.restGetter(f.context, cl.Namespace), cl.Namespace, c, values)
 	if err != nil {
-		return fmt.Errorf("install into %s: %w (applied before the failure: %v; run the same install again to finish)", cl, err, applied)
+		return fmt.Errorf("install into %s: %w; run the same install again to finish", cl, err)
 	}
 	for _, r := range reissued {
 		fmt.Fprintf(out, "generated the %s\n", r)
 	}
-	fmt.Fprintf(out, "installed cluster %s (ID %d) into %s, namespace %s: %d objects applied\n", f.name, f.id, cl, cl.Namespace, len(applied))
+	verb := "installed"
+	if res.Upgraded {
+		verb = "upgraded"
+	}
+	fmt.Fprintf(out, "%s cluster %s (ID %d) into %s, namespace %s: Helm release %s revision %d, %d objects (helm status %s -n %s)\n",
+		verb, f.name, f.id, cl, cl.Namespace, install.ReleaseName, res.Revision, res.Objects, install.ReleaseName, cl.Namespace)
 	fmt.Fprintf(out, "next: clustermesh connect --context %s --destination-context <other cluster's context>\n", cl.Context)
 	return nil
 }
@@ -224,4 +231,17 @@ func splitImage(image string) (repo, tag string) {
 		}
 	}
 	return image, ""
+}
+
+// restGetter is the kubeconfig context as Helm's SDK takes it.
+func (g *globals) restGetter(context, namespace string) genericclioptions.RESTClientGetter {
+	f := genericclioptions.NewConfigFlags(true)
+	if g.kubeconfig != "" {
+		f.KubeConfig = &g.kubeconfig
+	}
+	if context != "" {
+		f.Context = &context
+	}
+	f.Namespace = &namespace
+	return f
 }

@@ -9,7 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"helm.sh/helm/v4/pkg/action"
+	releasecommon "helm.sh/helm/v4/pkg/release/common"
+	releasev1 "helm.sh/helm/v4/pkg/release/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/clustermesh/clustermesh/cli/internal/testbed"
@@ -30,7 +34,8 @@ func TestInstall(t *testing.T) {
 		t.Skip("-short: starts a kube-apiserver and a clustermesh-apiserver")
 	}
 	kube := k8stest.Start(t)
-	kc := "--kubeconfig=" + testbed.Kubeconfig(t, map[string]*k8stest.Cluster{"c1": kube}, "c1")
+	kubeconfig := testbed.Kubeconfig(t, map[string]*k8stest.Cluster{"c1": kube}, "c1")
+	kc := "--kubeconfig=" + kubeconfig
 	endpoint := "https://127.0.0.1:" + strconv.Itoa(kvtest.FreePort(t))
 	args := []string{"install", kc, "--context", "c1", "--cluster-name", "c1", "--cluster-id", "3",
 		"--pod-cidrs", "10.3.0.0/16", "--etcd-endpoints", endpoint, "-n", "mesh-system"}
@@ -57,7 +62,7 @@ func TestInstall(t *testing.T) {
 
 	out := mustRun(t, args...)
 	for _, w := range []string{"generated the CA", "generated the etcd server certificate", "generated the admin certificate",
-		`installed cluster c1 (ID 3) into context "c1", namespace mesh-system`} {
+		`installed cluster c1 (ID 3) into context "c1", namespace mesh-system: Helm release clustermesh revision 1`} {
 		if !strings.Contains(out, w) {
 			t.Errorf("install output lacks %q:\n%s", w, out)
 		}
@@ -79,6 +84,12 @@ func TestInstall(t *testing.T) {
 		if err := get(); err != nil {
 			t.Error(err)
 		}
+	}
+	// The release is Helm's: helm status, history and upgrade see it.
+	checkRelease(t, kubeconfig, 1, "")
+	ds, err := kube.Client.AppsV1().DaemonSets("mesh-system").Get(t.Context(), mesh.AgentName, metav1.GetOptions{})
+	if err != nil || ds.Labels["app.kubernetes.io/managed-by"] != "Helm" || ds.Annotations["meta.helm.sh/release-name"] != "clustermesh" {
+		t.Errorf("the DaemonSet is not the release's: %v %v %v", err, ds.Labels, ds.Annotations)
 	}
 	cl := &mesh.Cluster{Context: "c1", Namespace: "mesh-system", Kube: kube.Client}
 	s, err := mesh.Load(t.Context(), cl)
@@ -112,9 +123,10 @@ func TestInstall(t *testing.T) {
 	// Installing again keeps every certificate and changes nothing.
 	rvs := secretVersions(t, kube.Client)
 	out = mustRun(t, args...)
-	if strings.Contains(out, "generated") {
-		t.Errorf("re-install generated certificates:\n%s", out)
+	if strings.Contains(out, "generated") || !strings.Contains(out, "upgraded cluster c1 (ID 3)") || !strings.Contains(out, "revision 2") {
+		t.Errorf("re-install generated certificates or did not upgrade the release:\n%s", out)
 	}
+	checkRelease(t, kubeconfig, 2, "")
 	if after := secretVersions(t, kube.Client); after != rvs {
 		t.Errorf("re-install rewrote Secrets: %s -> %s", rvs, after)
 	}
@@ -134,7 +146,8 @@ func TestInstall(t *testing.T) {
 	if sec, _ = peers.Get(t.Context(), mesh.PeersSecretName, metav1.GetOptions{}); string(sec.Data["c9"]) == "" {
 		t.Error("re-install dropped the peers of the mesh Secret")
 	}
-	ds, err := kube.Client.AppsV1().DaemonSets("mesh-system").Get(t.Context(), mesh.AgentName, metav1.GetOptions{})
+	checkRelease(t, kubeconfig, 3, "registry.example:5000/clustermesh")
+	ds, err = kube.Client.AppsV1().DaemonSets("mesh-system").Get(t.Context(), mesh.AgentName, metav1.GetOptions{})
 	if err != nil || ds.Spec.Template.Spec.Containers[0].Image != "registry.example:5000/clustermesh:v2" {
 		t.Errorf("--image not applied: %v", err)
 	}
@@ -142,6 +155,34 @@ func TestInstall(t *testing.T) {
 	if _, _, err := run(t, renamed...); err == nil || !strings.Contains(err.Error(), "connected to [c9]") ||
 		!strings.Contains(err.Error(), "clustermesh disconnect") {
 		t.Errorf("renaming a connected cluster: %v", err)
+	}
+}
+
+// checkRelease reads release clustermesh as the helm command does (Helm's
+// SDK, its Secret storage): deployed, at the revision, with the image
+// repository among its values when given.
+func checkRelease(t *testing.T, kubeconfig string, revision int, repository string) {
+	t.Helper()
+	flags := genericclioptions.NewConfigFlags(false)
+	ns := "mesh-system"
+	flags.KubeConfig, flags.Namespace = &kubeconfig, &ns
+	cfg := action.NewConfiguration()
+	if err := cfg.Init(flags, ns, "secret"); err != nil {
+		t.Fatal(err)
+	}
+	r, err := action.NewStatus(cfg).Run("clustermesh")
+	if err != nil {
+		t.Fatalf("helm status clustermesh: %v", err)
+	}
+	rel, ok := r.(*releasev1.Release)
+	if !ok {
+		t.Fatalf("release of type %T", r)
+	}
+	if rel.Info.Status != releasecommon.StatusDeployed || rel.Version != revision || rel.Chart.Metadata.Name != "clustermesh" {
+		t.Errorf("helm status clustermesh: %s revision %d of chart %s, want deployed revision %d", rel.Info.Status, rel.Version, rel.Chart.Metadata.Name, revision)
+	}
+	if img, _ := rel.Config["image"].(map[string]any); repository != "" && (img == nil || img["repository"] != repository) {
+		t.Errorf("release values: image %v, want repository %s", img, repository)
 	}
 }
 

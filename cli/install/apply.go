@@ -40,9 +40,10 @@ func Decode(manifests string) ([]*unstructured.Unstructured, error) {
 }
 
 // Apply server-side-applies the objects in order (CRDs first), forcing
-// ownership of the fields they set; fields other managers own (the peers
-// `clustermesh connect` writes into the mesh Secret) are left alone.
-func Apply(ctx context.Context, cfg *rest.Config, objs []*unstructured.Unstructured) ([]string, error) {
+// ownership of the fields they set; fields other managers own are left
+// alone. With dryRun, the API server validates and admits each object
+// without persisting it.
+func Apply(ctx context.Context, cfg *rest.Config, objs []*unstructured.Unstructured, dryRun bool) ([]string, error) {
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -66,7 +67,11 @@ func Apply(ctx context.Context, cfg *rest.Config, objs []*unstructured.Unstructu
 		if m.Scope.Name() == "namespace" {
 			ri = dyn.Resource(m.Resource).Namespace(o.GetNamespace())
 		}
-		if _, err := ri.Apply(ctx, o.GetName(), o, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
+		opts := metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
+		if dryRun {
+			opts.DryRun = []string{metav1.DryRunAll}
+		}
+		if _, err := ri.Apply(ctx, o.GetName(), o, opts); err != nil {
 			return done, fmt.Errorf("apply %s %s: %w", gvk.Kind, o.GetName(), err)
 		}
 		done = append(done, fmt.Sprintf("%s/%s", gvk.Kind, o.GetName()))

@@ -1,10 +1,14 @@
-// Package install renders the project's Helm chart (charts/clustermesh)
-// with a small text/template renderer that implements the subset of Helm's
-// template language the chart uses, generates a cluster's certificates
-// (keeping the ones already installed), and applies the result with
-// server-side apply.
+// Package install installs the project's Helm chart (charts/clustermesh)
+// through Helm's SDK (helm.sh/helm/v4) as the release "clustermesh" of the
+// mesh's namespace, upgrading it when it exists; it generates a cluster's
+// certificates (keeping the ones already installed) and applies the
+// chart's CRDs itself, with server-side apply, since Helm never upgrades
+// crds/.
 //
-// Rules: the chart stays a valid Helm chart (helm template renders the
-// same objects); re-installing keeps the CA and the certificates that are
-// still good, and never touches the peers the mesh Secret holds.
+// Rules: what `clustermesh install` installs is a Helm release a user can
+// inspect, upgrade and uninstall with the helm command; the chart's
+// values.schema.json refuses a wrong value, naming it, before anything is
+// applied; re-installing keeps the CA and the certificates that are still
+// good, and never touches the peers the mesh Secret holds (server-side
+// apply leaves the fields `clustermesh connect` owns alone).
 package install

@@ -10,16 +10,19 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	helmchart "helm.sh/helm/v4/pkg/chart/v2"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	cmv1 "github.com/clustermesh/clustermesh/apis/clustermesh/v1alpha1"
 	chart "github.com/clustermesh/clustermesh/charts/clustermesh"
 	"github.com/clustermesh/clustermesh/cli/install"
 	"github.com/clustermesh/clustermesh/cli/mesh"
+	"github.com/clustermesh/clustermesh/internal/testing/k8stest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -71,8 +74,19 @@ func decode[T any](t *testing.T, docs map[string]string, key string) *T {
 	return &v
 }
 
+func load(t *testing.T) *helmchart.Chart {
+	t.Helper()
+	c, err := chart.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestRender renders the chart through Helm's SDK, as `helm template`
+// would.
 func TestRender(t *testing.T) {
-	out, err := install.Render(chart.Files, install.Release{Name: "clustermesh", Namespace: "mesh-system"}, values())
+	out, err := install.Render(t.Context(), load(t), "mesh-system", values())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,10 +252,122 @@ func TestRenderRequiredValues(t *testing.T) {
 		t.Run(tc.want, func(t *testing.T) {
 			v := values()
 			tc.drop(v)
-			_, err := install.Render(chart.Files, install.Release{Name: "clustermesh", Namespace: "x"}, v)
+			_, err := install.Render(t.Context(), load(t), "x", v)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestRenderSchema: a wrong value fails, before anything is rendered, with
+// a message naming it.
+func TestRenderSchema(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(map[string]any)
+		want   []string
+	}{
+		{"cluster id out of range", func(v map[string]any) { v["cluster"].(map[string]any)["id"] = 600 }, []string{"/cluster/id", "511"}},
+		{"cluster id a string", func(v map[string]any) { v["cluster"].(map[string]any)["id"] = "seven" }, []string{"/cluster/id", "string"}},
+		{"cluster name", func(v map[string]any) { v["cluster"].(map[string]any)["name"] = "C_1" }, []string{"/cluster/name"}},
+		{"max clusters", func(v map[string]any) { v["cluster"].(map[string]any)["maxConnectedClusters"] = 256 }, []string{"/cluster/maxConnectedClusters"}},
+		{"endpoint", func(v map[string]any) {
+			v["apiserver"].(map[string]any)["etcdEndpoints"] = []any{"http://203.0.113.1:32379"}
+		}, []string{"/apiserver/etcdEndpoints/0"}},
+		{"service type", func(v map[string]any) {
+			v["apiserver"].(map[string]any)["service"] = map[string]any{"type": "External"}
+		}, []string{"/apiserver/service/type"}},
+		{"a misspelt value", func(v map[string]any) { v["cluster"].(map[string]any)["podCIDR"] = []any{"10.1.0.0/16"} }, []string{"podCIDR"}},
+		{"pull policy", func(v map[string]any) { v["image"] = map[string]any{"pullPolicy": "Sometimes"} }, []string{"/image/pullPolicy"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := values()
+			tc.change(v)
+			_, err := install.Render(t.Context(), load(t), "x", v)
+			if err == nil {
+				t.Fatal("rendered")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not name %s", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestServerDryRun applies the chart rendered with the required values
+// and with each documented option to a real kube-apiserver with
+// server-side dry-run: every object is valid against the real API.
+func TestServerDryRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts a kube-apiserver")
+	}
+	kube := k8stest.Start(t)
+	if _, err := kube.Client.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "mesh-system"}},
+		metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	set := func(path string, v any) func(map[string]any) {
+		return func(m map[string]any) {
+			keys := strings.Split(path, ".")
+			for _, k := range keys[:len(keys)-1] {
+				next, ok := m[k].(map[string]any)
+				if !ok {
+					next = map[string]any{}
+					m[k] = next
+				}
+				m = next
+			}
+			m[keys[len(keys)-1]] = v
+		}
+	}
+	resources := map[string]any{"requests": map[string]any{"cpu": "100m", "memory": "128Mi"}, "limits": map[string]any{"memory": "1Gi"}}
+	for _, tc := range []struct {
+		name    string
+		changes []func(map[string]any)
+	}{
+		{"required values", nil},
+		{"511 clusters, dual-stack", []func(map[string]any){set("cluster.maxConnectedClusters", 511), set("cluster.id", 300),
+			set("cluster.podCIDRs", []any{"10.1.0.0/16", "fd00:1::/64"})}},
+		{"kvstoreRoot", []func(map[string]any){set("kvstoreRoot", "mesh")}},
+		{"image", []func(map[string]any){set("image.repository", "registry.example:5000/clustermesh"), set("image.tag", "v9.9.9"),
+			set("image.pullPolicy", "Always")}},
+		{"LoadBalancer", []func(map[string]any){set("apiserver.service.type", "LoadBalancer")}},
+		{"ClusterIP", []func(map[string]any){set("apiserver.service.type", "ClusterIP")}},
+		{"nodePort", []func(map[string]any){set("apiserver.service.nodePort", 31000)}},
+		{"resources", []func(map[string]any){set("apiserver.resources", resources), set("agent.resources", resources)}},
+		{"agent paths and port", []func(map[string]any){set("agent.meshConfigDir", "/etc/clustermesh/peers"),
+			set("agent.socketDir", "/run/clustermesh"), set("agent.statusPort", 9999), set("agent.cgroupRoot", "/sys/fs/cgroup/unified")}},
+		{"flows", []func(map[string]any){set("agent.flowsCapacity", 100000), set("agent.flowsAllowedSample", -1)}},
+		{"no CNI install", []func(map[string]any){set("cni.install", false)}},
+		{"CNI bin dir", []func(map[string]any){set("cni.binDir", "/home/kubernetes/bin")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := values()
+			for _, c := range tc.changes {
+				c(v)
+			}
+			out, err := install.Render(t.Context(), load(t), "mesh-system", v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			objs, err := install.Decode(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done, err := install.Apply(t.Context(), kube.Config, objs, true)
+			if err != nil {
+				t.Fatalf("server-side dry-run: %v (accepted before: %v)", err, done)
+			}
+			if len(done) != len(objs) {
+				t.Errorf("%d of %d objects applied", len(done), len(objs))
+			}
+		})
+	}
+	// Nothing was persisted.
+	if _, err := kube.Client.AppsV1().DaemonSets("mesh-system").Get(t.Context(), mesh.AgentName, metav1.GetOptions{}); err == nil {
+		t.Error("the dry-run created the DaemonSet")
 	}
 }
