@@ -69,6 +69,9 @@ func Build(in Inputs) Report {
 			for _, v := range ps.Rejected {
 				p.Rejected += v
 			}
+			if ps.ThroughCache {
+				p.ThroughCache++
+			}
 			if prob, bad := peerProblem(n.Node, ps, p.Configured); bad {
 				r.Errors = append(r.Errors, prob)
 			}
@@ -82,6 +85,7 @@ func Build(in Inputs) Report {
 		connected = append(connected, count)
 	}
 	r.ConnectedPeers = summarize(connected)
+	r.Errors = append(r.Errors, cacheProblems(in.APIServer.Cache, peers)...)
 	for _, name := range slices.Sorted(maps.Keys(peers)) {
 		r.Peers = append(r.Peers, *peers[name])
 	}
@@ -93,6 +97,34 @@ func Build(in Inputs) Report {
 		r.Versions = []VersionCount{}
 	}
 	return r
+}
+
+// cacheProblems says why a peer that agents read through the cache of
+// remote state is not (fully) there.
+func cacheProblems(cache []CachedPeer, peers map[string]*Peer) []Problem {
+	var out []Problem
+	for _, name := range slices.Sorted(maps.Keys(peers)) {
+		p := peers[name]
+		if p.ThroughCache == 0 || !p.Configured {
+			continue
+		}
+		i := slices.IndexFunc(cache, func(c CachedPeer) bool { return c.Name == name })
+		hint := "the clustermesh-apiserver caches the peers of its --mesh-config-dir (the mesh Secret) when its --cache is on: " +
+			"check its logs and GET /v1/cache on its health port"
+		switch {
+		case i < 0:
+			out = append(out, Problem{Peer: name, Message: fmt.Sprintf("%d nodes read this peer through the cache of remote state, which does not publish it", p.ThroughCache), Hint: hint})
+		case !cache[i].Complete():
+			var missing []string
+			for _, k := range Kinds {
+				if !cache[i].Synced[k] {
+					missing = append(missing, k)
+				}
+			}
+			out = append(out, Problem{Peer: name, Message: "the cache of remote state has not synced " + strings.Join(missing, ", ") + " of this peer", Hint: hint})
+		}
+	}
+	return out
 }
 
 // peerProblem is what is wrong with one peer on one node, if anything.

@@ -60,3 +60,49 @@ func TestBuild(t *testing.T) {
 		t.Errorf("complete %v, missing %v", ok, missing)
 	}
 }
+
+// Peers that agents read through the cache of remote state are reported
+// with the cache's state: a peer the cache does not publish, or has not
+// synced, is an error naming the kinds and where to look.
+func TestBuildThroughCache(t *testing.T) {
+	all := map[string]bool{"nodes": true, "identities": true, "ip": true, "services": true}
+	peer := func(name string) PeerStatus {
+		return PeerStatus{Name: name, Connected: true, Ready: true, Synced: all, ThroughCache: true}
+	}
+	in := Inputs{
+		Cluster: "c1", ClusterID: 1, Configured: []string{"c2", "c3", "c4"},
+		APIServer: APIServer{Ready: true, Replicas: 1, ReadyReplicas: 1, EtcdReachable: true, ClusterConfig: true, Cache: []CachedPeer{
+			{Name: "c2", ClusterID: 2, Synced: all, Entries: map[string]int64{"nodes": 2, "ip": 10}},
+			{Name: "c3", ClusterID: 3, Synced: map[string]bool{"nodes": true}},
+		}},
+		Nodes: []NodeStatus{{Node: "n1", Status: &AgentStatus{Peers: []PeerStatus{peer("c2"), peer("c3"), peer("c4")}}}},
+	}
+	r := Build(in)
+	var got []string
+	for _, e := range r.Errors {
+		got = append(got, e.Peer+": "+e.Message)
+	}
+	want := []string{
+		"c3: the cache of remote state has not synced identities, ip, services of this peer",
+		"c4: 1 nodes read this peer through the cache of remote state, which does not publish it",
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("errors (-want +got):\n%s", d)
+	}
+	if r.Peers[0].ThroughCache != 1 {
+		t.Errorf("peer c2 through the cache on %d nodes, want 1", r.Peers[0].ThroughCache)
+	}
+	var b strings.Builder
+	if err := WriteText(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{
+		"OK   cache:     peer c2 (ID 2): synced [nodes identities ip services]; entries nodes 2, identities 0, ip 10, services 0",
+		"FAIL cache:     peer c3 (ID 3): synced [nodes]",
+		"OK   peer c2 (ID 0) through the cache: connected on 1/1 nodes",
+	} {
+		if !strings.Contains(b.String(), line) {
+			t.Errorf("text output lacks %q:\n%s", line, b.String())
+		}
+	}
+}

@@ -3,8 +3,11 @@ package status
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -97,6 +100,11 @@ func probeEtcd(ctx context.Context, s *mesh.Settings, a *APIServer) []Problem {
 		resp, err := cli.Etcd().Get(ctx, p.Synced(s.Name, prefix))
 		a.Exported[kind] = err == nil && len(resp.Kvs) > 0
 	}
+	cache, err := probeCache(ctx, cli, s)
+	if err != nil {
+		out = append(out, Problem{Message: err.Error(), Hint: "the cache of remote state could not be read from the etcd; run status again"})
+	}
+	a.Cache = cache
 	var missing []string
 	for _, k := range Kinds {
 		if !a.Exported[k] {
@@ -108,4 +116,48 @@ func probeEtcd(ctx context.Context, s *mesh.Settings, a *APIServer) []Problem {
 			Hint: "peers wait for these before trusting the cluster; check the clustermesh-apiserver's logs"})
 	}
 	return out
+}
+
+// probeCache lists the peers the cache of remote state publishes in the
+// cluster's etcd (cluster configs with the "cached" capability), with
+// their synced markers and the number of cached keys per kind.
+func probeCache(ctx context.Context, cli *kvstore.Client, s *mesh.Settings) ([]CachedPeer, error) {
+	p := s.Paths
+	resp, err := cli.Etcd().Get(ctx, p.ClusterConfigPrefix(), clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("list the cluster configs under %s: %w", p.ClusterConfigPrefix(), err)
+	}
+	var out []CachedPeer
+	for _, kv := range resp.Kvs {
+		name, err := p.ParseClusterConfigKey(string(kv.Key))
+		if err != nil || name == s.Name {
+			continue
+		}
+		cc, err := p.DecodeClusterConfig(string(kv.Key), kv.Value)
+		if err != nil || !cc.Capabilities.Cached {
+			continue
+		}
+		cp := p.Cache(name)
+		c := CachedPeer{Name: name, ClusterID: cc.ID, Synced: map[string]bool{}, Entries: map[string]int64{}}
+		for kind, pre := range map[string][2]string{
+			"nodes":      {cp.NodesPrefix(), cp.ClusterNodesPrefix(name)},
+			"identities": {cp.IdentitiesPrefix(), cp.IdentityIDPrefix()},
+			"ip":         {cp.IPPrefix(), cp.IPDefaultPrefix()},
+			"services":   {cp.ServicesPrefix(), cp.ClusterServicesPrefix(name)},
+		} {
+			m, err := cli.Etcd().Get(ctx, cp.Synced(name, pre[0]), clientv3.WithCountOnly())
+			if err != nil {
+				return out, fmt.Errorf("read the cache's synced marker of %s: %w", name, err)
+			}
+			c.Synced[kind] = m.Count > 0
+			n, err := cli.Etcd().Get(ctx, pre[1], clientv3.WithPrefix(), clientv3.WithCountOnly())
+			if err != nil {
+				return out, fmt.Errorf("count the cached %s of %s: %w", kind, name, err)
+			}
+			c.Entries[kind] = n.Count
+		}
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b CachedPeer) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
 }

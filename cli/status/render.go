@@ -28,6 +28,17 @@ func WriteText(w io.Writer, r Report) error {
 	fmt.Fprintf(&b, "%s apiserver: %d/%d replicas ready, etcd %s, cluster config %s, exported [%s]\n", mark(a.Ready),
 		a.ReadyReplicas, a.Replicas, yesNo(a.EtcdReachable, "reachable", "UNREACHABLE"),
 		yesNo(a.ClusterConfig, "written", "MISSING"), strings.Join(exported, " "))
+	for _, c := range a.Cache {
+		var synced, entries []string
+		for _, k := range Kinds {
+			if c.Synced[k] {
+				synced = append(synced, k)
+			}
+			entries = append(entries, fmt.Sprintf("%s %d", k, c.Entries[k]))
+		}
+		fmt.Fprintf(&b, "%s cache:     peer %s (ID %d): synced [%s]; entries %s\n", mark(c.Complete()), c.Name, c.ClusterID,
+			strings.Join(synced, " "), strings.Join(entries, ", "))
+	}
 	fmt.Fprintf(&b, "     peers:     %d configured [%s]\n", len(r.Configured), strings.Join(r.Configured, " "))
 	fmt.Fprintf(&b, "%s agents:    %d/%d answered; peers connected per node: min %d, avg %g, max %d\n",
 		mark(r.Nodes > 0 && r.Answered == r.Nodes), r.Answered, r.Nodes, r.ConnectedPeers.Min, r.ConnectedPeers.Avg, r.ConnectedPeers.Max)
@@ -40,6 +51,12 @@ func WriteText(w io.Writer, r Report) error {
 		state := ""
 		if !p.Configured {
 			state = " (removed from the mesh Secret)"
+		}
+		switch {
+		case p.ThroughCache == r.Nodes && r.Nodes > 0:
+			state += " through the cache"
+		case p.ThroughCache > 0:
+			state += fmt.Sprintf(" through the cache on %d/%d nodes", p.ThroughCache, r.Nodes)
 		}
 		fmt.Fprintf(&b, "%s peer %s (ID %d)%s: connected on %d/%d nodes, ready on %d/%d; synced: %s; rejected entries: %d\n",
 			mark(ok), p.Name, p.ClusterID, state, p.Connected, r.Nodes, p.Ready, r.Nodes, strings.Join(synced, ", "), p.Rejected)

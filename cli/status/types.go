@@ -30,6 +30,9 @@ type PeerStatus struct {
 	Revoked         bool              `json:"revoked,omitempty"`
 	LastFailure     string            `json:"lastFailure,omitempty"`
 	LastFailureTime time.Time         `json:"lastFailureTime,omitzero"`
+	// ThroughCache: the agent reads the peer from the local
+	// clustermesh-apiserver's cache of remote state, not from the peer.
+	ThroughCache bool `json:"throughCache,omitempty"`
 }
 
 // NodeStatus is what one agent answered, or why it could not be asked.
@@ -78,6 +81,31 @@ type APIServer struct {
 	ClusterConfig bool `json:"clusterConfig"`
 	// Exported says per kind whether its synced marker is written.
 	Exported map[string]bool `json:"exported"`
+	// Cache lists the peers the clustermesh-apiserver's cache of remote
+	// state publishes in its etcd (a cluster config with the "cached"
+	// capability), sorted by name; empty when the cache is off.
+	Cache []CachedPeer `json:"cache,omitempty"`
+}
+
+// CachedPeer is one peer in the cache of remote state, as the local etcd
+// holds it (what the agents reading through the cache get).
+type CachedPeer struct {
+	Name      string `json:"name"`
+	ClusterID uint32 `json:"clusterID"`
+	// Synced says per kind whether the cache wrote its synced marker.
+	Synced map[string]bool `json:"synced"`
+	// Entries counts the cached keys per kind.
+	Entries map[string]int64 `json:"entries"`
+}
+
+// Complete reports whether every kind of the peer is synced in the cache.
+func (c CachedPeer) Complete() bool {
+	for _, k := range Kinds {
+		if !c.Synced[k] {
+			return false
+		}
+	}
+	return true
 }
 
 // MinAvgMax summarizes a count over nodes.
@@ -101,6 +129,9 @@ type Peer struct {
 	Synced map[string]int `json:"synced"`
 	// Rejected counts entries refused by validation, summed over nodes.
 	Rejected uint64 `json:"rejected"`
+	// ThroughCache counts the nodes that read the peer from the local
+	// cache of remote state rather than from the peer's etcd.
+	ThroughCache int `json:"throughCache"`
 }
 
 // Problem is an error with where it is and what to do.

@@ -40,6 +40,12 @@ type Options struct {
 	// still reached on the host's 127.0.0.1 (the nodes' loopback
 	// forwarders).
 	Family AddrFamily
+	// DirectPeers makes the agents read every peer at its own etcd, and
+	// runs the clustermesh-apiservers without their cache of remote state
+	// (--cache=false). Default: each clustermesh-apiserver caches the
+	// peers of its mesh directory and the agents read them there
+	// (--clustermesh-cache-config).
+	DirectPeers bool
 }
 
 // Bed is a running multi-cluster bed. Its methods are not safe for
@@ -51,6 +57,8 @@ type Bed struct {
 	run   string // this run's tag in namespace, cgroup and device names
 	spawn *spawner
 	fam   AddrFamily // Options.Family (DualStack: FamilyDualStack)
+	// direct: Options.DirectPeers.
+	direct bool
 
 	fabric     string // the underlay's namespace
 	cgroupRoot string // the bed's cgroup directory
@@ -90,7 +98,7 @@ func New(ctx context.Context, opt Options) (*Bed, error) {
 		out = io.Discard
 	}
 	ctrllog.SetLogger(logr.Discard()) // envtest logs through controller-runtime's logger
-	b := &Bed{dir: opt.Dir, out: out, run: fmt.Sprintf("%04d", os.Getpid()%10000), spawn: newSpawner(), started: time.Now(), fam: fam}
+	b := &Bed{dir: opt.Dir, out: out, run: fmt.Sprintf("%04d", os.Getpid()%10000), spawn: newSpawner(), started: time.Now(), fam: fam, direct: opt.DirectPeers}
 	if err := os.MkdirAll(filepath.Join(b.dir, "logs"), 0o700); err != nil {
 		b.spawn.close()
 		return nil, err

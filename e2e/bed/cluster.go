@@ -24,10 +24,13 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
 
 	cmv1 "github.com/clustermesh/clustermesh/apis/clustermesh/v1alpha1"
 	"github.com/clustermesh/clustermesh/cli/mesh"
+	"github.com/clustermesh/clustermesh/internal/pki"
 	"github.com/clustermesh/clustermesh/internal/testing/k8stest"
+	"github.com/clustermesh/clustermesh/kvstore"
 )
 
 // ClusterSpec describes a cluster to add.
@@ -58,6 +61,9 @@ type Cluster struct {
 	healthAddr string
 	kcm        *proc
 	apiserver  *proc
+	// cacheConfig is the agents' etcd config of the clustermesh-apiserver's
+	// cache of remote state ("" with Options.DirectPeers).
+	cacheConfig string
 }
 
 // PodCIDR is the cluster's primary pod CIDR: the IPv4 one,
@@ -253,14 +259,61 @@ func (c *Cluster) runAPIServer(ctx context.Context) error {
 		return err
 	}
 	c.healthAddr = "127.0.0.1:" + strconv.Itoa(hp)
-	c.apiserver = c.b.newProc(c.Name+"/clustermesh-apiserver", "", "", c.b.bin("clustermesh-apiserver"),
-		"--cluster-name="+c.Name, "--cluster-id="+strconv.Itoa(int(c.ID)), "--kubeconfig="+c.kubeconfig,
-		"--etcd-data-dir="+filepath.Join(c.dir, "etcd"), "--etcd-listen-client-urls="+c.EtcdURL(),
-		"--tls-cert-file="+files[mesh.ServerSecretName+"/"+mesh.TLSCertKey], "--tls-key-file="+files[mesh.ServerSecretName+"/"+mesh.TLSKeyKey],
-		"--tls-ca-file="+files[mesh.ServerSecretName+"/"+mesh.CACertKey],
-		"--admin-cert-file="+files[mesh.AdminSecretName+"/"+mesh.TLSCertKey], "--admin-key-file="+files[mesh.AdminSecretName+"/"+mesh.TLSKeyKey],
-		"--heartbeat-interval=1s", "--metrics-addr=", "--health-addr="+c.healthAddr)
+	// The cache of remote state reads the same mesh directory as the
+	// agents would; the agents read the peers from it with the local
+	// user (its certificate from the installed CA, as the chart would mount).
+	cacheArgs := []string{"--cache=false"}
+	if !c.b.direct {
+		cacheArgs = []string{"--cache", "--mesh-config-dir=" + c.meshDir()}
+		if err := c.writeCacheConfig(ctx); err != nil {
+			return err
+		}
+	}
+	args := append([]string{c.b.bin("clustermesh-apiserver"),
+		"--cluster-name=" + c.Name, "--cluster-id=" + strconv.Itoa(int(c.ID)), "--kubeconfig=" + c.kubeconfig,
+		"--etcd-data-dir=" + filepath.Join(c.dir, "etcd"), "--etcd-listen-client-urls=" + c.EtcdURL(),
+		"--tls-cert-file=" + files[mesh.ServerSecretName+"/"+mesh.TLSCertKey], "--tls-key-file=" + files[mesh.ServerSecretName+"/"+mesh.TLSKeyKey],
+		"--tls-ca-file=" + files[mesh.ServerSecretName+"/"+mesh.CACertKey],
+		"--admin-cert-file=" + files[mesh.AdminSecretName+"/"+mesh.TLSCertKey], "--admin-key-file=" + files[mesh.AdminSecretName+"/"+mesh.TLSKeyKey],
+		"--heartbeat-interval=1s", "--metrics-addr=", "--health-addr=" + c.healthAddr}, cacheArgs...)
+	c.apiserver = c.b.newProc(c.Name+"/clustermesh-apiserver", "", "", args...)
 	return c.StartAPIServer(ctx)
+}
+
+// writeCacheConfig writes the agents' etcd config of the cache: the
+// cluster's etcd, logged into as the local user with a certificate of the
+// cluster's CA.
+func (c *Cluster) writeCacheConfig(ctx context.Context) error {
+	s, err := c.Client.CoreV1().Secrets(mesh.DefaultNamespace).Get(ctx, mesh.CASecretName, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("cluster %s: read the installed Secret %s: %w", c.Name, mesh.CASecretName, err)
+	}
+	ca, err := mesh.ParseCA(s.Data[mesh.CACertKey], s.Data[mesh.CAKeyKey])
+	if err != nil {
+		return fmt.Errorf("cluster %s: Secret %s: %w", c.Name, mesh.CASecretName, err)
+	}
+	leaf, err := ca.Issue(pki.LeafOptions{CommonName: kvstore.LocalUser, Client: true})
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(c.dir, "cache")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	cfg := kvstore.ClientConfig{Endpoints: []string{c.EtcdURL()}}
+	if cfg.CertFile, cfg.KeyFile, err = leaf.WriteFiles(dir, kvstore.LocalUser); err != nil {
+		return err
+	}
+	cfg.TrustedCAFile = filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(cfg.TrustedCAFile, s.Data[mesh.CACertKey], 0o600); err != nil {
+		return err
+	}
+	b, err := yaml.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	c.cacheConfig = filepath.Join(dir, "etcd.yaml")
+	return os.WriteFile(c.cacheConfig, b, 0o600)
 }
 
 // StartAPIServer (re)starts the clustermesh-apiserver and waits until it

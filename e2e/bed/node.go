@@ -140,6 +140,9 @@ func (c *Cluster) startNode(ctx context.Context, i int) (*Node, error) {
 		"--state-dir=" + filepath.Join(n.dir, "state"), "--health-addr=", "--metrics-addr=",
 		"--enable-wireguard", "--wireguard-device=" + n.WireGuardDevice, "--wireguard-key-file=" + filepath.Join(n.dir, "wireguard.key"),
 	}, c.agentArgs...)
+	if c.cacheConfig != "" {
+		args = append(args, "--clustermesh-cache-config="+c.cacheConfig)
+	}
 	n.agent = b.newProc(n.Name+"/clustermesh-agent", n.netns, "", args...)
 	if err := n.StartAgent(ctx); err != nil {
 		return nil, err

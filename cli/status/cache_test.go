@@ -1,0 +1,46 @@
+package status
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/clustermesh/clustermesh/cli/mesh"
+	"github.com/clustermesh/clustermesh/kvstore"
+	"github.com/clustermesh/clustermesh/kvstore/kvtest"
+)
+
+// probeCache reads the cache of remote state from the cluster's etcd: the
+// peers whose cluster config has the "cached" capability, their markers
+// and their number of cached keys; neither the cluster's own config nor a
+// peer config without the capability is a cached peer.
+func TestProbeCache(t *testing.T) {
+	env := kvtest.Start(t, kvtest.Options{Cluster: "c1"})
+	admin := env.Connect(t, kvstore.AdminUser)
+	p := env.Paths
+	cp := p.Cache("c2")
+	for k, v := range map[string]string{
+		p.ClusterConfig("c1"):                  `{"id":1,"capabilities":{"syncedCanaries":true,"maxConnectedClusters":255}}`,
+		p.ClusterConfig("c2"):                  `{"id":2,"capabilities":{"syncedCanaries":true,"cached":true,"maxConnectedClusters":255}}`,
+		p.ClusterConfig("c3"):                  `{"id":3,"capabilities":{"syncedCanaries":true,"maxConnectedClusters":255}}`,
+		cp.Node("c2", "n1"):                    "{}",
+		cp.Node("c2", "n2"):                    "{}",
+		cp.IPDefaultPrefix() + "10.2.1.5":      "{}",
+		cp.Synced("c2", cp.NodesPrefix()):      "t",
+		cp.Synced("c2", cp.IdentitiesPrefix()): "t",
+	} {
+		if _, err := admin.Etcd().Put(t.Context(), k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := probeCache(t.Context(), admin, &mesh.Settings{Name: "c1", Paths: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []CachedPeer{{Name: "c2", ClusterID: 2,
+		Synced:  map[string]bool{"nodes": true, "identities": true, "ip": false, "services": false},
+		Entries: map[string]int64{"nodes": 2, "identities": 0, "ip": 1, "services": 0}}}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Fatalf("cached peers (-want +got):\n%s", d)
+	}
+}
