@@ -27,13 +27,16 @@ func TestIPCacheAtMatchesTheJoin(t *testing.T) {
 // randomWrite makes one random change to the ipcache, attachments,
 // endpoints or nodes, over a small address space so that they collide.
 func randomWrite(w *state.WriteTxn, rng *rand.Rand, local string) error {
-	// Last bytes in several chunks of a host block (state.ipBlock).
+	// Last bytes in several chunks of a page of a host block
+	// (state.ipBlock), second last bytes in several pages and groups of
+	// a block, and (for IPv4) two blocks.
 	lasts := []byte{0, 1, 31, 32, 33, 100, 200, 255}
+	his := []byte{0, 0, 1, 17, 255}
 	addr := func() netip.Addr {
 		if rng.IntN(4) == 0 {
-			return netip.AddrFrom16([16]byte{0xfd, 15: lasts[rng.IntN(8)]})
+			return netip.AddrFrom16([16]byte{0xfd, 14: his[rng.IntN(len(his))], 15: lasts[rng.IntN(8)]})
 		}
-		return netip.AddrFrom4([4]byte{10, 0, byte(rng.IntN(2)), lasts[rng.IntN(8)]})
+		return netip.AddrFrom4([4]byte{10, byte(rng.IntN(4) / 3), his[rng.IntN(len(his))], lasts[rng.IntN(8)]})
 	}
 	clusters := []string{local, "cluster2"}
 	pods := []string{"a", "b", "c"}

@@ -160,8 +160,8 @@ func ipRow(raw any) *IPCacheRow {
 }
 
 // blockDiff returns the host prefixes whose entry differs between two
-// versions of a block (either may be nil); chunks both versions share
-// (the same entries) are equal.
+// versions of a block (either may be nil); the groups, pages and chunks
+// both versions share are equal (copy-on-write copies what it changes).
 func blockDiff(before, after *ipBlock) []netip.Prefix {
 	blk := after
 	if blk == nil {
@@ -171,7 +171,37 @@ func blockDiff(before, after *ipBlock) []netip.Prefix {
 		return nil
 	}
 	var out []netip.Prefix
-	for ci := range chunksPerBlock {
+	for gi := range groupsPerBlock {
+		var ga, gb *pageGroup
+		if before != nil {
+			ga = before.groups[gi]
+		}
+		if after != nil {
+			gb = after.groups[gi]
+		}
+		if ga == gb {
+			continue
+		}
+		for pi := range pagesPerGroup {
+			var pa, pb *hostPage
+			if ga != nil {
+				pa = ga.pages[pi]
+			}
+			if gb != nil {
+				pb = gb.pages[pi]
+			}
+			if pa != pb {
+				out = pageDiff(out, blk, uint16(gi<<12|pi<<8), pa, pb)
+			}
+		}
+	}
+	return out
+}
+
+// pageDiff appends to out the host prefixes of blk whose entry differs
+// between two versions of its page at hi (either may be nil).
+func pageDiff(out []netip.Prefix, blk *ipBlock, hi uint16, before, after *hostPage) []netip.Prefix {
+	for ci := range chunksPerPage {
 		var pa, pb uint32
 		var a, b []hostEntry
 		if before != nil {
@@ -181,14 +211,14 @@ func blockDiff(before, after *ipBlock) []netip.Prefix {
 			pb, b = after.present[ci], after.chunks[ci]
 		}
 		if pa == pb && (pa == 0 || &a[0] == &b[0]) {
-			continue // shared: copy-on-write copies every changed chunk
+			continue // shared
 		}
 		i, j := 0, 0
 		for m := pa | pb; m != 0; m &= m - 1 {
 			bit := m & -m
 			inA, inB := pa&bit != 0, pb&bit != 0
 			if !inA || !inB || a[i] != b[j] {
-				out = append(out, blk.hostPrefix(byte(ci<<chunkShift|bits.TrailingZeros32(m))))
+				out = append(out, blk.hostPrefix(hi|uint16(ci<<chunkShift|bits.TrailingZeros32(m))))
 			}
 			if inA {
 				i++

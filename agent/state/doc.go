@@ -14,9 +14,9 @@
 //     write). Readers must not modify rows, nor the maps and slices of the
 //     schema values they hold; writers hand those over and must not keep
 //     modifying them. The one exception is internal: a block of host
-//     entries of the ipcache (ipBlock) created by a write transaction is
-//     changed in place by that same transaction until it commits, since
-//     no reader can see it before.
+//     entries of the ipcache (ipBlock), or a part of one, created by a
+//     write transaction is changed in place by that same transaction
+//     until it commits, since no reader can see it before.
 //   - Readers take snapshots (Txn(false), wrapped by State.Snapshot): a
 //     snapshot never changes, however long it is kept. A consumer waits
 //     for the tables it reads (State.WatchTables), or reads their changes

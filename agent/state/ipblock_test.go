@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/clustermesh/clustermesh/identity"
 )
 
 // TestHostBlocks checks that host entries grouped in one block behave as
@@ -73,4 +75,71 @@ func TestHostBlocks(t *testing.T) {
 		t.Errorf("Count(ipcache) = %d, want 0", n)
 	}
 	checkPrefixLens(t, last)
+}
+
+// TestHostBlockLevels checks a block's pages and groups: entries in
+// several pages, groups and blocks, a change reported as the one prefix
+// it changed, and an emptied page and group dropped.
+func TestHostBlockLevels(t *testing.T) {
+	s := newState(t)
+	addrs := []string{"10.0.0.1/32", "10.0.1.1/32", "10.0.17.1/32", "10.0.17.200/32", "10.0.255.255/32", "10.1.0.1/32", "fd00::1:1/128", "fd00::ff01/128"}
+	err := s.Update(func(w *WriteTxn) error {
+		for i, a := range addrs {
+			if err := w.UpsertIP(IPCacheRow{Prefix: pfx(a), Cluster: "c2", ID: 1000 + identity.NumericIdentity(i)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := s.Subscribe(TableIPCache)
+	defer sub.Close()
+	sub.Next()
+	for _, step := range []struct {
+		write func(w *WriteTxn) error
+		want  []string
+	}{
+		{func(w *WriteTxn) error {
+			return w.UpsertIP(IPCacheRow{Prefix: pfx("10.0.17.200/32"), Cluster: "c2", ID: 7})
+		}, []string{"10.0.17.200/32"}},
+		{func(w *WriteTxn) error { return w.DeleteIP("c2", pfx("10.0.17.1/32")) }, []string{"10.0.17.1/32"}},
+		{func(w *WriteTxn) error { return w.DeleteIP("c2", pfx("10.0.17.200/32")) }, []string{"10.0.17.200/32"}},
+		{func(w *WriteTxn) error {
+			return w.UpsertIP(IPCacheRow{Prefix: pfx("fd00::1:2/128"), Cluster: "c3", ID: 8})
+		}, []string{"fd00::1:2/128"}},
+	} {
+		if err := s.Update(step.write); err != nil {
+			t.Fatal(err)
+		}
+		cs, _, _ := sub.Next()
+		var got []string
+		for _, c := range cs {
+			for _, p := range IPCachePrefixes(c) {
+				got = append(got, p.String())
+			}
+		}
+		if d := cmp.Diff(step.want, got); d != "" {
+			t.Errorf("changed prefixes (-want +got):\n%s", d)
+		}
+	}
+	sn := s.Snapshot()
+	if n := sn.Count(TableIPCache); n != len(addrs)-1 {
+		t.Errorf("Count(ipcache) = %d, want %d", n, len(addrs)-1)
+	}
+	b, _ := first[ipBlock](sn.txn, TableIPCache, IndexID, pfx("10.0.0.1/32"))
+	if b == nil || b.groups[1] != nil || b.groups[0] == nil || b.groups[15] == nil {
+		t.Fatalf("block 10.0.0.0/16: %+v, want groups 0 and 15 only", b)
+	}
+	if e, ok := sn.IPCacheRow(pfx("10.0.255.255/32")); !ok || e.ID != 1004 {
+		t.Errorf("10.0.255.255 = %+v, %v", e, ok)
+	}
+	if err := s.Update(func(w *WriteTxn) error { return w.Drain("c2") }); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]string{"ip c3 fd00::1:2/128 id=8 host=invalid IP"}, dump(t, s.Snapshot())); d != "" {
+		t.Errorf("after the drain (-want +got):\n%s", d)
+	}
+	checkPrefixLens(t, s.Snapshot())
 }

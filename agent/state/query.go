@@ -81,9 +81,9 @@ func (sn *Snapshot) lookupPrefix(p netip.Prefix) (IPCacheRow, bool) {
 	case *IPCacheRow:
 		return *r, true
 	case *ipBlock:
-		_, last := splitHost(p.Masked().Addr())
-		if e, ok := r.find(last); ok {
-			return r.row(last, e), true
+		_, lo := splitHost(p.Masked().Addr())
+		if e, ok := r.find(lo); ok {
+			return r.row(lo, e), true
 		}
 	}
 	return IPCacheRow{}, false
@@ -204,7 +204,7 @@ func (sn *Snapshot) IPCache() []IPCacheRow {
 		case *IPCacheRow:
 			out = append(out, *r)
 		case *ipBlock:
-			r.each(func(last byte, e *hostEntry) { out = append(out, r.row(last, e)) })
+			r.each(func(lo uint16, e *hostEntry) { out = append(out, r.row(lo, e)) })
 		}
 	}
 	return out
