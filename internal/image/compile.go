@@ -29,8 +29,8 @@ type CompileOptions struct {
 	Output io.Writer
 }
 
-// Compile builds static binaries (CGO_ENABLED=0, -trimpath) for the
-// platform. The Go build cache makes a second run cheap: the flags are
+// Compile builds static binaries (CGO_ENABLED=0, -trimpath,
+// -buildvcs=false) for the platform. The Go build cache makes a second run cheap: the flags are
 // the same each time.
 func Compile(ctx context.Context, o CompileOptions) error {
 	if o.Platform.OS == "" || o.Platform.Architecture == "" {
@@ -46,7 +46,10 @@ func Compile(ctx context.Context, o CompileOptions) error {
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		return fmt.Errorf("compile: %w", err)
 	}
-	args := []string{"build", "-trimpath", "-ldflags", o.LDFlags, "-o", o.OutDir + string(os.PathSeparator)}
+	// -buildvcs=false: the commit is the one LDFlags set; the VCS stamp
+	// (vcs.time, vcs.modified) would make the binaries depend on the
+	// checkout's state rather than on its source.
+	args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags", o.LDFlags, "-o", o.OutDir + string(os.PathSeparator)}
 	args = append(args, o.Packages...)
 	cmd := exec.CommandContext(ctx, goCmd, args...)
 	cmd.Dir = o.ModuleDir
