@@ -132,6 +132,7 @@ func TestCLI(t *testing.T) {
 			{mesh.KeyPodCIDRs, "10.1.128.0/20", []string{"overlapping pod CIDRs", "10.1.0.0/16", "10.1.128.0/20", "disjoint"}},
 			{mesh.KeyMaxConnectedClusters, "511", []string{"different max connected clusters", "max-connected-clusters 255", "has 511", "--max-connected-clusters 511"}},
 			{mesh.KeyEtcdEndpoints, "http://127.0.0.1:1", []string{"etcd-endpoints", `"http://127.0.0.1:1" is not an https URL`}},
+			{mesh.KeyCache, "maybe", []string{"key cache", `"maybe"`, "set true", "or false"}},
 		} {
 			t.Run(tc.key, func(t *testing.T) {
 				cm, err := c2.Kube.Client.CoreV1().ConfigMaps(testbed.Namespace).Get(t.Context(), mesh.ConfigMapName, metav1.GetOptions{})
@@ -279,7 +280,11 @@ func TestCLI(t *testing.T) {
 		}
 		rv1, rv2, ar1, ar2 := rv(c1), rv(c2), rev(c1), rev(c2)
 		out := mustRun(t, connectArgs...)
-		if want := "connected cluster1 <-> cluster2 (already: nothing changed)\n"; out != want {
+		// Both clusters read each other through their clustermesh-apiserver's
+		// cache of remote state (the ConfigMap's default).
+		if want := "connected cluster1 <-> cluster2 (already: nothing changed)\n" +
+			"  cluster1 reads cluster2 through the cache of its clustermesh-apiserver (one connection for the cluster; cache: true)\n" +
+			"  cluster2 reads cluster1 through the cache of its clustermesh-apiserver (one connection for the cluster; cache: true)\n"; out != want {
 			t.Errorf("output %q, want %q", out, want)
 		}
 		if rv(c1) != rv1 || rv(c2) != rv2 {

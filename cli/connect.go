@@ -86,6 +86,12 @@ client certificate from its CA, and writes the peer's etcd client config and
 certificates into the importing cluster's Secret clustermesh-peers, which the
 agents mount.
 
+The mesh Secret is read by the clustermesh-apiserver's cache of remote state,
+which connects once to each peer for the whole cluster and serves it to the
+agents from its own etcd (ConfigMap key cache: true, the default), or by
+every agent, each connecting to every peer (cache: false); connect says
+which for each cluster.
+
 Running it again changes nothing. If a write fails, the writes made before it
 are undone: no cluster is left reading a peer that does not read it back.`,
 		Example: `  # Pair two clusters (both directions):
@@ -161,5 +167,31 @@ func writeResult(w io.Writer, res mesh.Result, verb string, pairs []mesh.Pair) e
 			return err
 		}
 	}
+	if verb != "connected" {
+		return nil
+	}
+	// How each cluster reads its new peers: through its
+	// clustermesh-apiserver's cache, or every agent at the peer's etcd.
+	var modes []string
+	for _, p := range pairs {
+		for _, l := range [][2]*mesh.Settings{{p.A, p.B}, {p.B, p.A}} {
+			modes = append(modes, readMode(l[0], l[1]))
+		}
+	}
+	slices.Sort(modes)
+	for _, m := range slices.Compact(modes) {
+		if _, err := fmt.Fprintln(w, m); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// readMode says how the agents of s read peer.
+func readMode(s, peer *mesh.Settings) string {
+	if s.Cache {
+		return fmt.Sprintf("  %s reads %s through the cache of its clustermesh-apiserver (one connection for the cluster; %s: true)",
+			s.Name, peer.Name, mesh.KeyCache)
+	}
+	return fmt.Sprintf("  %s reads %s from every agent (%s: false)", s.Name, peer.Name, mesh.KeyCache)
 }

@@ -21,6 +21,11 @@ const (
 	KeyMeshConfigDir = "mesh-config-dir"
 	// KeyKVStoreRoot is the root prefix of the etcd schema.
 	KeyKVStoreRoot = "kvstore-root"
+	// KeyCache says whether the cluster's clustermesh-apiserver caches the
+	// peers for its agents ("true", the default: the apiserver's --cache,
+	// the agents' --clustermesh-cache-config) or the agents read every
+	// peer directly ("false").
+	KeyCache = "cache"
 
 	// CASecretName holds the cluster's etcd CA: it signs the etcd server
 	// certificate, the admin certificate and every peer's client

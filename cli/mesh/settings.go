@@ -50,6 +50,10 @@ type Settings struct {
 	Endpoints            []string
 	MeshConfigDir        string
 	Paths                schema.Paths
+	// Cache: the cluster's clustermesh-apiserver caches the peers and its
+	// agents read them there (KeyCache, default true); otherwise each
+	// agent reads every peer at the peer's etcd.
+	Cache bool
 
 	// CA signs the etcd server, admin and peer client certificates.
 	CA    *pki.CA
@@ -127,6 +131,13 @@ func Load(ctx context.Context, c *Cluster) (*Settings, error) {
 	}
 	if !filepath.IsAbs(s.MeshConfigDir) {
 		bad(KeyMeshConfigDir, "%q is not an absolute path", s.MeshConfigDir)
+	}
+	switch v := d[KeyCache]; v {
+	case "", "true":
+		s.Cache = true
+	case "false":
+	default:
+		bad(KeyCache, "%q: set true (the clustermesh-apiserver caches the peers for the agents) or false (every agent reads every peer)", v)
 	}
 	s.Paths = schema.Paths{Root: d[KeyKVStoreRoot]}
 	if s.Paths.Root == "" {
