@@ -156,6 +156,22 @@ func TestInstall(t *testing.T) {
 		!strings.Contains(err.Error(), "clustermesh disconnect") {
 		t.Errorf("renaming a connected cluster: %v", err)
 	}
+
+	// An interrupted upgrade (the release left pending) is refused with
+	// the way out.
+	cfg := helmConfig(t, kubeconfig)
+	last, err := cfg.Releases.Last("clustermesh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel := last.(*releasev1.Release)
+	rel.SetStatus(releasecommon.StatusPendingUpgrade, "interrupted")
+	if err := cfg.Releases.Update(rel); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := run(t, args...); err == nil || !strings.Contains(err.Error(), "pending-upgrade") || !strings.Contains(err.Error(), "helm rollback clustermesh -n mesh-system") {
+		t.Errorf("install over a pending release: %v", err)
+	}
 }
 
 // checkRelease reads release clustermesh as the helm command does (Helm's
@@ -163,14 +179,7 @@ func TestInstall(t *testing.T) {
 // repository among its values when given.
 func checkRelease(t *testing.T, kubeconfig string, revision int, repository string) {
 	t.Helper()
-	flags := genericclioptions.NewConfigFlags(false)
-	ns := "mesh-system"
-	flags.KubeConfig, flags.Namespace = &kubeconfig, &ns
-	cfg := action.NewConfiguration()
-	if err := cfg.Init(flags, ns, "secret"); err != nil {
-		t.Fatal(err)
-	}
-	r, err := action.NewStatus(cfg).Run("clustermesh")
+	r, err := action.NewStatus(helmConfig(t, kubeconfig)).Run("clustermesh")
 	if err != nil {
 		t.Fatalf("helm status clustermesh: %v", err)
 	}
@@ -184,6 +193,20 @@ func checkRelease(t *testing.T, kubeconfig string, revision int, repository stri
 	if img, _ := rel.Config["image"].(map[string]any); repository != "" && (img == nil || img["repository"] != repository) {
 		t.Errorf("release values: image %v, want repository %s", img, repository)
 	}
+}
+
+// helmConfig is Helm's SDK on namespace mesh-system, as the helm command
+// would be with the kubeconfig.
+func helmConfig(t *testing.T, kubeconfig string) *action.Configuration {
+	t.Helper()
+	flags := genericclioptions.NewConfigFlags(false)
+	ns := "mesh-system"
+	flags.KubeConfig, flags.Namespace = &kubeconfig, &ns
+	cfg := action.NewConfiguration()
+	if err := cfg.Init(flags, ns, "secret"); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
 
 func slicesReplace(args []string, flag, value string) []string {

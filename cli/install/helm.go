@@ -77,11 +77,14 @@ func Deploy(ctx context.Context, getter genericclioptions.RESTClientGetter, name
 	if err := ac.Init(getter, namespace, "secret"); err != nil {
 		return Result{}, fmt.Errorf("helm: %w", err)
 	}
-	hist := action.NewHistory(ac)
-	hist.Max = 1
 	var rel release.Releaser
-	_, err = hist.Run(ReleaseName)
+	last, err := ac.Releases.Last(ReleaseName)
 	upgrade := err == nil
+	if r, ok := last.(*releasev1.Release); ok && r.Info != nil && r.Info.Status.IsPending() {
+		return Result{}, fmt.Errorf("release %s is %s (revision %d): an install or upgrade is running or was interrupted; "+
+			"wait for it, or run `helm rollback %s -n %s` (`helm uninstall` if it never deployed), then install again",
+			ReleaseName, r.Info.Status, r.Version, ReleaseName, namespace)
+	}
 	switch {
 	case errors.Is(err, driver.ErrReleaseNotFound):
 		in := action.NewInstall(ac)
@@ -90,7 +93,7 @@ func Deploy(ctx context.Context, getter genericclioptions.RESTClientGetter, name
 		in.WaitStrategy, in.Timeout = kube.HookOnlyStrategy, helmTimeout
 		rel, err = in.RunWithContext(ctx, c, values)
 	case err != nil:
-		return Result{}, fmt.Errorf("helm history of release %s: %w", ReleaseName, err)
+		return Result{}, fmt.Errorf("read release %s (helm history): %w", ReleaseName, err)
 	default:
 		up := action.NewUpgrade(ac)
 		up.Namespace = namespace
