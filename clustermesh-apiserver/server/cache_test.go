@@ -2,14 +2,15 @@ package server_test
 
 import (
 	"encoding/json"
-	"net"
 	"net/http"
+	"strconv"
 	"testing"
 
 	"github.com/clustermesh/clustermesh/clustermesh-apiserver/kvstoremesh"
 	"github.com/clustermesh/clustermesh/clustermesh-apiserver/server"
 	"github.com/clustermesh/clustermesh/internal/testing/meshtest"
 	"github.com/clustermesh/clustermesh/kvstore"
+	"github.com/clustermesh/clustermesh/kvstore/kvtest"
 )
 
 // With --cache, the clustermesh-apiserver caches the peers of its mesh
@@ -22,12 +23,7 @@ func TestCacheOfRemoteState(t *testing.T) {
 	p.Synced()
 	dir := t.TempDir()
 	p.WriteMeshFile(t, dir)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := "127.0.0.1:" + strconv.Itoa(kvtest.FreePort(t))
 	b := newBed(t, func(c *server.Config) { c.Cache, c.MeshConfigDir, c.HealthAddr = true, dir, addr })
 	cp := b.paths.Cache("cluster2")
 	local := b.client(t, kvstore.LocalUser)

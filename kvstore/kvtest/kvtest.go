@@ -6,11 +6,13 @@ package kvtest
 
 import (
 	"context"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -161,15 +163,38 @@ func ConnectConfig(t testing.TB, cfg kvstore.ClientConfig) *kvstore.Client {
 }
 
 // FreePort returns a TCP port free on 127.0.0.1 at the time of the call.
+//
+// The port is below the kernel's ephemeral range (32768 and up by
+// default), in 10000..19999 (e2e/bed takes 20000..31999): a port the kernel
+// handed out for ":0" and closed again can be taken by an outgoing
+// connection of any test running meanwhile (the etcd clients of parallel
+// packages), before the server binds it ("address already in use"). Ports
+// handed out by this process are not handed out twice.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 200 {
+		port := 10000 + rand.IntN(10000)
+		if portsGiven[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue // in use
+		}
+		_ = l.Close()
+		portsGiven[port] = true
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port of 127.0.0.1 between 10000 and 19999 after 200 tries")
+	return 0
 }
+
+var (
+	portsMu    sync.Mutex // guards portsGiven
+	portsGiven = map[int]bool{}
+)
 
 // Member is one member of a multi-member etcd cluster started by
 // StartCluster.
