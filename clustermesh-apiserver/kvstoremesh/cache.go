@@ -47,6 +47,9 @@ type Config struct {
 	Log      *slog.Logger
 	// Registerer receives the cache's metrics (optional).
 	Registerer prometheus.Registerer
+	// LocalNodes lists the local cluster's nodes as exported (optional):
+	// no peer may claim their pod CIDRs, addresses or WireGuard keys.
+	LocalNodes func() []schema.Node
 }
 
 // Cache mirrors every peer's validated state into the local etcd. It is the
@@ -114,7 +117,7 @@ func New(cfg Config) (*Cache, error) {
 			}
 		}
 	}
-	c.claims = newClaims()
+	c.claims = newClaims(cfg.LocalName, cfg.LocalNodes)
 	c.peers = peers.New(peers.Config{
 		Dir: cfg.MeshConfigDir, PollInterval: cfg.PollInterval, LocalName: cfg.LocalName, LocalID: cfg.LocalID,
 		MaxConnectedClusters: cfg.MaxConnectedClusters, Paths: cfg.Paths, Sink: c, Backoff: cfg.Backoff,

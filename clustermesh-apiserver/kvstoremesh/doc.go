@@ -3,7 +3,8 @@
 // configuration directory, validates what each peer announces with the
 // agent's own untrusted-peer rules (agent/remote: identities in the peer's
 // range with its cluster label and never reserved, ip entries inside its
-// nodes' pod CIDRs, nodes and services under its own name and ID), and
+// nodes' pod CIDRs, nodes and services under its own name and ID, nothing
+// the local cluster's nodes or another peer's hold), and
 // mirrors what it accepts into the local etcd under the cache layout
 // (schema.Paths.Cache):
 //

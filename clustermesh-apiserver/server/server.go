@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -25,6 +26,7 @@ import (
 	"github.com/clustermesh/clustermesh/clustermesh-apiserver/export"
 	"github.com/clustermesh/clustermesh/clustermesh-apiserver/kvstoremesh"
 	"github.com/clustermesh/clustermesh/identity"
+	"github.com/clustermesh/clustermesh/internal/k8sconv"
 	"github.com/clustermesh/clustermesh/internal/version"
 	"github.com/clustermesh/clustermesh/internal/version/versionmetric"
 	"github.com/clustermesh/clustermesh/kvstore"
@@ -94,7 +96,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 		if s.cache, err = kvstoremesh.New(kvstoremesh.Config{
 			Local: s.etcd, Paths: s.paths, LocalName: cfg.ClusterName, LocalID: identity.ClusterID(cfg.ClusterID),
 			MaxConnectedClusters: cfg.MaxConnectedClusters, MeshConfigDir: cfg.MeshConfigDir, CacheTTL: cfg.CacheTTL,
-			Log: s.log, Registerer: s.registry,
+			Log: s.log, Registerer: s.registry, LocalNodes: s.localNodes(),
 		}); err != nil {
 			return nil, fmt.Errorf("cache of remote state (--cache): %w", err)
 		}
@@ -183,6 +185,24 @@ func (s *Server) connectKube() error {
 
 // CachesSynced is closed once the Kubernetes informers are synced.
 func (s *Server) CachesSynced() <-chan struct{} { return s.cachesSynced }
+
+// localNodes returns the local cluster's nodes as exported, from the node
+// informer (which the export starts), for the cache's checks of peers.
+func (s *Server) localNodes() func() []schema.Node {
+	lister := s.factory.Core().V1().Nodes().Lister()
+	return func() []schema.Node {
+		nodes, err := lister.List(labels.Everything())
+		if err != nil {
+			return nil
+		}
+		out := make([]schema.Node, 0, len(nodes))
+		for _, n := range nodes {
+			sn, _ := k8sconv.NodeToSchema(s.cfg.ClusterName, s.cfg.ClusterID, n) // problems are the export's to report
+			out = append(out, sn)
+		}
+		return out
+	}
+}
 
 // Cache returns the cache of remote state, nil when off.
 func (s *Server) Cache() *kvstoremesh.Cache { return s.cache }
