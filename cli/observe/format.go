@@ -1,6 +1,7 @@
 package observe
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -102,7 +103,7 @@ func EndpointString(e *flowapi.Endpoint, proto flowapi.Protocol) string {
 	var what string
 	switch {
 	case e.Node != "": // "remote-node cluster2/n2", "host cluster1/n1"
-		what = cmpOr(e.Reserved, "node") + " " + joinNonEmpty("/", e.Cluster, e.Node)
+		what = cmp.Or(e.Reserved, "node") + " " + joinNonEmpty("/", e.Cluster, e.Node)
 	case e.CIDR != "":
 		what = "cidr " + e.CIDR
 	case e.Reserved != "":
@@ -152,7 +153,7 @@ func (t *table) Print(f *flowapi.Flow) error {
 		flags = strings.TrimPrefix(flags+",reply", ",")
 	}
 	_, err := fmt.Fprintf(t.w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Time.In(t.loc).Format(timeFormat), f.Node,
-		EndpointString(&f.Src, f.Protocol), EndpointString(&f.Dst, f.Protocol), f.Protocol, cmpOr(flags, "-"),
+		EndpointString(&f.Src, f.Protocol), EndpointString(&f.Dst, f.Protocol), f.Protocol, cmp.Or(flags, "-"),
 		strings.ToUpper(f.Verdict), f.Reason)
 	return err
 }

@@ -10,8 +10,6 @@ import (
 	"slices"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/clustermesh/clustermesh/agent/flowapi"
@@ -103,27 +101,22 @@ type ProxySource struct {
 
 // Open implements Source.
 func (s ProxySource) Open(ctx context.Context, req flowapi.Request) []Stream {
-	pods, err := s.Kube.CoreV1().Pods(s.Namespace).List(ctx, metav1.ListOptions{LabelSelector: mesh.NameLabel + "=" + mesh.AgentName})
+	pods, err := mesh.AgentPods(ctx, s.Kube, s.Namespace)
 	if err != nil {
-		return []Stream{{Node: "(all)", Err: fmt.Errorf("list agent pods (%s=%s) in namespace %s: %w", mesh.NameLabel, mesh.AgentName, s.Namespace, err)}}
+		return []Stream{{Node: "(all)", Err: err}}
 	}
-	if len(pods.Items) == 0 {
+	if len(pods) == 0 {
 		return []Stream{{Node: "(all)", Err: fmt.Errorf("no agent pod (%s=%s) in namespace %s: is the mesh installed there (-n/--clustermesh-namespace)?", mesh.NameLabel, mesh.AgentName, s.Namespace)}}
 	}
 	port := s.Port
 	if port == 0 {
 		port = mesh.AgentStatusPort
 	}
-	items := slices.Clone(pods.Items)
-	slices.SortFunc(items, func(a, b corev1.Pod) int { return strings.Compare(a.Spec.NodeName, b.Spec.NodeName) })
 	var out []Stream
-	for _, pod := range items {
-		node := pod.Spec.NodeName
-		if node == "" {
-			node = "pod " + pod.Name
-		}
-		if pod.Status.Phase != corev1.PodRunning {
-			out = append(out, Stream{Node: node, Err: fmt.Errorf("pod %s is %s", pod.Name, cmpOr(string(pod.Status.Phase), "not scheduled"))})
+	for _, pod := range pods {
+		node := pod.Node
+		if pod.Err != nil {
+			out = append(out, Stream{Node: node, Err: pod.Err})
 			continue
 		}
 		r := s.Kube.CoreV1().RESTClient().Get().Namespace(s.Namespace).Resource("pods").
@@ -140,11 +133,4 @@ func (s ProxySource) Open(ctx context.Context, req flowapi.Request) []Stream {
 		out = append(out, Stream{Node: node, Body: body, Err: err})
 	}
 	return out
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

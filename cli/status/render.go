@@ -1,6 +1,7 @@
 package status
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -129,7 +130,7 @@ func Wait(ctx context.Context, get func(context.Context) (Report, error), timeou
 			missing = []string{err.Error()}
 		}
 		if progress != nil {
-			fmt.Fprintf(progress, "waiting for the mesh of %s: %s\n", cmpOr(last.Cluster, "this cluster"), strings.Join(missing, "; "))
+			fmt.Fprintf(progress, "waiting for the mesh of %s: %s\n", cmp.Or(last.Cluster, "this cluster"), strings.Join(missing, "; "))
 		}
 		select {
 		case <-ctx.Done():

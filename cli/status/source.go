@@ -7,12 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/clustermesh/clustermesh/cli/mesh"
@@ -93,24 +90,19 @@ type ProxySource struct {
 
 // Collect implements Source.
 func (s ProxySource) Collect(ctx context.Context) ([]NodeStatus, error) {
-	pods, err := s.Kube.CoreV1().Pods(s.Namespace).List(ctx, metav1.ListOptions{LabelSelector: mesh.NameLabel + "=" + mesh.AgentName})
+	pods, err := mesh.AgentPods(ctx, s.Kube, s.Namespace)
 	if err != nil {
-		return nil, fmt.Errorf("list agent pods (%s=%s) in namespace %s: %w", mesh.NameLabel, mesh.AgentName, s.Namespace, err)
+		return nil, err
 	}
 	port := s.Port
 	if port == 0 {
 		port = mesh.AgentStatusPort
 	}
-	items := slices.Clone(pods.Items)
-	slices.SortFunc(items, func(a, b corev1.Pod) int { return strings.Compare(a.Spec.NodeName, b.Spec.NodeName) })
 	var out []NodeStatus
-	for _, pod := range items {
-		node := pod.Spec.NodeName
-		if node == "" {
-			node = "pod " + pod.Name
-		}
-		if pod.Status.Phase != corev1.PodRunning {
-			out = append(out, NodeStatus{Node: node, Err: fmt.Errorf("pod %s is %s", pod.Name, cmpOr(string(pod.Status.Phase), "not scheduled"))})
+	for _, pod := range pods {
+		node := pod.Node
+		if pod.Err != nil {
+			out = append(out, NodeStatus{Node: node, Err: pod.Err})
 			continue
 		}
 		st, err := s.get(ctx, pod.Name, port)
@@ -128,11 +120,4 @@ func (s ProxySource) get(ctx context.Context, pod string, port int) (*AgentStatu
 		return nil, fmt.Errorf("pod %s: GET /v1/status through the pod proxy: %w: %s", pod, err, strings.TrimSpace(string(body)))
 	}
 	return decode(body, "pod "+pod)
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
