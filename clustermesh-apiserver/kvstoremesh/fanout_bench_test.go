@@ -1,0 +1,326 @@
+package kvstoremesh_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"sigs.k8s.io/yaml"
+
+	"github.com/clustermesh/clustermesh/clustermesh-apiserver/kvstoremesh"
+	"github.com/clustermesh/clustermesh/internal/testing/meshtest"
+	"github.com/clustermesh/clustermesh/kvstore"
+	"github.com/clustermesh/clustermesh/kvstore/kvtest"
+	"github.com/clustermesh/clustermesh/kvstore/schema"
+)
+
+// benchEnvInt reads a size of the benchmark from the environment.
+func benchEnvInt(b *testing.B, name string, def int) int {
+	b.Helper()
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		b.Fatalf("%s=%q: want a positive integer", name, s)
+	}
+	return n
+}
+
+func shmDir() string {
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		return "/dev/shm" // measure etcd's serving, not the disk
+	}
+	return ""
+}
+
+// fanout is one run of BenchmarkFanout: what the peer's etcd (and, with
+// the cache, the local etcd) spent while agents watched a stream of
+// updates, and how long each update took to reach every agent.
+type fanout struct {
+	peer, local     kvtest.Usage // consumed during the window
+	peerRSS         uint64       // after the window
+	localRSS        uint64
+	clientsCPU      time.Duration // this process (agents, cache, writer)
+	window          time.Duration
+	p50, p99, worst time.Duration
+}
+
+// fanoutKeys is the number of ip entries the updates cycle through.
+const fanoutKeys = 1000
+
+func fanoutEntry(i, seq int) string {
+	return fmt.Sprintf(`{"IP":"10.2.%d.%d","Mask":null,"HostIP":"192.168.2.10","ID":131073,"Key":0,"Metadata":"","K8sNamespace":"default","K8sPodName":"u%d"}`,
+		i/250, i%250+1, seq)
+}
+
+// populateFanoutPeer writes the peer's cluster config, node, identity and
+// ip entries, and its synced markers, with a raw client.
+func populateFanoutPeer(b *testing.B, cli *clientv3.Client, p schema.Paths) {
+	b.Helper()
+	ops := []clientv3.Op{
+		clientv3.OpPut(p.ClusterConfig("cluster2"), `{"id":2,"capabilities":{"syncedCanaries":true,"maxConnectedClusters":255}}`),
+		clientv3.OpPut(p.Node("cluster2", "n1"), node2),
+		clientv3.OpPut(p.Identity(131073), labels),
+	}
+	for i := range fanoutKeys {
+		ops = append(ops, clientv3.OpPut(p.IPDefaultPrefix()+fmt.Sprintf("10.2.%d.%d", i/250, i%250+1), fanoutEntry(i, -1)))
+	}
+	for _, prefix := range []string{p.NodesPrefix(), p.IdentitiesPrefix(), p.IPPrefix(), p.ServicesPrefix()} {
+		ops = append(ops, clientv3.OpPut(p.Synced("cluster2", prefix), "2026-12-04T00:00:00Z"))
+	}
+	for len(ops) > 0 {
+		n := min(len(ops), 128)
+		if _, err := cli.Txn(b.Context()).Then(ops[:n]...).Commit(); err != nil {
+			b.Fatal(err)
+		}
+		ops = ops[n:]
+	}
+}
+
+// seen records, per update, how many agents saw it and when the last one
+// did (nanoseconds since start).
+type seen struct {
+	start time.Time
+	count []atomic.Int32
+	last  []atomic.Int64
+}
+
+// agentHandler is one agent's watch handler: it notes each update's
+// sequence number (the pod name "u<seq>").
+type agentHandler struct {
+	s      *seen
+	synced chan struct{}
+}
+
+var podMarker = []byte(`"K8sPodName":"u`)
+
+func (h *agentHandler) OnUpsert(_ string, v []byte) {
+	i := bytes.Index(v, podMarker)
+	if i < 0 {
+		return
+	}
+	rest := v[i+len(podMarker):]
+	end := bytes.IndexByte(rest, '"')
+	if end < 0 {
+		return
+	}
+	seq, err := strconv.Atoi(string(rest[:end]))
+	if err != nil || seq < 0 || seq >= len(h.s.count) {
+		return
+	}
+	now := int64(time.Since(h.s.start))
+	h.s.count[seq].Add(1)
+	for {
+		old := h.s.last[seq].Load()
+		if now <= old || h.s.last[seq].CompareAndSwap(old, now) {
+			break
+		}
+	}
+}
+func (h *agentHandler) OnDelete(string) {}
+func (h *agentHandler) OnSynced()       { close(h.synced) }
+
+// runAgents starts n agents, each with its own connection to cfg and a
+// WatchStore (the agent's reader) of prefix, and waits until all listed it.
+func runAgents(ctx context.Context, b *testing.B, cfg kvstore.ClientConfig, n int, prefix, syncedKey string, s *seen) *sync.WaitGroup {
+	b.Helper()
+	var wg sync.WaitGroup
+	var synced []chan struct{}
+	for range n {
+		cli := kvtest.ConnectConfig(b, cfg)
+		h := &agentHandler{s: s, synced: make(chan struct{})}
+		ws, err := kvstore.NewWatchStore(cli, kvstore.WatchStoreConfig{Prefix: prefix, SyncedKey: syncedKey, Backoff: meshtest.Fast}, h)
+		if err != nil {
+			b.Fatal(err)
+		}
+		synced = append(synced, h.synced)
+		wg.Go(func() { _ = ws.Run(ctx) })
+	}
+	deadline := time.After(5 * time.Minute)
+	for i, ch := range synced {
+		select {
+		case <-ch:
+		case <-deadline:
+			b.Fatalf("%d of %d agents listed %s within 5m", i, n, prefix)
+		}
+	}
+	return &wg
+}
+
+func cpuSelf() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func usage(b *testing.B, p *kvtest.Process) kvtest.Usage {
+	b.Helper()
+	u, err := p.Usage()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return u
+}
+
+// runFanout measures one mode: agents watch the peer's etcd directly, or
+// (withCache) the local etcd where the cache mirrors the peer.
+func runFanout(b *testing.B, withCache bool, agents, rate, seconds int) fanout {
+	b.Helper()
+	ctx, cancel := context.WithCancel(b.Context())
+	defer cancel()
+	peer := kvtest.StartProcess(b, kvtest.Options{Cluster: "cluster2", DataDir: shmDir()})
+	writer := peer.Connect(b)
+	paths := peer.Paths
+	populateFanoutPeer(b, writer.Etcd(), paths)
+
+	watchCfg, prefix, syncedKey := peer.ClientConfig(), paths.IPDefaultPrefix(), paths.Synced("cluster2", paths.IPPrefix())
+	var local *kvtest.Process
+	var stopCache func()
+	if withCache {
+		local = kvtest.StartProcess(b, kvtest.Options{Cluster: "cluster1", DataDir: shmDir()})
+		dir := b.TempDir()
+		y, err := yaml.Marshal(peer.ClientConfig())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "cluster2"), y, 0o600); err != nil {
+			b.Fatal(err)
+		}
+		c, err := kvstoremesh.New(kvstoremesh.Config{Local: local.Connect(b), Paths: paths, LocalName: "cluster1", LocalID: 1,
+			MaxConnectedClusters: 255, MeshConfigDir: dir, PollInterval: 50 * time.Millisecond, Backoff: meshtest.Fast})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cctx, ccancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { _ = c.Run(cctx); close(done) }()
+		stopCache = func() { ccancel(); <-done }
+		deadline := time.Now().Add(2 * time.Minute)
+		for !cacheSynced(c, "cluster2") {
+			if time.Now().After(deadline) {
+				b.Fatalf("cache of cluster2 not synced within 2m: %+v", c.Status())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		cp := paths.Cache("cluster2")
+		watchCfg, prefix, syncedKey = local.ClientConfig(), cp.IPDefaultPrefix(), cp.Synced("cluster2", cp.IPPrefix())
+	}
+
+	updates := rate * seconds
+	s := &seen{count: make([]atomic.Int32, updates), last: make([]atomic.Int64, updates)}
+	actx, acancel := context.WithCancel(ctx)
+	wg := runAgents(actx, b, watchCfg, agents, prefix, syncedKey, s)
+	defer func() {
+		acancel()
+		wg.Wait()
+		if stopCache != nil {
+			stopCache()
+		}
+	}()
+
+	peer0, self0 := usage(b, peer), cpuSelf()
+	var local0 kvtest.Usage
+	if local != nil {
+		local0 = usage(b, local)
+	}
+	written := make([]time.Duration, updates)
+	s.start = time.Now()
+	interval := time.Second / time.Duration(rate)
+	for seq := range updates {
+		if d := time.Until(s.start.Add(time.Duration(seq) * interval)); d > 0 {
+			time.Sleep(d) // the writer's pace, not a wait for a result
+		}
+		i := seq % fanoutKeys
+		written[seq] = time.Since(s.start)
+		if _, err := writer.Etcd().Put(ctx, paths.IPDefaultPrefix()+fmt.Sprintf("10.2.%d.%d", i/250, i%250+1), fanoutEntry(i, seq)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for seq := range updates {
+		for int(s.count[seq].Load()) < agents {
+			if time.Now().After(deadline) {
+				b.Fatalf("update %d seen by %d of %d agents within 2m of the last write", seq, s.count[seq].Load(), agents)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	var r fanout
+	r.window = time.Since(s.start)
+	r.clientsCPU = cpuSelf() - self0
+	peer1 := usage(b, peer)
+	r.peer = kvtest.Usage{CPU: peer1.CPU - peer0.CPU}
+	r.peerRSS = peer1.RSS
+	if local != nil {
+		local1 := usage(b, local)
+		r.local = kvtest.Usage{CPU: local1.CPU - local0.CPU}
+		r.localRSS = local1.RSS
+	}
+	lat := make([]time.Duration, updates)
+	for seq := range updates {
+		lat[seq] = time.Duration(s.last[seq].Load()) - written[seq]
+	}
+	slices.Sort(lat)
+	r.p50, r.p99, r.worst = lat[updates/2], lat[(updates*99)/100], lat[updates-1]
+	return r
+}
+
+// BenchmarkFanout measures one cluster's etcd serving agents that watch a
+// stream of updates (1,000 agents, 100 updates/s for 10 s by default:
+// CLUSTERMESH_BENCH_AGENTS, _RATE, _SECONDS), in two modes in the same run:
+//
+//   - without the cache: every agent watches the peer's etcd (one
+//     connection and one watch per agent);
+//   - with the cache: the peer's etcd serves one watcher (the local
+//     clustermesh-apiserver's cache, kvstoremesh), which mirrors it into
+//     the local etcd, where the agents watch.
+//
+// Each etcd runs in a child process (kvtest.StartProcess: the project's
+// embedded etcd server), so its CPU time and resident memory are read
+// from /proc apart from the agents', which run in this process as real
+// kvstore.WatchStores with their own client each. The fan-out latency of
+// an update is from the start of its Put on the peer's etcd to the moment
+// the last of the agents received it.
+func BenchmarkFanout(b *testing.B) {
+	agents := benchEnvInt(b, "CLUSTERMESH_BENCH_AGENTS", 1000)
+	rate := benchEnvInt(b, "CLUSTERMESH_BENCH_RATE", 100)
+	seconds := benchEnvInt(b, "CLUSTERMESH_BENCH_SECONDS", 10)
+	var direct, cached fanout
+	for b.Loop() {
+		direct = runFanout(b, false, agents, rate, seconds)
+		cached = runFanout(b, true, agents, rate, seconds)
+	}
+	cores := func(f fanout, u kvtest.Usage) float64 { return u.CPU.Seconds() / f.window.Seconds() }
+	b.Logf("%d agents, %d updates/s for %d s", agents, rate, seconds)
+	for _, m := range []struct {
+		name string
+		f    fanout
+	}{{"without cache", direct}, {"with cache", cached}} {
+		b.Logf("%-13s peer etcd %.3f cores, RSS %.1f MiB; local etcd %.3f cores, RSS %.1f MiB; agents+cache process %.3f cores; fan-out p50 %v p99 %v max %v",
+			m.name, cores(m.f, m.f.peer), float64(m.f.peerRSS)/(1<<20), cores(m.f, m.f.local), float64(m.f.localRSS)/(1<<20),
+			m.f.clientsCPU.Seconds()/m.f.window.Seconds(), m.f.p50, m.f.p99, m.f.worst)
+	}
+	b.ReportMetric(cores(direct, direct.peer), "peer-etcd-cores-direct")
+	b.ReportMetric(cores(cached, cached.peer), "peer-etcd-cores-cached")
+	b.ReportMetric(cores(cached, cached.local), "local-etcd-cores-cached")
+	b.ReportMetric(cores(direct, direct.peer)/cores(cached, cached.peer), "peer-cpu-direct/cached")
+	b.ReportMetric(float64(direct.peerRSS)/(1<<20), "peer-etcd-MiB-direct")
+	b.ReportMetric(float64(cached.peerRSS)/(1<<20), "peer-etcd-MiB-cached")
+	b.ReportMetric(float64(cached.localRSS)/(1<<20), "local-etcd-MiB-cached")
+	b.ReportMetric(float64(direct.peerRSS)/float64(cached.peerRSS), "peer-mem-direct/cached")
+	b.ReportMetric(float64(direct.p99.Microseconds())/1000, "p99-ms-direct")
+	b.ReportMetric(float64(cached.p99.Microseconds())/1000, "p99-ms-cached")
+	b.ReportMetric(float64(cached.p99)/float64(direct.p99), "p99-cached/direct")
+}
