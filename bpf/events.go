@@ -89,6 +89,12 @@ type Event struct {
 	Reply   bool
 	Ifindex int
 	Length  uint32
+	// Frontend is the Service frontend (ClusterIP:port) that socket load
+	// balancing translated into Dst, the backend it chose; the zero
+	// AddrPort when the packet was not translated or the datapath could not
+	// tell. Only events at the client's own endpoint in the egress
+	// direction carry it: the packet's socket is known only there.
+	Frontend netip.AddrPort
 }
 
 // TCP header flags, as in Event.TCPFlags.
@@ -103,11 +109,14 @@ const (
 	TCPFlagCWR uint8 = 0x80
 )
 
-// eventFlagReply is EVENT_FLAG_REPLY.
-const eventFlagReply = 1
+// eventFlagReply is EVENT_FLAG_REPLY, eventFlagService EVENT_FLAG_SERVICE.
+const (
+	eventFlagReply   = 1
+	eventFlagService = 2
+)
 
 // eventSize is sizeof(struct event).
-const eventSize = 72
+const eventSize = 96
 
 // familyIPv6Value is AF_INET6 of c/common.h, struct event's family.
 const familyIPv6Value = 6
@@ -125,7 +134,12 @@ func decodeEvent(b []byte, boot time.Time) (Event, error) {
 		}
 		return netip.AddrFrom4([4]byte(raw[:4]))
 	}
+	var fe netip.AddrPort
+	if b[68]&eventFlagService != 0 {
+		fe = netip.AddrPortFrom(addr(b[72:88]), be.Uint16(b[88:90]))
+	}
 	return Event{
+		Frontend:    fe,
 		Time:        boot.Add(time.Duration(le.Uint64(b[0:8]))),
 		SrcIdentity: le.Uint32(b[8:12]),
 		DstIdentity: le.Uint32(b[12:16]),

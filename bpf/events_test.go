@@ -7,8 +7,13 @@ import (
 	"time"
 )
 
-// eventBytes lays out a struct event (c/tc.c) of family (4 or 6).
-func eventBytes(family byte, saddr, daddr []byte) []byte {
+// eventBytes lays out a struct event (c/tc.c) of family (4 or 6); with a
+// frontend fe (address bytes), it is the Service frontend fe:80.
+func eventBytes(family byte, saddr, daddr, fe []byte) []byte {
+	flags := byte(1) // reply
+	if fe != nil {
+		flags |= 2 // service
+	}
 	b := []byte{
 		0x00, 0xca, 0x9a, 0x3b, 0, 0, 0, 0, // ktime 1s
 		0xe8, 0x03, 0, 0, // src identity 1000
@@ -22,8 +27,10 @@ func eventBytes(family byte, saddr, daddr []byte) []byte {
 		1, 16, family, 0x12, // dropped, policy-denied, family, TCP flags SYN|ACK
 		7, 0, 0, 0, // ifindex
 		60, 0, 0, 0, // length
-		1, 0, 0, 0, // flags: reply; padding
+		flags, 0, 0, 0, // flags; padding
 	)
+	b = append(b, append(fe, make([]byte, 16-len(fe))...)...)
+	b = append(b, 0, 80, 0, 0, 0, 0, 0, 0) // frontend port 80; padding
 	return b
 }
 
@@ -33,9 +40,12 @@ func TestDecodeEvent(t *testing.T) {
 		name     string
 		b        []byte
 		src, dst string
+		fe       string // "": none
 	}{
-		{"IPv4", eventBytes(4, []byte{10, 0, 1, 1}, []byte{10, 0, 2, 1}), "10.0.1.1:50000", "10.0.2.1:8080"},
-		{"IPv6", eventBytes(6, v6src.AsSlice(), v6dst.AsSlice()), "[fd00::1:1]:50000", "[fd00::2:1]:8080"},
+		{"IPv4", eventBytes(4, []byte{10, 0, 1, 1}, []byte{10, 0, 2, 1}, nil), "10.0.1.1:50000", "10.0.2.1:8080", ""},
+		{"IPv6", eventBytes(6, v6src.AsSlice(), v6dst.AsSlice(), nil), "[fd00::1:1]:50000", "[fd00::2:1]:8080", ""},
+		{"IPv4 service", eventBytes(4, []byte{10, 0, 1, 1}, []byte{10, 0, 2, 1}, []byte{10, 96, 0, 10}), "10.0.1.1:50000", "10.0.2.1:8080", "10.96.0.10:80"},
+		{"IPv6 service", eventBytes(6, v6src.AsSlice(), v6dst.AsSlice(), netip.MustParseAddr("fd00:96::a").AsSlice()), "[fd00::1:1]:50000", "[fd00::2:1]:8080", "[fd00:96::a]:80"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if len(tc.b) != eventSize {
@@ -51,6 +61,9 @@ func TestDecodeEvent(t *testing.T) {
 				EndpointID: 2, SrcIdentity: 1000, DstIdentity: 2000,
 				Src: netip.MustParseAddrPort(tc.src), Dst: netip.MustParseAddrPort(tc.dst),
 				Proto: ProtoTCP, TCPFlags: TCPFlagSYN | TCPFlagACK, Reply: true, Ifindex: 7, Length: 60,
+			}
+			if tc.fe != "" {
+				want.Frontend = netip.MustParseAddrPort(tc.fe)
 			}
 			if !got.Time.Equal(want.Time) {
 				t.Errorf("time %v, want %v", got.Time, want.Time)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,6 +25,10 @@ const helperEnv = "CLUSTERMESH_BPF_HELPER"
 
 func TestMain(m *testing.M) {
 	if args := os.Getenv(helperEnv); args != "" {
+		if err := enterHelperNetns(); err != nil {
+			fmt.Fprintln(os.Stderr, "helper:", err)
+			os.Exit(1)
+		}
 		if err := runHelper(strings.Fields(args)); err != nil {
 			fmt.Fprintln(os.Stderr, "helper:", err)
 			os.Exit(1)
@@ -31,6 +36,29 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
+}
+
+// helperNetnsEnv, when set, is the network namespace (a path) the helper
+// enters before it runs (runInCgroupNetns).
+const helperNetnsEnv = "CLUSTERMESH_BPF_HELPER_NETNS"
+
+// enterHelperNetns moves the helper's main thread, on which it makes all
+// its sockets, into the namespace of helperNetnsEnv, if set.
+func enterHelperNetns() error {
+	path := os.Getenv(helperNetnsEnv)
+	if path == "" {
+		return nil
+	}
+	runtime.LockOSThread() // for good: the helper exits after its run
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open netns %s: %w", path, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("enter netns %s: %w", path, err)
+	}
+	return nil
 }
 
 // helperResult is one exchange of the helper with a service.
@@ -78,6 +106,13 @@ func runHelper(args []string) error {
 				return err
 			}
 		}
+	case "echo-tcp", "echo-udp", "try-tcp":
+		for range n {
+			if err := helperEcho(args[0], addr); err != nil {
+				return err
+			}
+		}
+		return enc.Encode(helperResult{})
 	case "connect-tcp", "connect-udp":
 		ns, err := benchConnect(args[0] == "connect-tcp", addr, n)
 		if err != nil {
@@ -157,6 +192,53 @@ func helperUDP(addr netip.AddrPort) (helperResult, error) {
 	return helperResult{Reply: strings.TrimSpace(string(buf[:n])), Peer: fromSockaddr(from)}, nil
 }
 
+// helperEcho sends a line to an echo server and reads it back: "echo-tcp"
+// on a connected TCP socket (connect4/6), "echo-udp" from an unconnected
+// UDP socket (sendmsg4/6); "try-tcp" only attempts a connection, for one
+// that policy drops (an error is the expected outcome).
+func helperEcho(mode string, addr netip.AddrPort) error {
+	sa, family := sockaddr(addr)
+	typ := unix.SOCK_STREAM
+	if mode == "echo-udp" {
+		typ = unix.SOCK_DGRAM
+	}
+	fd, err := unix.Socket(family, typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	tv := unix.NsecToTimeval(int64(5 * time.Second))
+	if mode == "try-tcp" {
+		tv = unix.NsecToTimeval(int64(300 * time.Millisecond))
+	}
+	for _, opt := range []int{unix.SO_RCVTIMEO, unix.SO_SNDTIMEO} { // SO_SNDTIMEO bounds connect
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, opt, &tv); err != nil {
+			return err
+		}
+	}
+	msg := []byte("hello\n")
+	if mode == "echo-udp" {
+		err = unix.Sendto(fd, msg, 0, sa)
+	} else if err = unix.Connect(fd, sa); err == nil {
+		_, err = unix.Write(fd, msg)
+	}
+	if mode == "try-tcp" {
+		return nil // dropped, or not: the test reads the verdict from the events
+	}
+	if err != nil {
+		return fmt.Errorf("%s %v: %w", mode, addr, err)
+	}
+	buf := make([]byte, 64)
+	n, err := unix.Read(fd, buf)
+	if err != nil {
+		return fmt.Errorf("%s %v: read the echo: %w", mode, addr, err)
+	}
+	if string(buf[:n]) != string(msg) {
+		return fmt.Errorf("%s %v: echo %q, want %q", mode, addr, buf[:n], msg)
+	}
+	return nil
+}
+
 // benchConnect measures n connect() calls (each on a new socket) to addr.
 func benchConnect(tcp bool, addr netip.AddrPort, n int) (float64, error) {
 	typ := unix.SOCK_DGRAM
@@ -214,6 +296,13 @@ func newCgroup(tb testing.TB) string {
 // returns its stdout.
 func runInCgroup(tb testing.TB, dir string, args ...string) []byte {
 	tb.Helper()
+	return runInCgroupNetns(tb, dir, "", args...)
+}
+
+// runInCgroupNetns is runInCgroup with the helper's sockets in the network
+// namespace at path netnsPath ("": the test's).
+func runInCgroupNetns(tb testing.TB, dir, netnsPath string, args ...string) []byte {
+	tb.Helper()
 	cg, err := os.Open(dir)
 	if err != nil {
 		tb.Fatal(err)
@@ -225,6 +314,9 @@ func runInCgroup(tb testing.TB, dir string, args ...string) []byte {
 	}
 	cmd := exec.CommandContext(tb.Context(), exe, "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"="+strings.Join(args, " "))
+	if netnsPath != "" {
+		cmd.Env = append(cmd.Env, helperNetnsEnv+"="+netnsPath)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr

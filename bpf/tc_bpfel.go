@@ -101,6 +101,71 @@ type tcPolicyValue struct {
 	Packets uint64
 }
 
+type tcRevnat6Key struct {
+	_      structs.HostLayout
+	Cookie uint64
+	Addr   struct {
+		_ structs.HostLayout
+		W [4]uint32
+	}
+	Port uint16
+	Pad  uint16
+	Pad2 uint32
+}
+
+type tcRevnat6Slot struct {
+	_      structs.HostLayout
+	Cookie uint64
+	BeAddr struct {
+		_ structs.HostLayout
+		W [4]uint32
+	}
+	BePort uint16
+	Pad    uint16
+	FeAddr struct {
+		_ structs.HostLayout
+		W [4]uint32
+	}
+	FePort uint16
+	Pad2   uint16
+}
+
+type tcRevnat6Value struct {
+	_    structs.HostLayout
+	Addr struct {
+		_ structs.HostLayout
+		W [4]uint32
+	}
+	Port uint16
+	Pad  uint16
+}
+
+type tcRevnatKey struct {
+	_      structs.HostLayout
+	Cookie uint64
+	Addr   uint32
+	Port   uint16
+	Pad    uint16
+}
+
+type tcRevnatSlot struct {
+	_      structs.HostLayout
+	Cookie uint64
+	BeAddr uint32
+	BePort uint16
+	Pad    uint16
+	FeAddr uint32
+	FePort uint16
+	Pad2   uint16
+}
+
+type tcRevnatValue struct {
+	_    structs.HostLayout
+	Addr uint32
+	Port uint16
+	Pad  uint16
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -113,6 +178,10 @@ const (
 	tcMapEventsLost         = "events_lost"
 	tcMapIpcache            = "ipcache"
 	tcMapIpcacheHosts       = "ipcache_hosts"
+	tcMapLb4Revnat          = "lb4_revnat"
+	tcMapLb4RevnatSk        = "lb4_revnat_sk"
+	tcMapLb6Revnat          = "lb6_revnat"
+	tcMapLb6RevnatSk        = "lb6_revnat_sk"
 	tcMapMetrics            = "metrics"
 	tcMapPolicy             = "policy"
 	tcMapPolicyGen          = "policy_gen"
@@ -182,6 +251,10 @@ type tcMapSpecs struct {
 	EventsLost   *ebpf.MapSpec `ebpf:"events_lost"`
 	Ipcache      *ebpf.MapSpec `ebpf:"ipcache"`
 	IpcacheHosts *ebpf.MapSpec `ebpf:"ipcache_hosts"`
+	Lb4Revnat    *ebpf.MapSpec `ebpf:"lb4_revnat"`
+	Lb4RevnatSk  *ebpf.MapSpec `ebpf:"lb4_revnat_sk"`
+	Lb6Revnat    *ebpf.MapSpec `ebpf:"lb6_revnat"`
+	Lb6RevnatSk  *ebpf.MapSpec `ebpf:"lb6_revnat_sk"`
 	Metrics      *ebpf.MapSpec `ebpf:"metrics"`
 	Policy       *ebpf.MapSpec `ebpf:"policy"`
 	PolicyGen    *ebpf.MapSpec `ebpf:"policy_gen"`
@@ -225,6 +298,10 @@ type tcMaps struct {
 	EventsLost   *ebpf.Map `ebpf:"events_lost"`
 	Ipcache      *ebpf.Map `ebpf:"ipcache"`
 	IpcacheHosts *ebpf.Map `ebpf:"ipcache_hosts"`
+	Lb4Revnat    *ebpf.Map `ebpf:"lb4_revnat"`
+	Lb4RevnatSk  *ebpf.Map `ebpf:"lb4_revnat_sk"`
+	Lb6Revnat    *ebpf.Map `ebpf:"lb6_revnat"`
+	Lb6RevnatSk  *ebpf.Map `ebpf:"lb6_revnat_sk"`
 	Metrics      *ebpf.Map `ebpf:"metrics"`
 	Policy       *ebpf.Map `ebpf:"policy"`
 	PolicyGen    *ebpf.Map `ebpf:"policy_gen"`
@@ -240,6 +317,10 @@ func (m *tcMaps) Close() error {
 		m.EventsLost,
 		m.Ipcache,
 		m.IpcacheHosts,
+		m.Lb4Revnat,
+		m.Lb4RevnatSk,
+		m.Lb6Revnat,
+		m.Lb6RevnatSk,
 		m.Metrics,
 		m.Policy,
 		m.PolicyGen,

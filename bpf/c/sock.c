@@ -5,6 +5,7 @@
  * frontend to one of its backends at connect/sendmsg time and back at
  * recvmsg/getpeername time. */
 #include "common.h"
+#include "lb.h"
 
 /* lb4_services: slot 0 holds the number of backends of a frontend, slots
  * 1..count hold the backends. Backends are written before the count grows
@@ -31,65 +32,6 @@ struct {
 	__uint(max_entries, 65536);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb4_services SEC(".maps");
-
-/* lb4_revnat: (socket cookie, backend) -> frontend. */
-struct revnat_key {
-	__u64 cookie;
-	__be32 addr;
-	__be16 port;
-	__u16 pad;
-};
-
-struct revnat_value {
-	__be32 addr;
-	__be16 port;
-	__u16 pad;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct revnat_key);
-	__type(value, struct revnat_value);
-	__uint(max_entries, 262144);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} lb4_revnat SEC(".maps");
-
-/* lb4_revnat_sk: the reverse translation of connected sockets, in the slot
- * of the socket cookie's low bits. Cookies grow by one per socket (per CPU
- * batch), so sockets created one after another use neighbouring slots (hot
- * in the cache; a hash of the cookie, scattering them, measured slower) and
- * a live socket shares its slot only with one created 2^18 sockets later.
- * connect() claims a free slot with
- * a compare-and-swap and fills it with plain stores (no helper call, no
- * lock: a hash map update costs most of the program), sock_release frees
- * it. A socket whose slot is taken by another live socket falls back to
- * lb4_revnat, as do unconnected UDP sockets (sendmsg). */
-struct revnat_slot {
-	__u64 cookie; /* 0: free */
-	__be32 be_addr;
-	__be16 be_port;
-	__u16 pad;
-	__be32 fe_addr;
-	__be16 fe_port;
-	__u16 pad2;
-};
-
-#define REVNAT_SLOTS_BITS 18
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, __u32);
-	__type(value, struct revnat_slot);
-	__uint(max_entries, 1 << REVNAT_SLOTS_BITS);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} lb4_revnat_sk SEC(".maps");
-
-static __always_inline struct revnat_slot *sk_slot(__u64 cookie)
-{
-	__u32 idx = (__u32)cookie & ((1u << REVNAT_SLOTS_BITS) - 1);
-
-	return bpf_map_lookup_elem(&lb4_revnat_sk, &idx);
-}
 
 /* claim_slot records a connected socket's translation in its slot; false
  * if the slot belongs to another socket. */
@@ -184,32 +126,6 @@ static __always_inline void xlate(struct bpf_sock_addr *ctx, int by_cookie)
 	ctx->user_port = (__u32)be->port;
 }
 
-/* revnat4 returns the frontend of the socket cookie's translation to the
- * backend (addr, port), if any: from its slot, else from lb4_revnat. */
-static __always_inline int revnat4(__u64 cookie, __be32 addr, __be16 port,
-				   __be32 *fe_addr, __be16 *fe_port)
-{
-	struct revnat_key rk = {};
-	struct revnat_value *rv;
-	struct revnat_slot *s;
-
-	s = sk_slot(cookie);
-	if (s && s->cookie == cookie && s->be_addr == addr && s->be_port == port) {
-		*fe_addr = s->fe_addr;
-		*fe_port = s->fe_port;
-		return 1;
-	}
-	rk.cookie = cookie;
-	rk.addr = addr;
-	rk.port = port;
-	rv = bpf_map_lookup_elem(&lb4_revnat, &rk);
-	if (!rv)
-		return 0;
-	*fe_addr = rv->addr;
-	*fe_port = rv->port;
-	return 1;
-}
-
 static __always_inline void revnat(struct bpf_sock_addr *ctx)
 {
 	__be32 addr;
@@ -254,10 +170,6 @@ int sock_getpeername4(struct bpf_sock_addr *ctx)
  * IPv4-mapped destination (::ffff:a.b.c.d) is an IPv4 frontend: it is
  * translated through lb4_services (and lb4_revnat_sk or lb4_revnat) to the
  * mapped backend. */
-union addr6 {
-	__u32 w[4];
-	__u8 b[16];
-};
 
 struct lb6_key {
 	union addr6 addr;
@@ -282,55 +194,6 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb6_services SEC(".maps");
 
-struct revnat6_key {
-	__u64 cookie;
-	union addr6 addr;
-	__be16 port;
-	__u16 pad;
-	__u32 pad2;
-};
-
-struct revnat6_value {
-	union addr6 addr;
-	__be16 port;
-	__u16 pad;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct revnat6_key);
-	__type(value, struct revnat6_value);
-	__uint(max_entries, 262144);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} lb6_revnat SEC(".maps");
-
-/* lb6_revnat_sk: lb4_revnat_sk for IPv6 sockets (2^17 slots of 48 bytes). */
-struct revnat6_slot {
-	__u64 cookie; /* 0: free */
-	union addr6 be_addr;
-	__be16 be_port;
-	__u16 pad;
-	union addr6 fe_addr;
-	__be16 fe_port;
-	__u16 pad2;
-};
-
-#define REVNAT6_SLOTS_BITS 17
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, __u32);
-	__type(value, struct revnat6_slot);
-	__uint(max_entries, 1 << REVNAT6_SLOTS_BITS);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} lb6_revnat_sk SEC(".maps");
-
-static __always_inline struct revnat6_slot *sk6_slot(__u64 cookie)
-{
-	__u32 idx = (__u32)cookie & ((1u << REVNAT6_SLOTS_BITS) - 1);
-
-	return bpf_map_lookup_elem(&lb6_revnat_sk, &idx);
-}
 
 /* claim_slot6 is claim_slot for an IPv6 socket. */
 static __always_inline int claim_slot6(__u64 cookie, const union addr6 *be_addr, __be16 be_port,
@@ -426,36 +289,25 @@ static __always_inline void xlate6(struct bpf_sock_addr *ctx, int by_cookie)
 
 static __always_inline void revnat6(struct bpf_sock_addr *ctx)
 {
-	struct revnat6_key rk = {};
-	struct revnat6_value *rv;
-	struct revnat6_slot *s;
+	union addr6 addr, fe;
+	__be16 port, fe_port;
+	__u64 cookie = bpf_get_socket_cookie(ctx);
 
-	rk.cookie = bpf_get_socket_cookie(ctx);
-	load_ip6(ctx, &rk.addr);
-	rk.port = ctx_port(ctx);
-	if (v4mapped(&rk.addr)) {
-		__be32 addr;
-		__be16 port;
+	load_ip6(ctx, &addr);
+	port = ctx_port(ctx);
+	if (v4mapped(&addr)) {
+		__be32 fe4;
 
-		if (revnat4(rk.cookie, rk.addr.w[3], rk.port, &addr, &port)) {
-			ctx->user_ip6[3] = addr;
-			ctx->user_port = (__u32)port;
+		if (revnat4(cookie, addr.w[3], port, &fe4, &fe_port)) {
+			ctx->user_ip6[3] = fe4;
+			ctx->user_port = (__u32)fe_port;
 		}
 		return;
 	}
-	s = sk6_slot(rk.cookie);
-	if (s && s->cookie == rk.cookie && s->be_port == rk.port &&
-	    s->be_addr.w[0] == rk.addr.w[0] && s->be_addr.w[1] == rk.addr.w[1] &&
-	    s->be_addr.w[2] == rk.addr.w[2] && s->be_addr.w[3] == rk.addr.w[3]) {
-		store_ip6(ctx, &s->fe_addr);
-		ctx->user_port = (__u32)s->fe_port;
-		return;
+	if (revnat6_lookup(cookie, &addr, port, &fe, &fe_port)) {
+		store_ip6(ctx, &fe);
+		ctx->user_port = (__u32)fe_port;
 	}
-	rv = bpf_map_lookup_elem(&lb6_revnat, &rk);
-	if (!rv)
-		return;
-	store_ip6(ctx, &rv->addr);
-	ctx->user_port = (__u32)rv->port;
 }
 
 SEC("cgroup/connect6")

@@ -3,6 +3,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Policy enforcement on the host side of each endpoint's veth (TCX). */
 #include "common.h"
+#include "lb.h"
 
 #ifndef IPPROTO_ICMPV6
 #define IPPROTO_ICMPV6 58
@@ -247,9 +248,16 @@ struct event {
 	__u32 pkt_len;
 	__u8 flags; /* EVENT_FLAG_* */
 	__u8 pad[3];
+	/* With EVENT_FLAG_SERVICE: the Service frontend the packet's socket
+	 * asked for, which socket load balancing translated into daddr:dport
+	 * (IPv4 in the first 4 bytes when family is AF_INET4). */
+	union addr fe_addr;
+	__be16 fe_port;
+	__u8 pad2[6];
 };
 
-#define EVENT_FLAG_REPLY 1 /* the packet is a reply of a tracked flow */
+#define EVENT_FLAG_REPLY 1   /* the packet is a reply of a tracked flow */
+#define EVENT_FLAG_SERVICE 2 /* fe_addr, fe_port hold the Service frontend */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -317,6 +325,29 @@ static __always_inline __u32 lookup_identity(const struct pkt *p,
 	return v ? v->identity : IDENTITY_WORLD;
 }
 
+/* frontend_of finds the Service frontend that socket load balancing
+ * translated into p's destination, from the reverse translation sock.c
+ * recorded for the packet's socket (lb.h). Only a packet leaving the
+ * client's own endpoint still carries its socket (the veth keeps skb->sk;
+ * routing in the node orphans it), so only egress events are looked up,
+ * and only when one is emitted: two map lookups at most, no cost on the
+ * packets of a tracked flow. */
+static __always_inline int frontend_of(struct __sk_buff *skb, const struct pkt *p,
+				       union addr *fe, __be16 *fe_port)
+{
+	__u64 cookie;
+
+	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP)
+		return 0;
+	cookie = bpf_get_socket_cookie(skb);
+	if (!cookie)
+		return 0;
+	if (p->family == AF_INET6)
+		return revnat6_lookup(cookie, (const union addr6 *)&p->daddr, p->dport,
+				      (union addr6 *)fe, fe_port);
+	return revnat4(cookie, p->daddr.ip4, p->dport, &fe->ip4, fe_port);
+}
+
 static __always_inline void emit(struct __sk_buff *skb, const struct pkt *p,
 				 __u16 ep_id, __u32 own_id, __u32 peer_id,
 				 __u8 dir, __u8 verdict, __u8 reason, __u8 flags)
@@ -352,10 +383,13 @@ static __always_inline void emit(struct __sk_buff *skb, const struct pkt *p,
 	e->tcp_flags = p->proto == IPPROTO_TCP ? p->tcp_flags : 0;
 	e->ifindex = skb->ifindex;
 	e->pkt_len = skb->len;
-	e->flags = flags;
 	e->pad[0] = 0;
 	e->pad[1] = 0;
 	e->pad[2] = 0;
+	__builtin_memset(&e->fe_addr, 0, sizeof(e->fe_addr) + sizeof(e->fe_port) + sizeof(e->pad2));
+	if (dir == DIR_EGRESS && frontend_of(skb, p, &e->fe_addr, &e->fe_port))
+		flags |= EVENT_FLAG_SERVICE;
+	e->flags = flags;
 	bpf_ringbuf_submit(e, 0);
 }
 
