@@ -32,6 +32,7 @@ func TestMesh(t *testing.T) {
 		{"PodToPodEncrypted", testPodToPodEncrypted},
 		{"GlobalService", testGlobalService},
 		{"CrossClusterPolicy", testCrossClusterPolicy},
+		{"Observe", testObserve},
 		{"ThirdClusterJoins", testThirdClusterJoins},
 		{"APIServerKilled", testAPIServerKilled},
 		{"AgentKilled", testAgentKilled},
