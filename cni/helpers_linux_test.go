@@ -354,7 +354,7 @@ func checkFlow(t *testing.T, got, want flowapi.Flow, srcLabel, dstLabel string) 
 		t.Errorf("flow time %v, endpoint %d, %d bytes: want now, an endpoint, a length", got.Time, got.EndpointID, got.Bytes)
 	}
 	got.Time, got.EndpointID, got.Bytes, got.Src.Labels, got.Dst.Labels = time.Time{}, 0, 0, nil, nil
-	if d := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Addr{})); d != "" {
+	if d := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Addr{}, netip.AddrPort{})); d != "" {
 		t.Errorf("flow (-want +got):\n%s", d)
 	}
 }

@@ -13,6 +13,6 @@
 //   - Parsers never panic; every error is a *ParamError naming the
 //     parameter and the value, so that the agent answers "from-pod=..." and
 //     the CLI "--from-pod ...".
-//   - A Flow's slices (Endpoint.Labels) may be shared between flows:
-//     readers must not modify them.
+//   - A Flow's slices (Endpoint.Labels) and its Service may be shared
+//     between flows: readers must not modify them.
 package flowapi

@@ -29,7 +29,15 @@ type Filter struct {
 	Protocol []Protocol
 	// Port matches the port of either end.
 	Port []uint16
+	// Service matches the Service a flow's destination was translated
+	// from (ServiceTranslation), namespace/name.
+	Service []ServiceRef
 }
+
+// ServiceRef names a Service: namespace/name.
+type ServiceRef struct{ Namespace, Name string }
+
+func (s ServiceRef) String() string { return s.Namespace + "/" + s.Name }
 
 // PodRef names a pod: namespace/name.
 type PodRef struct{ Namespace, Name string }
@@ -67,6 +75,7 @@ const (
 	ParamVerdict     = "verdict"
 	ParamProtocol    = "protocol"
 	ParamPort        = "port"
+	ParamService     = "service"
 )
 
 // ParamError is a parameter whose value does not parse.
@@ -132,6 +141,14 @@ var filterParams = []struct {
 			return "want a port number (1-65535)"
 		}
 		f.Port = append(f.Port, uint16(n))
+		return ""
+	}},
+	{ParamService, func(f *Filter, v string) string {
+		ns, name, ok := strings.Cut(v, "/")
+		if !ok || ns == "" || name == "" || strings.ContainsAny(name, "/ ") || strings.Contains(ns, " ") {
+			return "want <namespace>/<service>"
+		}
+		f.Service = append(f.Service, ServiceRef{Namespace: ns, Name: name})
 		return ""
 	}},
 }
@@ -209,6 +226,9 @@ func (f Filter) Values() url.Values {
 	for _, p := range f.Port {
 		add(ParamPort, strconv.Itoa(int(p)))
 	}
+	for _, sv := range f.Service {
+		add(ParamService, sv.String())
+	}
 	for k, v := range q {
 		if len(v) == 0 {
 			delete(q, k)
@@ -228,7 +248,10 @@ func (f *Filter) Match(fl *Flow) bool {
 		anyOf(f.Identity, func(id uint32) bool { return fl.Src.Identity == id || fl.Dst.Identity == id }) &&
 		anyOf(f.Verdict, func(v string) bool { return fl.Verdict == v }) &&
 		anyOf(f.Protocol, func(p Protocol) bool { return fl.Protocol == p }) &&
-		anyOf(f.Port, func(p uint16) bool { return fl.Src.Port == p || fl.Dst.Port == p })
+		anyOf(f.Port, func(p uint16) bool { return fl.Src.Port == p || fl.Dst.Port == p }) &&
+		anyOf(f.Service, func(sv ServiceRef) bool {
+			return fl.Service != nil && fl.Service.Name == sv.Name && fl.Service.Namespace == sv.Namespace
+		})
 }
 
 // anyOf is true when vs is empty or match accepts one of them.

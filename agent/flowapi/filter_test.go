@@ -55,6 +55,7 @@ func TestFilterMatch(t *testing.T) {
 		{"port=43210", true},
 		{"port=81", false},
 		{"from-pod=default/x-wing&verdict=forwarded", false},
+		{"service=rebels/rebel-base", false}, // not through a Service
 	} {
 		t.Run(tc.query, func(t *testing.T) {
 			q, err := url.ParseQuery(tc.query)
@@ -80,6 +81,46 @@ func TestFilterMatch(t *testing.T) {
 	}
 }
 
+// --service matches the Service a flow was translated from, by namespace
+// and name, ORed within the parameter and ANDed with the others.
+func TestFilterService(t *testing.T) {
+	viaService := xwingToRebel
+	viaService.Service = &ServiceTranslation{Namespace: "rebels", Name: "rebel-base",
+		Frontend: netip.MustParseAddrPort("10.96.0.10:80"), Backend: netip.MustParseAddrPort("10.2.0.7:80"), BackendCluster: "cluster2"}
+	unknown := viaService
+	unknown.Service = &ServiceTranslation{Frontend: viaService.Service.Frontend, Backend: viaService.Service.Backend}
+	for _, tc := range []struct {
+		query            string
+		service, unnamed bool // the flow through the Service, and through a frontend of no known Service
+	}{
+		{"service=rebels/rebel-base", true, false},
+		{"service=default/rebel-base", false, false},
+		{"service=rebels/death-star", false, false},
+		{"service=rebels/death-star&service=rebels/rebel-base", true, false},
+		{"service=rebels/rebel-base&verdict=forwarded", false, false},
+		{"service=rebels/rebel-base&to-cluster=cluster2", true, false},
+		{"", true, true},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			q, _ := url.ParseQuery(tc.query)
+			f, err := ParseFilter(q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := f.Match(&viaService); got != tc.service {
+				t.Errorf("Match(through rebels/rebel-base) = %v, want %v", got, tc.service)
+			}
+			if got := f.Match(&unknown); got != tc.unnamed {
+				t.Errorf("Match(through an unknown frontend) = %v, want %v", got, tc.unnamed)
+			}
+			back, err := ParseFilter(f.Values())
+			if err != nil || !cmp.Equal(f, back) {
+				t.Errorf("ParseFilter(Values()) = %+v, %v, want %+v", back, err, f)
+			}
+		})
+	}
+}
+
 // Every bad value is an error naming the parameter and what it should be.
 func TestFilterErrors(t *testing.T) {
 	for _, tc := range []struct{ query, err, flag string }{
@@ -98,6 +139,9 @@ func TestFilterErrors(t *testing.T) {
 		{"port=0", `port="0": want a port number (1-65535)`, ""},
 		{"port=65536", `port="65536": want a port number`, ""},
 		{"port=http", `port="http": want a port number`, ""},
+		{"service=rebel-base", `service="rebel-base": want <namespace>/<service>`, `--service "rebel-base": want <namespace>/<service>`},
+		{"service=rebels/", `service="rebels/": want <namespace>/<service>`, ""},
+		{"service=a/b/c", `service="a/b/c": want <namespace>/<service>`, ""},
 	} {
 		t.Run(tc.query, func(t *testing.T) {
 			q, _ := url.ParseQuery(tc.query)

@@ -37,6 +37,36 @@ type Flow struct {
 	Bytes uint32   `json:"bytes"`
 	Src   Endpoint `json:"src"`
 	Dst   Endpoint `json:"dst"`
+	// Service is set when socket load balancing translated the flow's
+	// destination: the client connected to a Service frontend and Dst is
+	// the backend the datapath chose. Only flows at the client's own
+	// endpoint, egress, carry it. It may be shared between flows: readers
+	// must not modify it.
+	Service *ServiceTranslation `json:"service,omitempty"`
+}
+
+// ServiceTranslation is what socket load balancing did with a flow: the
+// Service frontend the client addressed, and the backend chosen for it.
+type ServiceTranslation struct {
+	// Namespace and Name are the Service's, as the agent's state knows the
+	// frontend ("" when it does not: a Service deleted since, say).
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name,omitempty"`
+	// Frontend is the address the client connected to (a ClusterIP:port).
+	Frontend netip.AddrPort `json:"frontend"`
+	// Backend is the backend chosen (the flow's destination), and
+	// BackendCluster the cluster it is in (when the agent knows it).
+	Backend        netip.AddrPort `json:"backend"`
+	BackendCluster string         `json:"backendCluster,omitempty"`
+}
+
+// Ref returns "namespace/name", or "" when the Service is not known (or s
+// is nil).
+func (s *ServiceTranslation) Ref() string {
+	if s == nil || s.Name == "" {
+		return ""
+	}
+	return s.Namespace + "/" + s.Name
 }
 
 // Directions.

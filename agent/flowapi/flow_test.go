@@ -1,6 +1,7 @@
 package flowapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/netip"
 	"testing"
@@ -39,8 +40,45 @@ func TestFlowJSON(t *testing.T) {
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatal(err)
 	}
-	if d := cmp.Diff(&f, back.Flow, cmpopts.EquateComparable(netip.Addr{})); d != "" {
+	if d := cmp.Diff(&f, back.Flow, cmpopts.EquateComparable(netip.Addr{}, netip.AddrPort{})); d != "" {
 		t.Errorf("read back (-want +got):\n%s", d)
+	}
+}
+
+// A flow through a Service adds "service" (and only then): the Service,
+// the frontend the client addressed, the backend chosen and its cluster.
+func TestFlowJSONService(t *testing.T) {
+	f := xwingToRebel
+	f.Service = &ServiceTranslation{Namespace: "rebels", Name: "rebel-base", Frontend: netip.MustParseAddrPort("10.96.0.10:80"),
+		Backend: netip.MustParseAddrPort("10.2.0.7:80"), BackendCluster: "cluster2"}
+	b, err := json.Marshal(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"namespace": "rebels", "name": "rebel-base", "frontend": "10.96.0.10:80", "backend": "10.2.0.7:80", "backendCluster": "cluster2"}
+	if d := cmp.Diff(want, raw["service"]); d != "" {
+		t.Errorf("service (-want +got):\n%s", d)
+	}
+	var back Flow
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(f, back, cmpopts.EquateComparable(netip.Addr{}, netip.AddrPort{})); d != "" {
+		t.Errorf("read back (-want +got):\n%s", d)
+	}
+	if got, want := f.Service.Ref(), "rebels/rebel-base"; got != want {
+		t.Errorf("Ref() = %q, want %q", got, want)
+	}
+	b, err = json.Marshal(xwingToRebel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, []byte(`"service"`)) {
+		t.Errorf("a flow not through a Service has a service field: %s", b)
 	}
 }
 

@@ -1,6 +1,7 @@
 package flowapi
 
 import (
+	"net/netip"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -51,7 +52,44 @@ func (f *Flow) AppendJSON(b []byte) []byte {
 	b = f.Src.appendJSON(b)
 	b = append(b, `,"dst":`...)
 	b = f.Dst.appendJSON(b)
+	if f.Service != nil {
+		b = append(b, `,"service":`...)
+		b = f.Service.appendJSON(b)
+	}
 	return append(b, '}')
+}
+
+func (s *ServiceTranslation) appendJSON(b []byte) []byte {
+	b = append(b, '{')
+	if s.Namespace != "" {
+		b = append(b, `"namespace":`...)
+		b = appendString(b, s.Namespace)
+		b = append(b, ',')
+	}
+	if s.Name != "" {
+		b = append(b, `"name":`...)
+		b = appendString(b, s.Name)
+		b = append(b, ',')
+	}
+	b = append(b, `"frontend":`...)
+	b = appendAddrPort(b, s.Frontend)
+	b = append(b, `,"backend":`...)
+	b = appendAddrPort(b, s.Backend)
+	if s.BackendCluster != "" {
+		b = append(b, `,"backendCluster":`...)
+		b = appendString(b, s.BackendCluster)
+	}
+	return append(b, '}')
+}
+
+// appendAddrPort appends a as encoding/json writes a netip.AddrPort: its
+// text form, "" for the zero value.
+func appendAddrPort(b []byte, a netip.AddrPort) []byte {
+	b = append(b, '"')
+	if a.IsValid() {
+		b = a.AppendTo(b)
+	}
+	return append(b, '"')
 }
 
 func (e *Endpoint) appendJSON(b []byte) []byte {

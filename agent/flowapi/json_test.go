@@ -34,7 +34,12 @@ func TestAppendJSON(t *testing.T) {
 	odd := Flow{Node: "quote\" back\\ <tag> & \n\t\r\b\f \x00\x1f é 日本 \u2028\u2029 \xff\xfe end", Protocol: 200,
 		Src: Endpoint{IP: netip.MustParseAddr("fd00::1"), Reserved: "world", CIDR: "10.0.0.0/8", Node: "n", Labels: []string{"a=\"b\"", "<c>"}},
 		Dst: Endpoint{Labels: []string{}}}
-	for name, f := range map[string]Flow{"zero": {}, "full": full, "odd strings": odd} {
+	service := full
+	service.Service = &ServiceTranslation{Namespace: "rebels", Name: "rebel-base", Frontend: netip.MustParseAddrPort("10.96.0.10:80"),
+		Backend: netip.MustParseAddrPort("10.2.0.7:80"), BackendCluster: "cluster2"}
+	unnamed := full
+	unnamed.Service = &ServiceTranslation{Frontend: netip.MustParseAddrPort("[fd00:96::a]:443"), Backend: netip.MustParseAddrPort("[fd00::7]:8443")}
+	for name, f := range map[string]Flow{"zero": {}, "full": full, "odd strings": odd, "service": service, "unnamed service": unnamed} {
 		t.Run(name, func(t *testing.T) { checkAppendJSON(t, f) })
 	}
 }
@@ -46,6 +51,9 @@ func FuzzAppendJSON(f *testing.F) {
 		fl := xwingToRebel
 		fl.Node, fl.Reason, fl.TCPFlags, fl.Protocol = node, label, TCPFlags(flags), Protocol(proto)
 		fl.Src.Labels = []string{label, node}
+		checkAppendJSON(t, fl)
+		fl.Service = &ServiceTranslation{Namespace: label, Name: node, Frontend: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 96, flags, proto}), uint16(flags)<<8|uint16(proto)),
+			Backend: netip.AddrPortFrom(fl.Dst.IP, fl.Dst.Port), BackendCluster: node}
 		checkAppendJSON(t, fl)
 	})
 }

@@ -129,4 +129,11 @@ func (r *Recorder) flow(ev *bpf.Event, f *flowapi.Flow) {
 		f.Dst = r.resolver.Resolve(ev.Dst.Addr(), ev.DstIdentity)
 		f.Dst.Port = ev.Dst.Port()
 	}
+	if ev.Frontend.IsValid() {
+		if r.resolver != nil {
+			f.Service = r.resolver.Service(ev.Frontend, ev.Proto, &f.Dst)
+		} else {
+			f.Service = &flowapi.ServiceTranslation{Frontend: ev.Frontend, Backend: ev.Dst}
+		}
+	}
 }

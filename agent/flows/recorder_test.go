@@ -94,7 +94,7 @@ var (
 	cidrID      = uint32(1<<16 + 99)
 	xwingLabels = []string{"k8s:app=x-wing", "k8s:io.cilium.k8s.policy.cluster=cluster1", "k8s:io.kubernetes.pod.namespace=default"}
 	rebelLabels = []string{"k8s:app=rebel-base", "k8s:io.cilium.k8s.policy.cluster=cluster2", "k8s:io.kubernetes.pod.namespace=default"}
-	equateFlows = cmpopts.EquateComparable(netip.Addr{})
+	equateFlows = cmpopts.EquateComparable(netip.Addr{}, netip.AddrPort{})
 )
 
 func newMesh(t testing.TB) *state.State {

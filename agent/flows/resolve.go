@@ -14,6 +14,13 @@ import (
 // twice: it must be cheap and must not block.
 type Resolver interface {
 	Resolve(addr netip.Addr, id uint32) flowapi.Endpoint
+	// Service returns the translation of a flow of protocol proto (an IP
+	// protocol number) to the Service frontend fe, whose backend (the
+	// flow's destination) Resolve gave: the Service's name when known.
+	// It is called for the flows socket load balancing translated, with
+	// the same constraints; the result may be shared between flows and
+	// must not be modified.
+	Service(fe netip.AddrPort, proto uint8, backend *flowapi.Endpoint) *flowapi.ServiceTranslation
 }
 
 // StateResolver resolves from the agent's state: the ipcache (pods of every
@@ -26,15 +33,22 @@ type StateResolver struct {
 	cluster string // the local cluster, of this node's attachments and CIDR identities
 
 	sn    *state.Snapshot
-	ends  map[endKey]flowapi.Endpoint // for sn, without ports
-	ids   map[uint32]idInfo           // for sn
-	cidrs []state.CIDRIdentityRow     // of sn, read on first need
-	read  bool                        // cidrs was read
+	ends  map[endKey]flowapi.Endpoint            // for sn, without ports
+	ids   map[uint32]idInfo                      // for sn
+	svcs  map[svcKey]*flowapi.ServiceTranslation // for sn
+	cidrs []state.CIDRIdentityRow                // of sn, read on first need
+	read  bool                                   // cidrs was read
 }
 
 type endKey struct {
 	addr netip.Addr
 	id   uint32
+}
+
+type svcKey struct {
+	fe, backend    netip.AddrPort
+	proto          uint8
+	backendCluster string
 }
 
 type idInfo struct {
@@ -80,8 +94,41 @@ func (r *StateResolver) refresh() {
 		}
 	}
 	r.sn = r.st.Snapshot()
-	r.ends, r.ids = map[endKey]flowapi.Endpoint{}, map[uint32]idInfo{}
+	r.ends, r.ids, r.svcs = map[endKey]flowapi.Endpoint{}, map[uint32]idInfo{}, map[svcKey]*flowapi.ServiceTranslation{}
 	r.cidrs, r.read = nil, false
+}
+
+// Service implements Resolver: the Service is the local one (the
+// importing cluster's copy of a global Service) with a frontend at fe for
+// proto. Translations are cached like ends.
+func (r *StateResolver) Service(fe netip.AddrPort, proto uint8, backend *flowapi.Endpoint) *flowapi.ServiceTranslation {
+	r.refresh()
+	fe = netip.AddrPortFrom(fe.Addr().Unmap(), fe.Port())
+	k := svcKey{fe: fe, backend: netip.AddrPortFrom(backend.IP, backend.Port), proto: proto, backendCluster: backend.Cluster}
+	if st, ok := r.svcs[k]; ok {
+		return st
+	}
+	st := &flowapi.ServiceTranslation{Frontend: fe, Backend: k.backend, BackendCluster: backend.Cluster}
+	st.Namespace, st.Name = r.serviceAt(fe, proto)
+	if len(r.svcs) >= maxCached {
+		clear(r.svcs)
+	}
+	r.svcs[k] = st
+	return st
+}
+
+// serviceAt names the local Service with a frontend at fe for proto, or
+// returns "", "".
+func (r *StateResolver) serviceAt(fe netip.AddrPort, proto uint8) (namespace, name string) {
+	protoName := flowapi.Protocol(proto).String()
+	for _, ls := range r.sn.LocalServicesWithAddr(fe.Addr()) {
+		for _, f := range ls.Frontends {
+			if f.Addr.Unmap() == fe.Addr() && f.Port == fe.Port() && strings.EqualFold(f.Protocol, protoName) {
+				return ls.Namespace, ls.Name
+			}
+		}
+	}
+	return "", ""
 }
 
 func (r *StateResolver) resolve(addr netip.Addr, id uint32) flowapi.Endpoint {
