@@ -205,7 +205,8 @@ func checkRename(ctx context.Context, cl *mesh.Cluster, f *installFlags) error {
 }
 
 func ensureNamespace(ctx context.Context, cl *mesh.Cluster) error {
-	_, err := cl.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: cl.Namespace}}, metav1.CreateOptions{})
+	_, err := cl.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: cl.Namespace,
+		Labels: map[string]string{install.NamespaceLabel: install.NamespaceLabelValue}}}, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create namespace %s in %s: %w", cl.Namespace, cl, err)
 	}

@@ -21,7 +21,6 @@ import (
 	"github.com/clustermesh/clustermesh/cli/status"
 	apiserver "github.com/clustermesh/clustermesh/clustermesh-apiserver/server"
 	"github.com/clustermesh/clustermesh/internal/testing/k8stest"
-	"github.com/clustermesh/clustermesh/internal/testing/meshtest"
 	"github.com/clustermesh/clustermesh/kvstore/kvtest"
 )
 
@@ -199,9 +198,18 @@ func checkRelease(t *testing.T, kubeconfig string, revision int, repository stri
 // would be with the kubeconfig.
 func helmConfig(t *testing.T, kubeconfig string) *action.Configuration {
 	t.Helper()
+	return helmConfigOf(t, kubeconfig, "")
+}
+
+// helmConfigOf is helmConfig on a kubeconfig context ("" the current one).
+func helmConfigOf(t *testing.T, kubeconfig, context string) *action.Configuration {
+	t.Helper()
 	flags := genericclioptions.NewConfigFlags(false)
 	ns := "mesh-system"
 	flags.KubeConfig, flags.Namespace = &kubeconfig, &ns
+	if context != "" {
+		flags.Context = &context
+	}
 	cfg := action.NewConfiguration()
 	if err := cfg.Init(flags, ns, "secret"); err != nil {
 		t.Fatal(err)
@@ -232,9 +240,18 @@ func secretVersions(t *testing.T, kube kubernetes.Interface) string {
 	return strings.Join(v, ",")
 }
 
-// runAPIServer runs the clustermesh-apiserver as the chart's Deployment
-// does: embedded etcd on endpoint, certificates from the installed Secrets.
+// runAPIServer runs the clustermesh-apiserver of cluster c1 (ID 3) as the
+// chart's Deployment does: embedded etcd on endpoint, certificates from
+// the installed Secrets of namespace mesh-system.
 func runAPIServer(t *testing.T, kube *k8stest.Cluster, endpoint string) {
+	t.Helper()
+	runAPIServerOf(t, kube, endpoint, "c1", 3)
+}
+
+// runAPIServerOf is runAPIServer for any cluster; stop stops it (as the
+// kubelet stops the Deployment's pod once uninstall deleted it) and waits
+// for it, the test's end does too.
+func runAPIServerOf(t *testing.T, kube *k8stest.Cluster, endpoint, name string, id uint32) (stop func()) {
 	t.Helper()
 	dir := t.TempDir()
 	write := func(secret, key string) string {
@@ -249,12 +266,17 @@ func runAPIServer(t *testing.T, kube *k8stest.Cluster, endpoint string) {
 		return p
 	}
 	cfg := apiserver.Config{
-		ClusterName: "c1", ClusterID: 3, RestConfig: kube.Config,
+		ClusterName: name, ClusterID: id, RestConfig: kube.Config,
 		EtcdDataDir: filepath.Join(dir, "etcd"), EtcdListenClientURLs: []string{endpoint},
 		TLSCertFile: write(mesh.ServerSecretName, mesh.TLSCertKey), TLSKeyFile: write(mesh.ServerSecretName, mesh.TLSKeyKey),
 		TLSCAFile:     write(mesh.ServerSecretName, mesh.CACertKey),
 		AdminCertFile: write(mesh.AdminSecretName, mesh.TLSCertKey), AdminKeyFile: write(mesh.AdminSecretName, mesh.TLSKeyKey),
 		HeartbeatInterval: time.Second,
 	}
-	meshtest.Go(t, func(ctx context.Context) error { return apiserver.Run(ctx, cfg, nil) })
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { _ = apiserver.Run(ctx, cfg, nil); close(done) }()
+	stop = func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return stop
 }
