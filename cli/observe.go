@@ -34,7 +34,10 @@ local API, through the Kubernetes pod proxy to each agent pod's status
 sidecar) and prints them in time order: every drop, the first packet of
 every forwarded connection (as sampled by the agents' --flows-allowed-sample)
 and its first reply, with both ends resolved to cluster/namespace/pod,
-identity and labels, or a node, a CIDR, the world.
+identity and labels, or a node, a CIDR, the world. A connection to a
+Service's ClusterIP, which the agents' socket load balancing translates to
+a backend, shows the Service, the frontend and the backend chosen with its
+cluster (on the client's node, egress).
 
 Filters run on the agents and combine: every flag given must match, a flag
 given several times matches any of its values. Without --last, --since or
@@ -48,6 +51,9 @@ the namespace of the mesh components is --clustermesh-namespace.`,
 
   # Why can't x-wing reach rebel-base?
   clustermesh observe --context kind-c1 --from-pod default/x-wing --to-pod default/rebel-base
+
+  # Which backends, in which clusters, serve default/rebel-base's ClusterIP?
+  clustermesh observe --context kind-c1 --service default/rebel-base
 
   # Everything from cluster2 on port 80, as JSON lines:
   clustermesh observe --context kind-c1 --from-cluster cluster2 --port 80 -o json
@@ -105,6 +111,7 @@ the namespace of the mesh components is --clustermesh-namespace.`,
 		{flowapi.ParamVerdict, "", "forwarded or dropped"},
 		{flowapi.ParamProtocol, "", "tcp, udp, icmp, icmpv6, sctp or a protocol number"},
 		{flowapi.ParamPort, "", "flows from or to this port"},
+		{flowapi.ParamService, "", "flows to a backend of this Service through its ClusterIP (socket load balancing): <namespace>/<service>"},
 	} {
 		v := []string{}
 		filters[fl.name] = &v

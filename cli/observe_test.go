@@ -19,6 +19,7 @@ func TestObserveFlagErrors(t *testing.T) {
 		{[]string{"--identity", "galaxy"}, `--identity "galaxy": want a numeric identity or a reserved identity's name`},
 		{[]string{"--protocol", "quic"}, `--protocol "quic": want tcp, udp, icmp, icmpv6, sctp or a protocol number`},
 		{[]string{"--port", "0"}, `--port "0": want a port number (1-65535)`},
+		{[]string{"--service", "rebel-base"}, `--service "rebel-base": want <namespace>/<service>`},
 		{[]string{"-n", "a/b"}, `--namespace "a/b": want a namespace name`},
 		{[]string{"--since", "yesterday"}, `--since "yesterday": want a duration back from now such as 30s, 5m or 2h, or an RFC 3339 time`},
 		{[]string{"--since", "-5m"}, `--since "-5m": want a duration back from now`},

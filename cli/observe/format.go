@@ -49,7 +49,10 @@ func NewPrinter(format string, w io.Writer, loc *time.Location) (Printer, error)
 //
 //	12:00:01.000 cluster1/default/x-wing:43210 -> cluster2/default/rebel-base:80 TCP SYN DROPPED (policy-denied)
 //
-// A reply is printed from the client's side, with "<-".
+// A reply is printed from the client's side, with "<-". A flow socket load
+// balancing translated names the Service after the backend chosen:
+//
+//	12:00:01.000 cluster1/default/x-wing:43210 -> cluster2/default/rebel-base-a:80 (service default/rebel-base 10.96.0.10:80) TCP SYN FORWARDED (policy-allow)
 type compact struct {
 	w   io.Writer
 	loc *time.Location
@@ -73,6 +76,9 @@ func Compact(f *flowapi.Flow, loc *time.Location) string {
 		b.WriteString(dst + " <- " + src)
 	} else {
 		b.WriteString(src + " -> " + dst)
+	}
+	if f.Service != nil {
+		b.WriteString(" (" + ServiceString(f.Service) + ")")
 	}
 	b.WriteString(" " + f.Protocol.String())
 	if flags := f.TCPFlags.Names(); len(flags) > 0 {
@@ -117,6 +123,13 @@ func EndpointString(e *flowapi.Endpoint, proto flowapi.Protocol) string {
 	return addr + " (" + what + ")"
 }
 
+// ServiceString names the Service translation of a flow: "service
+// default/rebel-base 10.96.0.10:80", or "service 10.96.0.10:80" when the
+// agent did not know the frontend's Service.
+func ServiceString(s *flowapi.ServiceTranslation) string {
+	return joinNonEmpty(" ", "service", s.Ref(), s.Frontend.String())
+}
+
 func joinNonEmpty(sep string, parts ...string) string {
 	var out []string
 	for _, p := range parts {
@@ -144,7 +157,7 @@ type table struct {
 func (t *table) Print(f *flowapi.Flow) error {
 	if !t.header {
 		t.header = true
-		if _, err := io.WriteString(t.w, "TIME\tNODE\tSOURCE\tDESTINATION\tPROTOCOL\tFLAGS\tVERDICT\tREASON\n"); err != nil {
+		if _, err := io.WriteString(t.w, "TIME\tNODE\tSOURCE\tDESTINATION\tPROTOCOL\tFLAGS\tVERDICT\tREASON\tSERVICE\n"); err != nil {
 			return err
 		}
 	}
@@ -152,9 +165,13 @@ func (t *table) Print(f *flowapi.Flow) error {
 	if f.IsReply {
 		flags = strings.TrimPrefix(flags+",reply", ",")
 	}
-	_, err := fmt.Fprintf(t.w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Time.In(t.loc).Format(timeFormat), f.Node,
+	service := "-"
+	if f.Service != nil { // "default/rebel-base 10.96.0.10:80"
+		service = strings.TrimPrefix(ServiceString(f.Service), "service ")
+	}
+	_, err := fmt.Fprintf(t.w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Time.In(t.loc).Format(timeFormat), f.Node,
 		EndpointString(&f.Src, f.Protocol), EndpointString(&f.Dst, f.Protocol), f.Protocol, cmp.Or(flags, "-"),
-		strings.ToUpper(f.Verdict), f.Reason)
+		strings.ToUpper(f.Verdict), f.Reason, service)
 	return err
 }
 
