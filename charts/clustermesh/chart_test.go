@@ -21,6 +21,7 @@ func values() map[string]any {
 			"ca":     map[string]any{"cert": "CA-CERT", "key": "CA-KEY"},
 			"server": map[string]any{"cert": "SERVER-CERT", "key": "SERVER-KEY"},
 			"admin":  map[string]any{"cert": "ADMIN-CERT", "key": "ADMIN-KEY"},
+			"local":  map[string]any{"cert": "LOCAL-CERT", "key": "LOCAL-KEY"},
 		},
 	}
 }

@@ -19,6 +19,9 @@ type Certs struct {
 	CACert, CAKey         []byte
 	ServerCert, ServerKey []byte
 	AdminCert, AdminKey   []byte
+	// LocalCert is the agents' certificate (etcd user local) for the
+	// cache of remote state.
+	LocalCert, LocalKey []byte
 }
 
 // Values returns the chart's tls values.
@@ -27,6 +30,7 @@ func (c Certs) Values() map[string]any {
 		"ca":     map[string]any{"cert": string(c.CACert), "key": string(c.CAKey)},
 		"server": map[string]any{"cert": string(c.ServerCert), "key": string(c.ServerKey)},
 		"admin":  map[string]any{"cert": string(c.AdminCert), "key": string(c.AdminKey)},
+		"local":  map[string]any{"cert": string(c.LocalCert), "key": string(c.LocalKey)},
 	}
 }
 
@@ -90,19 +94,27 @@ func EnsureCerts(cluster string, existing map[string]map[string][]byte, dns []st
 		}
 		reissued = append(reissued, "etcd server certificate")
 	}
-	adm := existing[mesh.AdminSecretName]
-	if leaf, err := mesh.ParseLeaf(adm[mesh.TLSCertKey], adm[mesh.TLSKeyKey]); err == nil && mesh.VerifyLeaf(leaf, ca, kvstore.AdminUser, minValidity) == nil {
-		c.AdminCert, c.AdminKey = adm[mesh.TLSCertKey], adm[mesh.TLSKeyKey]
-	} else {
-		leaf, err := ca.Issue(pki.LeafOptions{CommonName: kvstore.AdminUser, Client: true, Validity: certValidity})
+	for _, u := range []struct {
+		secret, user, what string
+		cert, key          *[]byte
+	}{
+		{mesh.AdminSecretName, kvstore.AdminUser, "admin certificate", &c.AdminCert, &c.AdminKey},
+		{mesh.LocalSecretName, kvstore.LocalUser, "local client certificate", &c.LocalCert, &c.LocalKey},
+	} {
+		s := existing[u.secret]
+		if leaf, err := mesh.ParseLeaf(s[mesh.TLSCertKey], s[mesh.TLSKeyKey]); err == nil && mesh.VerifyLeaf(leaf, ca, u.user, minValidity) == nil {
+			*u.cert, *u.key = s[mesh.TLSCertKey], s[mesh.TLSKeyKey]
+			continue
+		}
+		leaf, err := ca.Issue(pki.LeafOptions{CommonName: u.user, Client: true, Validity: certValidity})
 		if err != nil {
 			return Certs{}, nil, err
 		}
-		c.AdminCert = leaf.CertPEM()
-		if c.AdminKey, err = leaf.KeyPEM(); err != nil {
+		*u.cert = leaf.CertPEM()
+		if *u.key, err = leaf.KeyPEM(); err != nil {
 			return Certs{}, nil, err
 		}
-		reissued = append(reissued, "admin certificate")
+		reissued = append(reissued, u.what)
 	}
 	return c, reissued, nil
 }

@@ -35,6 +35,7 @@ func values() map[string]any {
 			"ca":     map[string]any{"cert": "CA-CERT", "key": "CA-KEY"},
 			"server": map[string]any{"cert": "SERVER-CERT", "key": "SERVER-KEY"},
 			"admin":  map[string]any{"cert": "ADMIN-CERT", "key": "ADMIN-KEY"},
+			"local":  map[string]any{"cert": "LOCAL-CERT", "key": "LOCAL-KEY"},
 		},
 	}
 }
@@ -119,7 +120,7 @@ func TestRender(t *testing.T) {
 		"DaemonSet/clustermesh-agent", "Deployment/clustermesh-apiserver",
 		"Role/clustermesh-apiserver", "RoleBinding/clustermesh-apiserver",
 		"Secret/clustermesh-apiserver-admin-cert", "Secret/clustermesh-apiserver-server-cert",
-		"Secret/clustermesh-etcd-ca", "Secret/clustermesh-peers",
+		"Secret/clustermesh-etcd-ca", "Secret/clustermesh-local-cert", "Secret/clustermesh-peers",
 		"Service/clustermesh-apiserver", "ServiceAccount/clustermesh-agent", "ServiceAccount/clustermesh-apiserver",
 	}, kinds); diff != "" {
 		t.Errorf("rendered objects (-want +got):\n%s", diff)
@@ -150,7 +151,7 @@ func TestRender(t *testing.T) {
 	if diff := cmp.Diff(map[string]string{
 		mesh.KeyClusterName: "c1", mesh.KeyClusterID: "7", mesh.KeyMaxConnectedClusters: "255",
 		mesh.KeyPodCIDRs: "10.1.0.0/16,fd00:1::/64", mesh.KeyEtcdEndpoints: "https://203.0.113.1:32379",
-		mesh.KeyMeshConfigDir: mesh.DefaultMeshConfigDir, mesh.KeyKVStoreRoot: "cilium",
+		mesh.KeyMeshConfigDir: mesh.DefaultMeshConfigDir, mesh.KeyKVStoreRoot: "cilium", mesh.KeyCache: "true",
 	}, cm.Data); diff != "" {
 		t.Errorf("ConfigMap (-want +got):\n%s", diff)
 	}
@@ -343,6 +344,8 @@ func TestServerDryRun(t *testing.T) {
 		{"flows", []func(map[string]any){set("agent.flowsCapacity", 100000), set("agent.flowsAllowedSample", -1)}},
 		{"no CNI install", []func(map[string]any){set("cni.install", false)}},
 		{"CNI bin dir", []func(map[string]any){set("cni.binDir", "/home/kubernetes/bin")}},
+		{"cache off", []func(map[string]any){set("apiserver.cache.enabled", false), set("tls.local", map[string]any{})}},
+		{"cache TTL", []func(map[string]any){set("apiserver.cache.ttl", "10m")}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := values()

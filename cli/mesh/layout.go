@@ -43,6 +43,14 @@ const (
 	TLSCertKey       = "tls.crt"
 	TLSKeyKey        = "tls.key"
 
+	// LocalSecretName holds the agents' client certificate (common name
+	// local, the read-only user of the cache of remote state) and their
+	// etcd client config of the cache (LocalConfigKey), installed while
+	// the cache is on. Keys CACertKey, TLSCertKey, TLSKeyKey,
+	// LocalConfigKey.
+	LocalSecretName = "clustermesh-local-cert"
+	LocalConfigKey  = "etcd-config.yaml"
+
 	// PeersSecretName is the mesh Secret the agents mount at
 	// mesh-config-dir: per peer <peer> (its etcd client config) and
 	// <peer>.etcd-client-ca.crt, <peer>.etcd-client.crt,
