@@ -170,7 +170,7 @@ func runInstall(cmd *cobra.Command, g *globals, f *installFlags) error {
 // installedSecrets returns the data of the installed certificate Secrets.
 func installedSecrets(ctx context.Context, cl *mesh.Cluster) (map[string]map[string][]byte, error) {
 	out := map[string]map[string][]byte{}
-	for _, name := range []string{mesh.CASecretName, mesh.ServerSecretName, mesh.AdminSecretName} {
+	for _, name := range []string{mesh.CASecretName, mesh.ServerSecretName, mesh.AdminSecretName, mesh.LocalSecretName} {
 		s, err := cl.Kube.CoreV1().Secrets(cl.Namespace).Get(ctx, name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
