@@ -10,6 +10,7 @@
 package localapi
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 
@@ -40,6 +41,10 @@ type Config struct {
 	Ready func() bool
 	// PolicyProblems returns the invalid parts of policies, by policy.
 	PolicyProblems func() map[policy.PolicyKey][]policy.Problem
+	// Policy runs a read-only function on the agent's policy engine, in
+	// the goroutine that owns it (policywatch.Controller.Inspect): GET
+	// /v1/policy/trace and /v1/policy/endpoints. nil: those answer 503.
+	Policy func(ctx context.Context, fn func(*policy.Engine)) error
 	// Flows is the recorder of the datapath's flows (GET /v1/flows and
 	// /v1/drops); nil when none are recorded (--datapath=none).
 	Flows *flows.Recorder
@@ -63,6 +68,8 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/services", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Services()) })
 	mux.HandleFunc("GET /v1/policies", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Policies()) })
 	mux.HandleFunc("GET /v1/endpoints", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Endpoints()) })
+	mux.HandleFunc("GET /v1/policy/trace", a.getTrace)
+	mux.HandleFunc("GET /v1/policy/endpoints", a.getEndpointPolicies)
 	mux.HandleFunc("GET /v1/flows", a.getFlows)
 	mux.HandleFunc("GET /v1/drops", a.getDrops)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })

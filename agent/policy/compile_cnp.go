@@ -59,7 +59,7 @@ func (e *Engine) compileRules(ns string, specs []cmv1.PolicyRule) *Compiled {
 			if !d.present {
 				continue
 			}
-			out.enforces = append(out.enforces, enforcement{subject: subject, ingress: d.ingress, deny: d.deny})
+			out.enforces = append(out.enforces, enforcement{subject: subject, ingress: d.ingress, deny: d.deny, field: f + "." + d.name})
 			for j, pr := range d.rules {
 				if r, ok := c.cnpRule(fmt.Sprintf("%s.%s[%d]", f, d.name, j), ns, subject, d.ingress, d.deny, pr); ok {
 					out.rules = append(out.rules, r)
@@ -100,7 +100,7 @@ func egressRules(rs []cmv1.EgressRule) []peerRule {
 // cnpRule compiles one rule: L3 peers AND L4 ports. Without any peer field
 // the rule applies to every peer if it has ports, and to none otherwise.
 func (c *compiler) cnpRule(field, ns string, subject identity.Selector, ingress, deny bool, pr peerRule) (rule, bool) {
-	r := rule{subject: subject, ingress: ingress, deny: deny}
+	r := rule{subject: subject, ingress: ingress, deny: deny, field: field}
 	named := len(pr.endpoints) + len(pr.entities) + len(pr.cidrs) + len(pr.cidrSets)
 	for i := range pr.endpoints {
 		f := fmt.Sprintf("%s.%sEndpoints[%d]", field, pr.prefix, i)

@@ -37,7 +37,7 @@ func (e *Engine) CompileNetworkPolicy(np *networkingv1.NetworkPolicy) (PolicyKey
 		ingress, egress = true, len(np.Spec.Egress) > 0
 	}
 	if ingress {
-		out.enforces = append(out.enforces, enforcement{subject: subject, ingress: true})
+		out.enforces = append(out.enforces, enforcement{subject: subject, ingress: true, field: "spec.policyTypes[Ingress]"})
 		for i, r := range np.Spec.Ingress {
 			f := fmt.Sprintf("spec.ingress[%d]", i)
 			if rl, ok := c.k8sRule(f, np.Namespace, subject, true, r.From, r.Ports); ok {
@@ -46,7 +46,7 @@ func (e *Engine) CompileNetworkPolicy(np *networkingv1.NetworkPolicy) (PolicyKey
 		}
 	}
 	if egress {
-		out.enforces = append(out.enforces, enforcement{subject: subject, ingress: false})
+		out.enforces = append(out.enforces, enforcement{subject: subject, ingress: false, field: "spec.policyTypes[Egress]"})
 		for i, r := range np.Spec.Egress {
 			f := fmt.Sprintf("spec.egress[%d]", i)
 			if rl, ok := c.k8sRule(f, np.Namespace, subject, false, r.To, r.Ports); ok {
@@ -63,7 +63,7 @@ func (e *Engine) CompileNetworkPolicy(np *networkingv1.NetworkPolicy) (PolicyKey
 func (c *compiler) k8sRule(field, ns string, subject identity.Selector, ingress bool,
 	peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort,
 ) (rule, bool) {
-	r := rule{subject: subject, ingress: ingress, allPeers: len(peers) == 0}
+	r := rule{subject: subject, ingress: ingress, allPeers: len(peers) == 0, field: field}
 	peerField := field + ".from"
 	if !ingress {
 		peerField = field + ".to"

@@ -46,17 +46,20 @@ type selEntry struct {
 }
 
 type ruleEntry struct {
+	pol      *polEntry // the policy it belongs to (provenance)
 	r        rule
 	sels     []*selEntry
 	subjects map[*epEntry]struct{}
 }
 
 type enfEntry struct {
+	pol      *polEntry
 	e        enforcement
 	subjects map[*epEntry]struct{}
 }
 
 type polEntry struct {
+	key   PolicyKey
 	c     *Compiled
 	rules []*ruleEntry
 	enfs  []*enfEntry

@@ -15,7 +15,7 @@ func (e *Engine) UpsertPolicy(key PolicyKey, c *Compiled) {
 	if c == nil {
 		return
 	}
-	p := &polEntry{c: c}
+	p := &polEntry{key: key, c: c}
 	for _, r := range c.rules {
 		for _, m := range r.peers {
 			if cm, ok := m.(cidrMatcher); ok {
@@ -27,7 +27,7 @@ func (e *Engine) UpsertPolicy(key PolicyKey, c *Compiled) {
 		}
 	}
 	for _, r := range c.rules {
-		re := &ruleEntry{r: r, subjects: map[*epEntry]struct{}{}}
+		re := &ruleEntry{pol: p, r: r, subjects: map[*epEntry]struct{}{}}
 		for _, m := range r.peers {
 			s := e.selector(m)
 			s.users[re] = struct{}{}
@@ -36,7 +36,7 @@ func (e *Engine) UpsertPolicy(key PolicyKey, c *Compiled) {
 		p.rules = append(p.rules, re)
 	}
 	for _, en := range c.enforces {
-		p.enfs = append(p.enfs, &enfEntry{e: en, subjects: map[*epEntry]struct{}{}})
+		p.enfs = append(p.enfs, &enfEntry{pol: p, e: en, subjects: map[*epEntry]struct{}{}})
 	}
 	e.policies[key] = p
 	for _, ee := range e.endpoints {

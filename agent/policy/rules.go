@@ -20,6 +20,10 @@ type rule struct {
 	peers    []matcher
 	// ports: nil means every port and protocol.
 	ports []portSpec
+	// field is where the rule is in its policy ("spec.ingress[0]"): the
+	// provenance Trace reports. Set at compile time, never read on the
+	// paths that compute results.
+	field string
 }
 
 // enforcement says that a policy enforces a direction on its subjects.
@@ -29,6 +33,8 @@ type enforcement struct {
 	// deny: the direction is enforced by deny rules only; what they do not
 	// deny stays allowed (a deny-only policy never causes a default deny).
 	deny bool
+	// field names the part of the policy that enforces ("spec.ingress").
+	field string
 }
 
 // Compiled is a policy ready for the engine (see Engine.UpsertPolicy).

@@ -327,6 +327,9 @@ func TestVerdicts(t *testing.T) {
 					if got != c.want {
 						t.Errorf("%s: %s/%s → %s proto %d port %d: allowed=%v, want %v", phase, c.src.cluster, c.src.name, what, c.proto, c.port, got, c.want)
 					}
+					if traced := m.traced(t, c); traced != got {
+						t.Errorf("%s: %s/%s → %s proto %d port %d: Trace says allowed=%v, the datapath policy %v", phase, c.src.cluster, c.src.name, what, c.proto, c.port, traced, got)
+					}
 				}
 			}
 			run("incremental")

@@ -5,7 +5,8 @@
 // the state: each endpoint's policy (policies table) and the CIDR
 // identities of policies (the state's cidridentities table).
 //
-// Rules: one goroutine (Run) owns the engine. Informer handlers only mark
+// Rules: one goroutine (Run) owns the engine; Inspect hands it read-only
+// queries (the local API's policy trace). Informer handlers only mark
 // policies dirty. The state is read through snapshots and diffed by row
 // pointer (rows are immutable), so an unchanged identity costs nothing and
 // the engine sees only real changes. Problems of a policy are reported as
@@ -82,6 +83,10 @@ type Controller struct {
 	written    map[string]uint64                         // endpoint → generation of the policy written
 	namedPorts map[string][]schema.NamedPort
 
+	// inspect hands Run (the engine's owner) a function to run on the
+	// engine: Inspect's queries.
+	inspect chan *inspectReq
+
 	mu       sync.Mutex // guards dirty and problems
 	dirty    map[policy.PolicyKey]struct{}
 	problems map[policy.PolicyKey][]policy.Problem
@@ -111,8 +116,44 @@ func New(cfg Config) (*Controller, error) {
 		identities: map[identity.NumericIdentity]*state.IdentityRow{}, endpoints: map[string]*state.Endpoint{},
 		ids: newIDAllocator(), written: map[string]uint64{},
 		dirty: map[policy.PolicyKey]struct{}{}, problems: map[policy.PolicyKey][]policy.Problem{},
-		wake: make(chan struct{}, 1),
+		wake: make(chan struct{}, 1), inspect: make(chan *inspectReq),
 	}, nil
+}
+
+// ErrNotReady is Inspect's answer before the first pass computed the
+// policies.
+var ErrNotReady = errors.New("the agent's policy engine has not computed its first results yet; retry in a moment")
+
+type inspectReq struct {
+	fn   func(*policy.Engine)
+	done chan struct{}
+	err  error
+}
+
+// Inspect runs fn on the engine in Run's goroutine, which owns it, between
+// two passes, and returns once fn did; fn must only read (Trace,
+// EndpointPolicies) and not keep the engine. It fails when ctx ends first
+// (Run not running, or stopped).
+func (c *Controller) Inspect(ctx context.Context, fn func(*policy.Engine)) error {
+	r := &inspectReq{fn: fn, done: make(chan struct{})}
+	select {
+	case c.inspect <- r:
+	case <-ctx.Done():
+		return fmt.Errorf("ask the policy engine: %w", ctx.Err())
+	}
+	<-r.done // Run always finishes a request it took
+	return r.err
+}
+
+// run answers r (in Run's goroutine): fn runs only once the engine has
+// computed the first results.
+func (c *Controller) run(r *inspectReq, ready bool) {
+	defer close(r.done)
+	if !ready {
+		r.err = ErrNotReady
+		return
+	}
+	r.fn(c.engine)
 }
 
 // Problems returns the problems of every policy that has some.
@@ -163,17 +204,31 @@ func (c *Controller) Run(ctx context.Context) error {
 				c.cfg.State.MarkInitialized(Source)
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-changed:
-		case <-sub.Changed():
-		case <-c.wake:
+		for waiting := true; waiting; {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-changed:
+				waiting = false
+			case <-sub.Changed():
+				waiting = false
+			case <-c.wake:
+				waiting = false
+			case r := <-c.inspect:
+				c.run(r, c.cfg.State.Initialized(Source))
+			}
 		}
-		select { // coalesce bursts of changes
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(c.cfg.MinInterval):
+		coalesce := time.NewTimer(c.cfg.MinInterval) // coalesce bursts of changes
+		for waiting := true; waiting; {
+			select {
+			case <-ctx.Done():
+				coalesce.Stop()
+				return ctx.Err()
+			case <-coalesce.C:
+				waiting = false
+			case r := <-c.inspect:
+				c.run(r, c.cfg.State.Initialized(Source))
+			}
 		}
 	}
 }

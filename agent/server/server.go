@@ -195,7 +195,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Agent, err error
 	})
 	api := localapi.Config{
 		Cluster: cfg.ClusterName, Node: cfg.NodeName, State: st, Peers: a.peers.Status, Reconcilers: a.reconcilerStatus,
-		Ready: a.ready, PolicyProblems: a.policies.Problems, Metrics: a.Registry, Flows: a.flows,
+		Ready: a.ready, PolicyProblems: a.policies.Problems, Policy: a.policies.Inspect, Metrics: a.Registry, Flows: a.flows,
 	}
 	a.API = localapi.New(api)
 	a.Registry.MustRegister(newStatusCollector(a.peers.Status, a.reconcilerStatus))

@@ -9,10 +9,11 @@ import (
 	"github.com/clustermesh/clustermesh/internal/httpserve"
 )
 
-// Serve answers GET /v1/status and GET /v1/flows on addr from the agent at
-// socket, until ctx ends: the agents' sidecar behind ProxySource and
-// observe.ProxySource. It serves nothing else (the agent's other endpoints
-// stay on the node).
+// Serve answers GET /v1/status, GET /v1/flows and the read routes of the
+// CLI's read commands on addr from the agent at socket, until ctx ends:
+// the agents' sidecar behind ProxySource, observe.ProxySource and
+// agents.Proxy. It serves nothing else (the agent's other endpoints stay on
+// the node).
 func Serve(ctx context.Context, addr, socket string) error {
 	l, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
 	if err != nil {
@@ -39,7 +40,13 @@ func Handler(socket string) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(body)
 	})
-	mux.HandleFunc("GET /v1/flows", func(w http.ResponseWriter, r *http.Request) { relay(w, r, socket) })
+	// The read routes of the CLI's read commands (policy trace and get,
+	// identity, endpoint and service list): answers computed from state,
+	// nothing that writes.
+	for _, path := range []string{"/v1/flows", "/v1/policy/trace", "/v1/policy/endpoints", "/v1/identities", "/v1/endpoints",
+		"/v1/services", "/v1/services/detail"} {
+		mux.HandleFunc("GET "+path, func(w http.ResponseWriter, r *http.Request) { relay(w, r, socket) })
+	}
 	return mux
 }
 
