@@ -2,6 +2,7 @@ package remote
 
 import (
 	"fmt"
+	"math/bits"
 	"net"
 	"net/netip"
 	"unique"
@@ -33,13 +34,43 @@ type ipIndex struct {
 	ips        map[netip.Prefix]acceptedIP
 	quarantine map[netip.Prefix]acceptedIP
 	ipExtra    map[netip.Prefix]ipExtra // what acceptedIP lacks, for the entries that have it
-	buckets    map[netip.Prefix]map[netip.Prefix]struct{}
+	buckets    map[netip.Prefix]*bucket
 	lastCIDR   netip.Prefix // the pod CIDR ownerLocked matched last (entries come in key order)
+}
+
+// bucket holds the indexed entries of one /24 (or /64): single IPv4
+// addresses, nearly all of a peer's entries, as bits of a 256-bit set (a
+// bit an entry, where a set of prefixes costs a 32-byte key and its slot,
+// about 80 bytes an entry), anything else in a set of prefixes.
+type bucket struct {
+	v4    [4]uint64
+	n4    int
+	other map[netip.Prefix]struct{}
+}
+
+func (k *bucket) empty() bool { return k.n4 == 0 && len(k.other) == 0 }
+
+// each calls f for every entry of the bucket b.
+func (k *bucket) each(b netip.Prefix, f func(netip.Prefix)) {
+	if k.n4 > 0 {
+		a := b.Addr().As4()
+		for w, word := range k.v4 {
+			for word != 0 {
+				i := bits.TrailingZeros64(word)
+				word &= word - 1
+				a[3] = byte(w*64 + i)
+				f(netip.PrefixFrom(netip.AddrFrom4(a), 32))
+			}
+		}
+	}
+	for p := range k.other {
+		f(p)
+	}
 }
 
 func newIPIndex() ipIndex {
 	return ipIndex{ips: map[netip.Prefix]acceptedIP{}, quarantine: map[netip.Prefix]acceptedIP{},
-		ipExtra: map[netip.Prefix]ipExtra{}, buckets: map[netip.Prefix]map[netip.Prefix]struct{}{}}
+		ipExtra: map[netip.Prefix]ipExtra{}, buckets: map[netip.Prefix]*bucket{}}
 }
 
 func bucketBits(p netip.Prefix) int {
@@ -55,21 +86,42 @@ func bucketOf(p netip.Prefix) netip.Prefix {
 
 func (x *ipIndex) indexLocked(p netip.Prefix) {
 	b := bucketOf(p)
-	m := x.buckets[b]
-	if m == nil {
-		m = map[netip.Prefix]struct{}{}
-		x.buckets[b] = m
+	k := x.buckets[b]
+	if k == nil {
+		k = &bucket{}
+		x.buckets[b] = k
 	}
-	m[p] = struct{}{}
+	if p.Addr().Is4() && p.IsSingleIP() {
+		i := p.Addr().As4()[3]
+		if k.v4[i/64]&(1<<(i%64)) == 0 {
+			k.v4[i/64] |= 1 << (i % 64)
+			k.n4++
+		}
+		return
+	}
+	if k.other == nil {
+		k.other = map[netip.Prefix]struct{}{}
+	}
+	k.other[p] = struct{}{}
 }
 
 func (x *ipIndex) unindexLocked(p netip.Prefix) {
 	b := bucketOf(p)
-	if m := x.buckets[b]; m != nil {
-		delete(m, p)
-		if len(m) == 0 {
-			delete(x.buckets, b)
+	k := x.buckets[b]
+	if k == nil {
+		return
+	}
+	if p.Addr().Is4() && p.IsSingleIP() {
+		i := p.Addr().As4()[3]
+		if k.v4[i/64]&(1<<(i%64)) != 0 {
+			k.v4[i/64] &^= 1 << (i % 64)
+			k.n4--
 		}
+	} else {
+		delete(k.other, p)
+	}
+	if k.empty() {
+		delete(x.buckets, b)
 	}
 }
 
@@ -258,8 +310,11 @@ func (v *validator) deleteIP(key string) {
 func (v *validator) recheck(cidrs []netip.Prefix) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	recheckBucket := func(members map[netip.Prefix]struct{}) {
-		for p := range members {
+	recheckBucket := func(b netip.Prefix, k *bucket) {
+		if k == nil {
+			return
+		}
+		k.each(b, func(p netip.Prefix) {
 			if a, ok := v.quarantine[p]; ok {
 				if reason, _ := v.acceptableLocked(p, a.host.Value()); reason == "" {
 					delete(v.quarantine, p)
@@ -273,21 +328,21 @@ func (v *validator) recheck(cidrs []netip.Prefix) {
 					v.sink.DeleteIP(v.peer, p)
 				}
 			}
-		}
+		})
 	}
 	seen := map[netip.Prefix]bool{}
 	for _, c := range cidrs {
 		if c.Bits() >= bucketBits(c) { // inside one bucket
 			if b := bucketOf(c); !seen[b] {
 				seen[b] = true
-				recheckBucket(v.buckets[b])
+				recheckBucket(b, v.buckets[b])
 			}
 			continue
 		}
-		for b, members := range v.buckets { // wider than a bucket
+		for b, k := range v.buckets { // wider than a bucket
 			if c.Overlaps(b) && !seen[b] {
 				seen[b] = true
-				recheckBucket(members)
+				recheckBucket(b, k)
 			}
 		}
 	}
