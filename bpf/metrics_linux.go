@@ -2,6 +2,8 @@ package bpf
 
 import (
 	"fmt"
+
+	"github.com/cilium/ebpf"
 )
 
 // MetricKey identifies a verdict counter.
@@ -21,13 +23,16 @@ type metricsValue struct {
 }
 
 // Metrics returns the non-zero verdict counters, summed over CPUs.
-func (d *Datapath) Metrics() (map[MetricKey]Counter, error) {
+func (d *Datapath) Metrics() (map[MetricKey]Counter, error) { return readMetrics(d.tc.Metrics) }
+
+// readMetrics returns the non-zero counters of the metrics map m.
+func readMetrics(m *ebpf.Map) (map[MetricKey]Counter, error) {
 	out := map[MetricKey]Counter{}
 	var (
 		k uint32
 		v []metricsValue
 	)
-	it := d.tc.Metrics.Iterate()
+	it := m.Iterate()
 	for it.Next(&k, &v) {
 		var c Counter
 		for _, cpu := range v {
