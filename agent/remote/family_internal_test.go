@@ -489,7 +489,7 @@ func TestFamilyRecheckBuckets(t *testing.T) {
 			if d := cmp.Diff(want, p.state()); d != "" {
 				t.Fatalf("after narrowing (-want +got):\n%s", d)
 			}
-			if n := len(p.quarantine); n != 1 {
+			if n := p.quarantine.len(); n != 1 {
 				t.Fatalf("%d entries in quarantine, want 1", n)
 			}
 		})

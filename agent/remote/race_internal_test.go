@@ -50,8 +50,8 @@ func TestDeletedEntriesStayDeletedUnderNodeFlaps(t *testing.T) {
 		sink.mu.Lock()
 		left := len(sink.ips)
 		sink.mu.Unlock()
-		if left != 0 || len(v.ips) != 0 || len(v.quarantine) != 0 {
-			t.Fatalf("round %d: %d deleted entries came back in the sink (validator: %d accepted, %d quarantined)", round, left, len(v.ips), len(v.quarantine))
+		if left != 0 || v.ips.len() != 0 || v.quarantine.len() != 0 {
+			t.Fatalf("round %d: %d deleted entries came back in the sink (validator: %d accepted, %d quarantined)", round, left, v.ips.len(), v.quarantine.len())
 		}
 	}
 }

@@ -88,7 +88,7 @@ func (v *validator) entries(kind Kind) int {
 	defer v.mu.Unlock()
 	switch kind {
 	case KindIPs:
-		return len(v.ips)
+		return v.ips.len()
 	case KindServices:
 		return len(v.services)
 	}

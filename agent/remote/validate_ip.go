@@ -31,8 +31,8 @@ const ReasonQuarantineFull = "too many ip entries outside the peer's nodes"
 // bucket index (by /24, or /64 for IPv6) so that a node change re-checks
 // only the entries inside that node's pod CIDRs. Guarded by validator.mu.
 type ipIndex struct {
-	ips        map[netip.Prefix]acceptedIP
-	quarantine map[netip.Prefix]acceptedIP
+	ips        ipRecords
+	quarantine ipRecords
 	ipExtra    map[netip.Prefix]ipExtra // what acceptedIP lacks, for the entries that have it
 	buckets    map[netip.Prefix]*bucket
 	lastCIDR   netip.Prefix // the pod CIDR ownerLocked matched last (entries come in key order)
@@ -69,9 +69,48 @@ func (k *bucket) each(b netip.Prefix, f func(netip.Prefix)) {
 }
 
 func newIPIndex() ipIndex {
-	return ipIndex{ips: map[netip.Prefix]acceptedIP{}, quarantine: map[netip.Prefix]acceptedIP{},
+	return ipIndex{ips: newIPRecords(), quarantine: newIPRecords(),
 		ipExtra: map[netip.Prefix]ipExtra{}, buckets: map[netip.Prefix]*bucket{}}
 }
+
+// ipRecords maps prefixes to records: single IPv4 addresses, nearly all
+// of a peer's entries, by their 4 bytes (a 48-byte map slot where a
+// netip.Prefix key makes it 72), anything else by prefix.
+type ipRecords struct {
+	v4    map[[4]byte]acceptedIP
+	other map[netip.Prefix]acceptedIP
+}
+
+func newIPRecords() ipRecords {
+	return ipRecords{v4: map[[4]byte]acceptedIP{}, other: map[netip.Prefix]acceptedIP{}}
+}
+
+func (r ipRecords) get(p netip.Prefix) (acceptedIP, bool) {
+	if p.Addr().Is4() && p.IsSingleIP() {
+		a, ok := r.v4[p.Addr().As4()]
+		return a, ok
+	}
+	a, ok := r.other[p]
+	return a, ok
+}
+
+func (r ipRecords) set(p netip.Prefix, a acceptedIP) {
+	if p.Addr().Is4() && p.IsSingleIP() {
+		r.v4[p.Addr().As4()] = a
+		return
+	}
+	r.other[p] = a
+}
+
+func (r ipRecords) del(p netip.Prefix) {
+	if p.Addr().Is4() && p.IsSingleIP() {
+		delete(r.v4, p.Addr().As4())
+		return
+	}
+	delete(r.other, p)
+}
+
+func (r ipRecords) len() int { return len(r.v4) + len(r.other) }
 
 func bucketBits(p netip.Prefix) int {
 	if p.Addr().Is6() {
@@ -244,18 +283,18 @@ func (v *validator) upsertIP(key string, value []byte) {
 	v.mu.Lock()
 	reason, detail := v.acceptableLocked(prefix, host)
 	if reason == "" {
-		delete(v.quarantine, prefix)
-		v.ips[prefix] = v.recordOf(prefix, e)
+		v.quarantine.del(prefix)
+		v.ips.set(prefix, v.recordOf(prefix, e))
 		v.indexLocked(prefix)
 		v.sink.UpsertIP(v.peer, prefix, e)
 		v.mu.Unlock()
 		return
 	}
-	_, had := v.ips[prefix]
-	delete(v.ips, prefix)
-	_, queued := v.quarantine[prefix]
-	if queued || len(v.quarantine) < maxQuarantine {
-		v.quarantine[prefix] = v.recordOf(prefix, e)
+	_, had := v.ips.get(prefix)
+	v.ips.del(prefix)
+	_, queued := v.quarantine.get(prefix)
+	if queued || v.quarantine.len() < maxQuarantine {
+		v.quarantine.set(prefix, v.recordOf(prefix, e))
 		v.indexLocked(prefix)
 	} else {
 		delete(v.ipExtra, prefix)
@@ -292,9 +331,9 @@ func (v *validator) deleteIP(key string) {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	_, had := v.ips[prefix]
-	delete(v.ips, prefix)
-	delete(v.quarantine, prefix)
+	_, had := v.ips.get(prefix)
+	v.ips.del(prefix)
+	v.quarantine.del(prefix)
 	delete(v.ipExtra, prefix)
 	v.unindexLocked(prefix)
 	if had {
@@ -315,16 +354,16 @@ func (v *validator) recheck(cidrs []netip.Prefix) {
 			return
 		}
 		k.each(b, func(p netip.Prefix) {
-			if a, ok := v.quarantine[p]; ok {
+			if a, ok := v.quarantine.get(p); ok {
 				if reason, _ := v.acceptableLocked(p, a.host.Value()); reason == "" {
-					delete(v.quarantine, p)
-					v.ips[p] = a
+					v.quarantine.del(p)
+					v.ips.set(p, a)
 					v.sink.UpsertIP(v.peer, p, v.entryLocked(p, a))
 				}
-			} else if a, ok := v.ips[p]; ok {
+			} else if a, ok := v.ips.get(p); ok {
 				if reason, _ := v.acceptableLocked(p, a.host.Value()); reason != "" {
-					delete(v.ips, p)
-					v.quarantine[p] = a
+					v.ips.del(p)
+					v.quarantine.set(p, a)
 					v.sink.DeleteIP(v.peer, p)
 				}
 			}

@@ -51,7 +51,7 @@ func fill(tb testing.TB, v *validator, nodes, entries int) {
 		v.upsertIP(p.IPDefaultPrefix()+ip, fmt.Appendf(nil, `{"IP":%q,"Mask":null,"HostIP":"192.168.%d.%d","ID":131073,"Key":0,"Metadata":"","K8sNamespace":"default","K8sPodName":"pod-%d"}`,
 			ip, i/250, i%250+1, j))
 	}
-	if got := len(v.ips); got != entries {
+	if got := v.ips.len(); got != entries {
 		tb.Fatalf("%d entries accepted, want %d", got, entries)
 	}
 }
