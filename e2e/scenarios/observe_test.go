@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"io/fs"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -97,6 +98,23 @@ func testObserve(t *testing.T, w *starwars.World) {
 	wantEnd(drop.Src, tie, "source of the drop")
 	wantEnd(drop.Dst, base, "destination of the drop")
 	observe(c2, "--verdict", "dropped", "--from-pod", "default/tie-fighter", "--last", "1", "-o", "table")
+
+	// The second command of docs/observe.md: the policy responsible, from
+	// the agents of both clusters (TestPolicyTrace checks its fields).
+	for _, tr := range []struct {
+		from    *bed.Pod
+		verdict string
+	}{{tie, "DENIED"}, {xwing, "ALLOWED"}} {
+		args := append(append([]string{"policy", "trace"}, append(c1.AgentSocketArgs(), c2.AgentSocketArgs()...)...),
+			"--from", tr.from.String(), "--to", base.String(), "--port", "80/TCP")
+		out, err := b.CLI(ctx, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !regexp.MustCompile(`(?m)^VERDICT +`+tr.verdict+`$`).MatchString(out) || !strings.Contains(out, "allow-cross-cluster") {
+			t.Errorf("clustermesh policy trace --from %s:\n%s\nwant VERDICT %s naming the policy allow-cross-cluster", tr.from, out, tr.verdict)
+		}
+	}
 
 	// --follow: a new drop is printed as it happens.
 	delays := followDrops(t, b, c2, tie, base, 5)
