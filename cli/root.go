@@ -46,7 +46,8 @@ Clusters are named by kubeconfig context, as with kubectl.`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
 	pf.StringVarP(&g.namespace, "namespace", "n", mesh.DefaultNamespace, "namespace of the clustermesh components")
-	root.AddCommand(newConnect(g), newDisconnect(g), newStatus(g), newInstall(g), newUninstall(g), newAgentStatus(), newObserve(g), newPolicy(g))
+	root.AddCommand(newConnect(g), newDisconnect(g), newStatus(g), newInstall(g), newUninstall(g), newAgentStatus(), newObserve(g), newPolicy(g),
+		newIdentity(g), newEndpoint(g), newService(g))
 	return root
 }
 

@@ -100,3 +100,27 @@ func (s addrSet) filter(cs schema.ClusterService) schema.ClusterService {
 	cs.Backends = kept
 	return cs
 }
+
+// RemoteCopies returns the peers' copies of the global Service ls that
+// Services merges (each with only the backends its cluster owns), with
+// the number of backends dropped from each as not owned, by cluster: the
+// inputs of services.Merge, for explaining a selection (GET
+// /v1/services/detail).
+func RemoteCopies(sn *state.Snapshot, cluster string, ls state.LocalService) ([]schema.ClusterService, map[string]int) {
+	if !ls.Annotations.Global || len(ls.Frontends) == 0 {
+		return nil, nil
+	}
+	var out []schema.ClusterService
+	dropped := map[string]int{}
+	for _, c := range sn.ServiceCopies(ls.Namespace, ls.Name) {
+		if c.Cluster == cluster {
+			continue
+		}
+		kept := ownedAddrs(sn, c.Cluster).filter(c.Service)
+		if n := len(c.Service.Backends) - len(kept.Backends); n > 0 {
+			dropped[c.Cluster] = n
+		}
+		out = append(out, kept)
+	}
+	return out, dropped
+}

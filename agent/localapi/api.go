@@ -68,6 +68,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/services", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Services()) })
 	mux.HandleFunc("GET /v1/policies", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Policies()) })
 	mux.HandleFunc("GET /v1/endpoints", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.Endpoints()) })
+	mux.HandleFunc("GET /v1/services/detail", a.getServicesDetail)
 	mux.HandleFunc("GET /v1/policy/trace", a.getTrace)
 	mux.HandleFunc("GET /v1/policy/endpoints", a.getEndpointPolicies)
 	mux.HandleFunc("GET /v1/flows", a.getFlows)

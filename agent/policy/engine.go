@@ -251,7 +251,7 @@ func byAddress(m matcher) bool {
 
 // addEntries adds or removes the entries of rule re for peers ids on ee.
 func (e *Engine) addEntries(ee *epEntry, re *ruleEntry, ids []identity.NumericIdentity, byAddr bool, delta int) {
-	ports := e.resolvePorts(re.r, ee)
+	ports := e.resolvePorts(&re.r, ee)
 	for _, id := range ids {
 		for _, p := range ports {
 			k := datapath.PolicyRule{Identity: id, Ingress: re.r.ingress, Proto: p.proto, Port: p.port, EndPort: p.endPort, Deny: re.r.deny,
@@ -270,7 +270,7 @@ func (e *Engine) addEntries(ee *epEntry, re *ruleEntry, ids []identity.NumericId
 // resolvePorts turns a rule's ports into numeric ones for an endpoint:
 // an ingress named port is the endpoint's own container port of that name,
 // an egress one any cluster pod's.
-func (e *Engine) resolvePorts(r rule, ee *epEntry) []portSpec {
+func (e *Engine) resolvePorts(r *rule, ee *epEntry) []portSpec {
 	if r.ports == nil {
 		return []portSpec{{}}
 	}

@@ -155,7 +155,7 @@ func (e *Engine) ruleMatches(re *ruleEntry, ee *epEntry, q TraceQuery, addrCIDR 
 	if !peer {
 		return false
 	}
-	for _, p := range e.resolvePorts(re.r, ee) {
+	for _, p := range e.resolvePorts(&re.r, ee) {
 		if (p.proto == ProtoAny || p.proto == q.Proto) && (p.port == 0 || q.Port >= p.port && q.Port <= max(p.port, p.endPort)) {
 			return true
 		}
