@@ -152,4 +152,6 @@ func ports(b services.Backend) []string {
 	return out
 }
 
-func (a *API) getServicesDetail(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.ServicesDetail()) }
+func (a *API) getServicesDetail(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, a.ServicesDetail())
+}
