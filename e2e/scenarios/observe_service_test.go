@@ -26,6 +26,9 @@ import (
 // the socket load balancer chose, which is the pod that answered, and its
 // cluster, in JSON and in the compact line. The backend's node in cluster2
 // sees the connection after routing, without its socket: no Service there.
+// With tie-fighter's egress isolated by a policy, its connections to the
+// same ClusterIP are dropped at its egress, and `observe --service ...
+// --verdict dropped` shows the drop with the backend it was headed for.
 func testObserveService(t *testing.T, w *starwars.World) {
 	ctx, b := t.Context(), w.Bed
 	c1, c2 := b.Cluster("cluster1"), b.Cluster("cluster2")
@@ -128,6 +131,8 @@ func testObserveService(t *testing.T, w *starwars.World) {
 		}
 	}
 
+	observeDropThroughService(t, w, observe, name, svc, backends)
+
 	// The backend's side: the same connection at its ingress, no Service.
 	if err := b.WaitUntil(ctx, 20*time.Second, "x-wing's connection at "+backend.String()+"'s ingress", func(context.Context) (bool, string) {
 		out := observe(c2, "--from-cluster", "cluster1", "--from-pod", "default/x-wing", "--to-pod", "default/"+backend.Name, "--last", "50", "-o", "json")
@@ -143,6 +148,77 @@ func testObserveService(t *testing.T, w *starwars.World) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// tieFighterEgress isolates tie-fighter's egress in cluster1: it may reach
+// x-wing only.
+const tieFighterEgress = `apiVersion: clustermesh.io/v1alpha1
+kind: ClusterMeshNetworkPolicy
+metadata:
+  name: tie-fighter-egress
+  namespace: default
+spec:
+  endpointSelector:
+    matchLabels:
+      name: tie-fighter
+  egress:
+    - toEndpoints:
+        - matchLabels:
+            name: x-wing
+`
+
+// observeDropThroughService makes tie-fighter's connections to the Service
+// name (ClusterIP svc) be dropped by its egress policy, and finds one of
+// those drops in observe --service name --verdict dropped, with the
+// frontend and the backend it was translated to.
+func observeDropThroughService(t *testing.T, w *starwars.World, observe func(*bed.Cluster, ...string) string, name, svc string, backends map[string]*bed.Pod) {
+	t.Helper()
+	ctx, b := t.Context(), w.Bed
+	c1 := b.Cluster("cluster1")
+	if err := c1.Apply(ctx, tieFighterEgress); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := c1.Delete(context.WithoutCancel(ctx), "ClusterMeshNetworkPolicy", starwars.Namespace, "tie-fighter-egress"); err != nil {
+			t.Error(err)
+		}
+	}()
+	tie := w.Pod("cluster1/tie-fighter")
+	byIP := map[netip.Addr]*bed.Pod{}
+	for _, p := range backends {
+		byIP[p.IP] = p
+	}
+	start := time.Now()
+	var drop *flowapi.Flow
+	if err := b.WaitUntil(ctx, 30*time.Second, "tie-fighter's connection to "+svc+" dropped, in observe --service --verdict dropped", func(context.Context) (bool, string) {
+		r := dial(t, tie, svc, "dropped?")
+		if r.Error == "" { // the policy is not in place yet
+			return false, "connected: " + r.Reply
+		}
+		out := observe(c1, "--service", starwars.Namespace+"/"+name, "--verdict", "dropped", "--from-pod", "default/tie-fighter", "--last", "20", "-o", "json")
+		for _, f := range jsonFlows(t, out) {
+			if !f.Time.Before(start) && f.Src.IP == tie.IP {
+				drop = f
+				return true, ""
+			}
+		}
+		return false, out
+	}); err != nil {
+		t.Fatal(err)
+	}
+	backend, ok := byIP[drop.Dst.IP]
+	if !ok {
+		t.Fatalf("the drop's destination %v is not a rebel-base pod of cluster2: %+v", drop.Dst.IP, drop)
+	}
+	want := flowapi.ServiceTranslation{Namespace: starwars.Namespace, Name: name, Frontend: netip.MustParseAddrPort(svc),
+		Backend: netip.AddrPortFrom(backend.IP, bed.WorkloadPort), BackendCluster: "cluster2"}
+	if drop.Service == nil || *drop.Service != want {
+		t.Errorf("the drop's service: %+v, want %+v", drop.Service, want)
+	}
+	if drop.Direction != flowapi.DirectionEgress || drop.Reason != "policy-denied" || drop.Node != tie.Node.Name || drop.Dst.Pod != backend.Name {
+		t.Errorf("the drop: %+v, want tie-fighter's egress on %s, policy-denied, to %s", drop, tie.Node.Name, backend)
+	}
+	b.Logf("    %s", observe(c1, "--service", starwars.Namespace+"/"+name, "--verdict", "dropped", "--from-pod", "default/tie-fighter", "--last", "1"))
 }
 
 // jsonFlows decodes the flows of `observe -o json`'s output; lines starting
