@@ -15,6 +15,10 @@
 //   - Both ends are resolved when the flow is recorded, from the state as
 //     it is then (a pod deleted later keeps its name in its flows), through
 //     a cache valid for one snapshot of the state: cheap, never blocking.
+//     So is the Service of a flow socket load balancing translated (the
+//     datapath reports the frontend, bpf.Event.Frontend): the local
+//     Service with that frontend; its translation is cached and shared
+//     between flows, never modified once recorded.
 //   - No event is lost silently: an event that does not decode
 //     (bpf.ErrInvalidEvent) is skipped and counted, the datapath's own
 //     losses (ring buffer full) are read from it, and the ring counts what

@@ -36,7 +36,8 @@ func flowsFixture() []flowapi.Flow {
 	world := flowapi.Endpoint{IP: netip.MustParseAddr("1.1.1.1"), Port: 53, Identity: 2, Reserved: "world"}
 	return []flowapi.Flow{
 		{Time: t0.Add(1 * time.Second), Node: "n1", Direction: "egress", Verdict: "forwarded", Reason: "policy-allow", Protocol: flowapi.ProtoTCP,
-			TCPFlags: flowapi.SYN, EndpointID: 3, Src: xwing, Dst: rebel},
+			TCPFlags: flowapi.SYN, EndpointID: 3, Src: xwing, Dst: rebel, Service: &flowapi.ServiceTranslation{Namespace: "default", Name: "rebel-base",
+				Frontend: netip.MustParseAddrPort("10.96.0.10:80"), Backend: netip.AddrPortFrom(rebel.IP, rebel.Port), BackendCluster: "cluster2"}},
 		{Time: t0.Add(2 * time.Second), Node: "n1", Direction: "egress", Verdict: "dropped", Reason: "policy-denied", Protocol: flowapi.ProtoTCP,
 			TCPFlags: flowapi.SYN, EndpointID: 3, Src: xwing, Dst: rebel, Bytes: 60},
 		{Time: t0.Add(3 * time.Second), Node: "n1", Direction: "egress", Verdict: "dropped", Reason: "policy-deny-rule", Protocol: flowapi.ProtoUDP,
@@ -102,6 +103,9 @@ func TestFlowsQuery(t *testing.T) {
 		{"?protocol=udp", []int{3}},
 		{"?port=53", []int{3}},
 		{"?port=80&protocol=udp", []int{}},
+		{"?service=default/rebel-base", []int{1}},
+		{"?service=default/rebel-base&verdict=dropped", []int{}},
+		{"?service=default/death-star", []int{}},
 	} {
 		t.Run(tc.query, func(t *testing.T) {
 			code, body := get(t, a, "/v1/flows"+tc.query)
@@ -136,6 +140,7 @@ func TestFlowsErrors(t *testing.T) {
 		{a, "?from-pod=x-wing", http.StatusBadRequest, `from-pod=\"x-wing\": want \u003cnamespace\u003e/\u003cpod\u003e`},
 		{a, "?verdict=denied", http.StatusBadRequest, `verdict=\"denied\": want forwarded or dropped`},
 		{a, "?port=99999", http.StatusBadRequest, `port=\"99999\": want a port number`},
+		{a, "?service=rebel-base", http.StatusBadRequest, `service=\"rebel-base\": want \u003cnamespace\u003e/\u003cservice\u003e`},
 		{a, "?follow=sometimes", http.StatusBadRequest, `follow=\"sometimes\"`},
 		// --datapath=none: no recorder.
 		{New(Config{}), "", http.StatusNotFound, "flows are recorded only with --datapath=bpf"},
