@@ -173,15 +173,17 @@ func (m *floodMeter) run(ctx context.Context, tb *bed.Bed, c *bed.Cluster) {
 	}
 	followed := m.measure(ctx, floodRate, floodDuration)
 	// observe reads the agent's stream behind the flood: the phase ends
-	// when every drop of it was printed or said skipped.
+	// when every drop of it was printed or said skipped, and every event
+	// lost while it followed said lost.
 	var drained time.Duration
 	if err := tb.WaitUntil(ctx, 2*time.Minute, "observe --follow printing the flood's drops or saying them skipped", func(context.Context) (bool, string) {
 		mu.Lock()
 		printed := lines
 		mu.Unlock()
-		skipped := observeLosses(follower.Stderr()).stream
+		said := observeLosses(follower.Stderr())
 		drained = time.Since(followed.end)
-		return float64(printed+skipped) >= followed.recorded, fmt.Sprintf("%d printed, %d skipped of %.0f", printed, skipped, followed.recorded)
+		return float64(printed+said.stream) >= followed.recorded && float64(said.datapath) >= slow.lost+followed.lost,
+			fmt.Sprintf("%d printed, %d skipped of %.0f; %d of %.0f datapath losses said", printed, said.stream, followed.recorded, said.datapath, slow.lost+followed.lost)
 	}); err != nil {
 		b.Fatal(err)
 	}
@@ -400,11 +402,14 @@ func flowTime(line string) (time.Time, bool) {
 	return t, err == nil
 }
 
-// losses are what observe said it lost on its error stream.
+// losses are what observe said was lost while it followed, on its error
+// stream.
 type losses struct{ datapath, stream int }
 
 var (
-	lostInDatapath = regexp.MustCompile(`(?m)^# [^:]+: (\d+) events lost in the datapath`)
+	// Not the first status's "... since the agent started": what the
+	// follower saw lost while it followed.
+	lostInDatapath = regexp.MustCompile(`(?m)^# [^:]+: (\d+) events lost in the datapath \(`)
 	skippedStream  = regexp.MustCompile(`(?m)^# [^:]+: (\d+) flows skipped`)
 )
 
