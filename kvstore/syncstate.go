@@ -94,12 +94,16 @@ func (st *syncState) markAllPending() {
 	}
 }
 
-// markStale queues the deletion of keys found in etcd that nobody wants.
+// markStale records the keys found in etcd (written by an earlier
+// instance) as there, and queues the deletion of those nobody wants. A
+// wanted one stays queued for its write; should it be deleted before that
+// write, the delete must still reach etcd (the earlier instance's value
+// would otherwise stay until its lease expires).
 func (st *syncState) markStale(existing map[string]struct{}) {
 	for k := range existing {
 		e := st.get(k)
+		e.inEtcd, e.written = true, ""
 		if e.desired == "" {
-			e.inEtcd, e.written = true, ""
 			st.setPending(e, true)
 			st.enqueue(k, e)
 		}
