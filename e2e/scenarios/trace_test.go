@@ -1,0 +1,154 @@
+//go:build linux
+
+package scenarios
+
+import (
+	"encoding/json"
+	"io/fs"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/clustermesh/clustermesh/agent/policy"
+	"github.com/clustermesh/clustermesh/cli/policytrace"
+	"github.com/clustermesh/clustermesh/e2e/bed"
+	"github.com/clustermesh/clustermesh/e2e/starwars"
+	"github.com/clustermesh/clustermesh/examples"
+)
+
+// TestPolicyTrace: with Cilium's cross-cluster policy example applied,
+// `clustermesh policy trace` answers from the agents of both clusters that
+// x-wing of cluster1 may reach rebel-base-a of cluster2 (naming the policy
+// and its rules on both sides) and that tie-fighter may not (rebel-base-a
+// isolated by the policy), and real connections on the bed agree: the
+// first succeeds, the second is refused.
+func TestPolicyTrace(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts whole clusters (kube-apiservers, controller managers, clustermesh-apiservers, agents, pods)")
+	}
+	log := &testLog{t: t}
+	b := startBed(t, log)
+	w, err := starwars.New(t.Context(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	raw, err := fs.ReadFile(examples.Manifests, "cross-cluster-policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := strings.Split(string(raw), "\n---\n")
+	for i, c := range []string{"cluster1", "cluster2"} {
+		if err := b.Cluster(c).Apply(ctx, docs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := w.Pod("cluster2/rebel-base-a")
+	// The datapath first: once the policy is enforced, the connections
+	// show what the trace must say.
+	refused(t, b, w.Pod("cluster1/tie-fighter"), base)
+	reach(t, b, w.Pod("cluster1/x-wing"), base)
+
+	var sockets []string
+	for _, c := range []string{"cluster1", "cluster2"} {
+		for _, n := range b.Cluster(c).Nodes {
+			sockets = append(sockets, "--agent-socket", n.Name+"="+n.Socket)
+		}
+	}
+	trace := func(t *testing.T, from string, output string) (string, policytrace.Result) {
+		t.Helper()
+		args := append([]string{"policy", "trace", "--from", from, "--to", "cluster2/default/rebel-base-a", "--port", "80/TCP", "-o", output}, sockets...)
+		out, err := b.CLI(ctx, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res policytrace.Result
+		if output == "json" {
+			if err := json.Unmarshal([]byte(out), &res); err != nil {
+				t.Fatalf("policy trace -o json: %v\n%s", err, out)
+			}
+		}
+		return out, res
+	}
+	const pol = "cmnp/default/allow-cross-cluster"
+	nodeOf := func(p *bed.Pod) string { return p.Node.Name }
+
+	t.Run("x-wing allowed", func(t *testing.T) {
+		_, res := trace(t, "cluster1/default/x-wing", "json")
+		xwing := w.Pod("cluster1/x-wing")
+		if res.Verdict != policytrace.Allowed || res.Egress == nil || res.Ingress == nil {
+			t.Fatalf("verdict %q, egress %v, ingress %v; want allowed by both sides", res.Verdict, res.Egress, res.Ingress)
+		}
+		if got, want := res.Egress.Trace.Reason, "allowed by "+pol+" spec.egress[0]"; got != want || res.Egress.Node != nodeOf(xwing) {
+			t.Errorf("egress by %s: %q, want by %s: %q", res.Egress.Node, got, nodeOf(xwing), want)
+		}
+		if got, want := res.Ingress.Trace.Reason, "allowed by "+pol+" spec.ingress[0]"; got != want || res.Ingress.Node != nodeOf(base) {
+			t.Errorf("ingress by %s: %q, want by %s: %q", res.Ingress.Node, got, nodeOf(base), want)
+		}
+		checkIdentities(t, res, xwing, base)
+		// The table a user reads (logged by the bed).
+		out, _ := trace(t, "cluster1/default/x-wing", "table")
+		if !strings.Contains(out, "VERDICT  ALLOWED") || !strings.Contains(out, pol) {
+			t.Errorf("table:\n%s", out)
+		}
+	})
+	t.Run("tie-fighter denied", func(t *testing.T) {
+		_, res := trace(t, "cluster1/default/tie-fighter", "json")
+		tie := w.Pod("cluster1/tie-fighter")
+		if res.Verdict != policytrace.Denied || res.Ingress == nil || res.Ingress.Trace.Allowed {
+			t.Fatalf("verdict %q, ingress %v; want denied on ingress", res.Verdict, res.Ingress)
+		}
+		if !slices.Equal(res.Ingress.Trace.IsolatedBy, []policy.PolicyKey{pol}) || len(res.Ingress.Trace.AllowedBy) != 0 {
+			t.Errorf("ingress: isolated by %v, allowed by %v; want isolated by %s only", res.Ingress.Trace.IsolatedBy, res.Ingress.Trace.AllowedBy, pol)
+		}
+		if want := "selected by " + pol + " for ingress and no rule allows: denied (isolated by " + pol + ")"; res.Ingress.Trace.Reason != want {
+			t.Errorf("ingress reason %q, want %q", res.Ingress.Trace.Reason, want)
+		}
+		if res.Egress == nil || !res.Egress.Trace.Allowed || res.Egress.Node != nodeOf(tie) {
+			t.Errorf("egress %v: want allowed by default by the agent of %s", res.Egress, nodeOf(tie))
+		}
+		checkIdentities(t, res, tie, base)
+		out, _ := trace(t, "cluster1/default/tie-fighter", "table")
+		if !strings.Contains(out, "VERDICT  DENIED") {
+			t.Errorf("table:\n%s", out)
+		}
+	})
+	t.Run("policy get", func(t *testing.T) {
+		args := []string{"policy", "get", "default/rebel-base-a", "-o", "json"}
+		for _, n := range b.Cluster("cluster2").Nodes {
+			args = append(args, "--agent-socket", n.Name+"="+n.Socket)
+		}
+		out, err := b.CLI(ctx, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res policytrace.GetResult
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Endpoints) != 1 || !res.Endpoints[0].EnforceIngress || len(res.Endpoints[0].Policies) != 1 ||
+			res.Endpoints[0].Policies[0].Policy != pol || res.Endpoints[0].Node != nodeOf(base) {
+			t.Errorf("policy get default/rebel-base-a: %s", out)
+		}
+	})
+	// The verdict agrees with the datapath still (nothing changed since).
+	refused(t, b, w.Pod("cluster1/tie-fighter"), base)
+	reach(t, b, w.Pod("cluster1/x-wing"), base)
+}
+
+// checkIdentities: the trace's identities are those the agents give the
+// pods' addresses.
+func checkIdentities(t *testing.T, res policytrace.Result, from, to *bed.Pod) {
+	t.Helper()
+	fromID, err := to.Node.Identity(t.Context(), from.IP.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	toID, err := to.Node.Identity(t.Context(), to.IP.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.From.Identity != fromID || res.To.Identity != toID {
+		t.Errorf("identities %d -> %d, want %d -> %d", res.From.Identity, res.To.Identity, fromID, toID)
+	}
+}
