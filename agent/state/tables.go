@@ -33,8 +33,8 @@ const (
 	// (uint32, big endian). ipcache: the prefix (see prefixIndex). nodes: (cluster, name). services: (cluster, namespace,
 	// name). initialized: the source.
 	IndexID = "id"
-	// IndexCluster (identities, nodes, services) is the row's Cluster; it
-	// is not unique.
+	// IndexCluster (nodes, services) is the row's Cluster; it is not
+	// unique.
 	IndexCluster = "cluster"
 	// IndexName (services only) is (namespace, name); it is not unique, so
 	// that every cluster's copy of one Service can be listed.
@@ -116,10 +116,11 @@ func dbSchema() *memdb.DBSchema {
 	}
 	byCluster := &memdb.IndexSchema{Name: IndexCluster, Indexer: clusterIndex{}}
 	return &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
-		TableIdentities: table(TableIdentities, &memdb.UintFieldIndex{Field: "ID"}, byCluster),
-		// No cluster index on the ipcache: it would double the memory and
-		// the write cost of the largest table for the one rare operation
-		// that needs it (Drain), which scans instead.
+		// No cluster index on the identities and the ipcache: it would
+		// add a radix tree entry (about 400 bytes) to every row of the
+		// two largest tables, and their write cost, for the one rare
+		// operation that needs it (Drain), which scans instead.
+		TableIdentities: table(TableIdentities, &memdb.UintFieldIndex{Field: "ID"}),
 		TableIPCache:        table(TableIPCache, prefixIndex{}),
 		TableNodes:          table(TableNodes, compound("Cluster", "Name"), byCluster, &memdb.IndexSchema{Name: IndexAddr, Indexer: addrIndex{}, AllowMissing: true}),
 		TableServices:       table(TableServices, compound("Cluster", "Namespace", "Name"), byCluster, &memdb.IndexSchema{Name: IndexName, Indexer: compound("Namespace", "Name")}),

@@ -258,7 +258,7 @@ func (w *WriteTxn) Drain(cluster string) error {
 	for _, table := range []string{TableIdentities, TableIPCache, TableNodes, TableServices} {
 		var rows []any
 		index, args := IndexCluster, []any{cluster}
-		if table == TableIPCache { // not indexed by cluster: scan
+		if table == TableIPCache || table == TableIdentities { // not indexed by cluster: scan
 			index, args = IndexID, nil
 		}
 		it, err := w.txn.Get(table, index, args...)
@@ -267,6 +267,9 @@ func (w *WriteTxn) Drain(cluster string) error {
 		}
 		for raw := it.Next(); raw != nil; raw = it.Next() {
 			if e, ok := raw.(*IPCacheRow); ok && e.Cluster != cluster {
+				continue
+			}
+			if e, ok := raw.(*IdentityRow); ok && e.Cluster != cluster {
 				continue
 			}
 			rows = append(rows, raw) // collect, then delete
