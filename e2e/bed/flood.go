@@ -102,8 +102,11 @@ func (p *Pod) udpFrame(ctx context.Context, dst netip.AddrPort, sport uint16) ([
 	}
 	defer h.Close()
 	routes, err := h.RouteGet(dst.Addr().AsSlice())
-	if err != nil || len(routes) == 0 {
-		return nil, 0, fmt.Errorf("route to %v: %v (%d routes)", dst.Addr(), err, len(routes))
+	if err != nil {
+		return nil, 0, fmt.Errorf("route to %v: %w", dst.Addr(), err)
+	}
+	if len(routes) == 0 {
+		return nil, 0, fmt.Errorf("no route to %v", dst.Addr())
 	}
 	r := routes[0]
 	link, err := h.LinkByIndex(r.LinkIndex)

@@ -346,8 +346,11 @@ func agentMetrics(ctx context.Context, socket string) (string, error) {
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("GET /metrics of the agent at %s: %s %v", socket, resp.Status, err)
+	if err != nil {
+		return "", fmt.Errorf("GET /metrics of the agent at %s: %w", socket, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET /metrics of the agent at %s: %s", socket, resp.Status)
 	}
 	return string(body), nil
 }
