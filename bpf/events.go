@@ -115,8 +115,12 @@ const (
 	eventFlagService = 2
 )
 
-// eventSize is sizeof(struct event).
-const eventSize = 96
+// eventSize is sizeof(struct event), eventServiceSize sizeof(struct
+// event_service) (an event with eventFlagService).
+const (
+	eventSize        = 72
+	eventServiceSize = 96
+)
 
 // familyIPv6Value is AF_INET6 of c/common.h, struct event's family.
 const familyIPv6Value = 6
@@ -136,6 +140,9 @@ func decodeEvent(b []byte, boot time.Time) (Event, error) {
 	}
 	var fe netip.AddrPort
 	if b[68]&eventFlagService != 0 {
+		if len(b) < eventServiceSize {
+			return Event{}, fmt.Errorf("event with a service frontend of %d bytes, want %d: %w", len(b), eventServiceSize, ErrInvalidEvent)
+		}
 		fe = netip.AddrPortFrom(addr(b[72:88]), be.Uint16(b[88:90]))
 	}
 	return Event{

@@ -29,8 +29,10 @@ func eventBytes(family byte, saddr, daddr, fe []byte) []byte {
 		60, 0, 0, 0, // length
 		flags, 0, 0, 0, // flags; padding
 	)
-	b = append(b, append(fe, make([]byte, 16-len(fe))...)...)
-	b = append(b, 0, 80, 0, 0, 0, 0, 0, 0) // frontend port 80; padding
+	if fe != nil { // struct event_service
+		b = append(b, append(fe, make([]byte, 16-len(fe))...)...)
+		b = append(b, 0, 80, 0, 0, 0, 0, 0, 0) // frontend port 80; padding
+	}
 	return b
 }
 
@@ -48,8 +50,8 @@ func TestDecodeEvent(t *testing.T) {
 		{"IPv6 service", eventBytes(6, v6src.AsSlice(), v6dst.AsSlice(), netip.MustParseAddr("fd00:96::a").AsSlice()), "[fd00::1:1]:50000", "[fd00::2:1]:8080", "[fd00:96::a]:80"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if len(tc.b) != eventSize {
-				t.Fatalf("test event of %d bytes, eventSize %d", len(tc.b), eventSize)
+			if size := map[bool]int{false: eventSize, true: eventServiceSize}[tc.fe != ""]; len(tc.b) != size {
+				t.Fatalf("test event of %d bytes, want %d", len(tc.b), size)
 			}
 			boot := time.Unix(100, 0)
 			got, err := decodeEvent(tc.b, boot)
@@ -82,10 +84,16 @@ func TestDecodeEvent(t *testing.T) {
 func FuzzDecodeEvent(f *testing.F) {
 	f.Add(make([]byte, eventSize))
 	f.Add([]byte{1, 2, 3})
+	f.Add(eventBytes(4, []byte{10, 0, 1, 1}, []byte{10, 0, 2, 1}, []byte{10, 96, 0, 10}))
+	f.Add(eventBytes(4, []byte{10, 0, 1, 1}, []byte{10, 0, 2, 1}, []byte{10, 96, 0, 10})[:eventSize]) // flag without the frontend
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ev, err := decodeEvent(b, time.Time{})
-		if (err != nil) != (len(b) < eventSize) {
+		short := len(b) < eventSize || b[68]&eventFlagService != 0 && len(b) < eventServiceSize
+		if (err != nil) != short {
 			t.Fatalf("len %d: err %v", len(b), err)
+		}
+		if ev.Frontend.IsValid() != (!short && b[68]&eventFlagService != 0) {
+			t.Fatalf("len %d, flags %#x: frontend %v", len(b), b[68], ev.Frontend)
 		}
 		if err != nil && !errors.Is(err, ErrInvalidEvent) {
 			t.Fatalf("len %d: err %v, want ErrInvalidEvent", len(b), err)

@@ -248,16 +248,22 @@ struct event {
 	__u32 pkt_len;
 	__u8 flags; /* EVENT_FLAG_* */
 	__u8 pad[3];
-	/* With EVENT_FLAG_SERVICE: the Service frontend the packet's socket
-	 * asked for, which socket load balancing translated into daddr:dport
-	 * (IPv4 in the first 4 bytes when family is AF_INET4). */
+};
+
+/* event_service is the record of an event with EVENT_FLAG_SERVICE: the
+ * event and the Service frontend the packet's socket asked for, which
+ * socket load balancing translated into daddr:dport (IPv4 in the first 4
+ * bytes when family is AF_INET4). Other events keep the shorter record, so
+ * the ring buffer holds as many of them as before. */
+struct event_service {
+	struct event ev;
 	union addr fe_addr;
 	__be16 fe_port;
-	__u8 pad2[6];
+	__u8 pad[6];
 };
 
 #define EVENT_FLAG_REPLY 1   /* the packet is a reply of a tracked flow */
-#define EVENT_FLAG_SERVICE 2 /* fe_addr, fe_port hold the Service frontend */
+#define EVENT_FLAG_SERVICE 2 /* the record is a struct event_service */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -348,20 +354,11 @@ static __always_inline int frontend_of(struct __sk_buff *skb, const struct pkt *
 	return revnat4(cookie, p->daddr.ip4, p->dport, &fe->ip4, fe_port);
 }
 
-static __always_inline void emit(struct __sk_buff *skb, const struct pkt *p,
-				 __u16 ep_id, __u32 own_id, __u32 peer_id,
-				 __u8 dir, __u8 verdict, __u8 reason, __u8 flags)
+static __always_inline void fill_event(struct event *e, struct __sk_buff *skb,
+				       const struct pkt *p, __u16 ep_id, __u32 own_id,
+				       __u32 peer_id, __u8 dir, __u8 verdict,
+				       __u8 reason, __u8 flags)
 {
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-
-	if (!e) {
-		__u32 zero = 0;
-		__u64 *lost = bpf_map_lookup_elem(&events_lost, &zero);
-
-		if (lost)
-			*lost += 1;
-		return;
-	}
 	e->ktime = bpf_ktime_get_ns();
 	if (dir == DIR_EGRESS) {
 		e->src_identity = own_id;
@@ -383,13 +380,51 @@ static __always_inline void emit(struct __sk_buff *skb, const struct pkt *p,
 	e->tcp_flags = p->proto == IPPROTO_TCP ? p->tcp_flags : 0;
 	e->ifindex = skb->ifindex;
 	e->pkt_len = skb->len;
+	e->flags = flags;
 	e->pad[0] = 0;
 	e->pad[1] = 0;
 	e->pad[2] = 0;
-	__builtin_memset(&e->fe_addr, 0, sizeof(e->fe_addr) + sizeof(e->fe_port) + sizeof(e->pad2));
-	if (dir == DIR_EGRESS && frontend_of(skb, p, &e->fe_addr, &e->fe_port))
-		flags |= EVENT_FLAG_SERVICE;
-	e->flags = flags;
+}
+
+static __always_inline void count_lost(void)
+{
+	__u32 zero = 0;
+	__u64 *lost = bpf_map_lookup_elem(&events_lost, &zero);
+
+	if (lost)
+		*lost += 1;
+}
+
+static __always_inline void emit(struct __sk_buff *skb, const struct pkt *p,
+				 __u16 ep_id, __u32 own_id, __u32 peer_id,
+				 __u8 dir, __u8 verdict, __u8 reason, __u8 flags)
+{
+	union addr fe = {};
+	__be16 fe_port = 0;
+
+	if (dir == DIR_EGRESS && frontend_of(skb, p, &fe, &fe_port)) {
+		struct event_service *es = bpf_ringbuf_reserve(&events, sizeof(*es), 0);
+
+		if (!es) {
+			count_lost();
+			return;
+		}
+		fill_event(&es->ev, skb, p, ep_id, own_id, peer_id, dir, verdict,
+			   reason, flags | EVENT_FLAG_SERVICE);
+		es->fe_addr = fe;
+		es->fe_port = fe_port;
+		__builtin_memset(es->pad, 0, sizeof(es->pad));
+		bpf_ringbuf_submit(es, 0);
+		return;
+	}
+
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count_lost();
+		return;
+	}
+	fill_event(e, skb, p, ep_id, own_id, peer_id, dir, verdict, reason, flags);
 	bpf_ringbuf_submit(e, 0);
 }
 
