@@ -80,7 +80,9 @@ func (v *validator) evalServiceLocked(key string, changed bool) {
 	sort.Strings(sent)
 	if changed || rec.sent == nil || !slices.Equal(sent, rec.sent) {
 		cs := rec.cs
-		cs.Backends = good
+		if len(bad) > 0 { // else the peer's own map, shared: neither side changes it
+			cs.Backends = good
+		}
 		v.sink.UpsertService(v.peer, cs)
 	}
 	rec.sent = sent
