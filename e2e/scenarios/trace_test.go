@@ -9,7 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/clustermesh/clustermesh/agent/localapi"
 	"github.com/clustermesh/clustermesh/agent/policy"
+	"github.com/clustermesh/clustermesh/cli/inventory"
 	"github.com/clustermesh/clustermesh/cli/policytrace"
 	"github.com/clustermesh/clustermesh/e2e/bed"
 	"github.com/clustermesh/clustermesh/e2e/starwars"
@@ -129,6 +131,73 @@ func TestPolicyTrace(t *testing.T) {
 		if len(res.Endpoints) != 1 || !res.Endpoints[0].EnforceIngress || len(res.Endpoints[0].Policies) != 1 ||
 			res.Endpoints[0].Policies[0].Policy != pol || res.Endpoints[0].Node != nodeOf(base) {
 			t.Errorf("policy get default/rebel-base-a: %s", out)
+		}
+	})
+	t.Run("inventory", func(t *testing.T) {
+		var c1 []string
+		for _, n := range b.Cluster("cluster1").Nodes {
+			c1 = append(c1, "--agent-socket", n.Name+"="+n.Socket)
+		}
+		list := func(t *testing.T, into any, args ...string) {
+			t.Helper()
+			if _, err := b.CLI(ctx, append(args, c1...)...); err != nil { // the table, logged
+				t.Fatal(err)
+			}
+			out, err := b.CLI(ctx, append(append(args, "-o", "json"), c1...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal([]byte(out), into); err != nil {
+				t.Fatalf("%v: %v\n%s", args, err, out)
+			}
+		}
+		var svcs inventory.Services
+		list(t, &svcs, "service", "list")
+		// Affinity local (examples/global-service.yaml): cluster1's own
+		// ready backends are used, cluster2's are candidates left out.
+		used := map[string]bool{}
+		for _, s := range svcs.Services {
+			if s.Namespace+"/"+s.Name != "default/rebel-base" || s.Affinity != "local" {
+				continue
+			}
+			for _, be := range s.Backends {
+				used[be.Cluster+"/"+be.Address] = be.Selected
+				if be.Cluster == "cluster2" && (be.Selected || be.Why != "affinity local: local backends of its family are ready") {
+					t.Errorf("cluster2's backend %s: selected %v (%s), want left out by affinity", be.Address, be.Selected, be.Why)
+				}
+			}
+		}
+		for _, p := range []string{"cluster1/rebel-base-a", "cluster1/rebel-base-b", "cluster2/rebel-base-a", "cluster2/rebel-base-b"} {
+			c, _, _ := strings.Cut(p, "/")
+			sel, ok := used[c+"/"+w.Pod(p).IP.String()]
+			if !ok || sel != (c == "cluster1") {
+				t.Errorf("service list: backend %s (%s) listed %v, selected %v; want listed, selected only in cluster1 (%+v)", p, w.Pod(p).IP, ok, sel, svcs)
+			}
+		}
+		var eps inventory.Endpoints
+		list(t, &eps, "endpoint", "list")
+		found := false
+		for _, e := range eps.Endpoints {
+			if e.Namespace == "default" && e.Name == "x-wing" {
+				found = true
+				if !e.PolicyComputed || !e.EnforceEgress || e.EnforceIngress || e.Node != w.Pod("cluster1/x-wing").Node.Name {
+					t.Errorf("endpoint list: x-wing %+v, want egress enforced on its node", e)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("endpoint list: no x-wing in %+v", eps.Endpoints)
+		}
+		var ids inventory.Identities
+		list(t, &ids, "identity", "list", "--cluster", "cluster2")
+		baseID, err := w.Pod("cluster1/x-wing").Node.Identity(ctx, base.IP.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(ids.Identities, func(id localapi.IdentityEntry) bool {
+			return id.ID == baseID && id.Cluster == "cluster2" && strings.Contains(id.Labels, "k8s:name=rebel-base")
+		}) {
+			t.Errorf("identity list --cluster cluster2: no %d (rebel-base of cluster2) in %+v", baseID, ids.Identities)
 		}
 	})
 	// The verdict agrees with the datapath still (nothing changed since).
