@@ -12,7 +12,7 @@ import (
 func WriteTable(w io.Writer, r Result) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	end := func(e End) string {
-		s := e.PodRef.String()
+		s := e.String()
 		if e.Identity != 0 {
 			s += fmt.Sprintf("\tidentity %d", e.Identity)
 		} else {
