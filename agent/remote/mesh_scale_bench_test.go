@@ -19,6 +19,7 @@ type meshSize struct {
 	peers                   int
 	ready                   time.Duration
 	heapPerPeer             float64 // bytes
+	stackPerPeer            float64 // bytes of goroutine stacks (not in the heap)
 	cpuPerPeer, etcdPerPeer time.Duration
 	idlePerPeer             time.Duration // CPU per second per peer
 }
@@ -36,7 +37,8 @@ type meshSize struct {
 // smallest's (linear cost: ratio ≈ 1).
 //
 // Sizes: CLUSTERMESH_BENCH_PEER_COUNTS (default "10,100,510"),
-// CLUSTERMESH_BENCH_PEER_ENDPOINTS (100), CLUSTERMESH_BENCH_IDLE_SECONDS (5).
+// CLUSTERMESH_BENCH_PEER_ENDPOINTS (100), CLUSTERMESH_BENCH_IDLE_SECONDS (5);
+// CLUSTERMESH_HEAP_PROFILE writes a heap profile at the largest size.
 func BenchmarkManyPeers(b *testing.B) {
 	counts := []int{10, 100, 510}
 	if s := os.Getenv("CLUSTERMESH_BENCH_PEER_COUNTS"); s != "" {
@@ -68,7 +70,7 @@ func BenchmarkManyPeers(b *testing.B) {
 		results = results[:0]
 		for _, n := range counts {
 			dir, cacheFile := writeMeshDir(b, etcd, 2, n+1)
-			h0, cpu0 := heap(), cpuSelf()
+			h0, s0, cpu0 := heap(), stackInuse(), cpuSelf()
 			e0, err := etcd.Usage()
 			if err != nil {
 				b.Fatal(err)
@@ -86,6 +88,10 @@ func BenchmarkManyPeers(b *testing.B) {
 				b.Fatalf("%d peers: %d ip entries in the agent's state, want %d", n, got, n*m.endpoints)
 			}
 			r.heapPerPeer = float64(heap()-h0) / float64(n)
+			r.stackPerPeer = float64(stackInuse()-s0) / float64(n)
+			if path := os.Getenv("CLUSTERMESH_HEAP_PROFILE"); path != "" && n == most {
+				writeHeapProfile(b, path) // while every peer is connected
+			}
 			r.cpuPerPeer = cpu / time.Duration(n)
 			r.etcdPerPeer = (e1.CPU - e0.CPU) / time.Duration(n)
 			// A measurement window, not a wait for a result: what the
@@ -100,12 +106,13 @@ func BenchmarkManyPeers(b *testing.B) {
 		}
 	}
 	for _, r := range results {
-		b.Logf("%3d peers: ready in %v (%v a peer); a peer: agent heap %.1f KiB, agent CPU to connect and ingest %v, etcd CPU %v, agent idle CPU %v/s",
+		b.Logf("%3d peers: ready in %v (%v a peer); a peer: agent heap %.1f KiB and goroutine stacks %.1f KiB, agent CPU to connect and ingest %v, etcd CPU %v, agent idle CPU %v/s",
 			r.peers, r.ready.Round(time.Millisecond), (r.ready / time.Duration(r.peers)).Round(time.Microsecond),
-			r.heapPerPeer/1024, r.cpuPerPeer.Round(time.Microsecond), r.etcdPerPeer.Round(time.Microsecond), r.idlePerPeer.Round(time.Microsecond))
+			r.heapPerPeer/1024, r.stackPerPeer/1024, r.cpuPerPeer.Round(time.Microsecond), r.etcdPerPeer.Round(time.Microsecond), r.idlePerPeer.Round(time.Microsecond))
 		p := strconv.Itoa(r.peers)
 		b.ReportMetric(r.ready.Seconds(), "ready-s@"+p)
 		b.ReportMetric(r.heapPerPeer/1024, "heap-KiB/peer@"+p)
+		b.ReportMetric(r.stackPerPeer/1024, "stack-KiB/peer@"+p)
 		b.ReportMetric(float64(r.cpuPerPeer.Microseconds())/1000, "connect-cpu-ms/peer@"+p)
 		b.ReportMetric(float64(r.idlePerPeer.Microseconds())/1000, "idle-cpu-ms/s/peer@"+p)
 	}
@@ -121,6 +128,13 @@ func BenchmarkManyPeers(b *testing.B) {
 	b.ReportMetric(ratio(hi.ready.Seconds()/float64(hi.peers), lo.ready.Seconds()/float64(lo.peers)), "ready/peer-ratio")
 }
 
+// stackInuse returns the bytes of goroutine stacks in use.
+func stackInuse() uint64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.StackInuse
+}
+
 // BenchmarkIngestMesh is the initial sync of a large mesh into one agent:
 // 100 peers of 5,000 endpoints, 500 identities, 200 services and 25 nodes
 // each (CLUSTERMESH_BENCH_PEERS, _ENDPOINTS, _IDENTITIES, _SERVICES), read
@@ -128,7 +142,8 @@ func BenchmarkManyPeers(b *testing.B) {
 // layout), until every peer is ready; next to a raw paged range read of the
 // same keys (pages of 5,000 keys, the WatchStore's page size, one prefix
 // after the other) from the same etcd in the same run; and the agent's
-// heap per remote endpoint afterwards.
+// heap per remote endpoint afterwards (CLUSTERMESH_HEAP_PROFILE writes a
+// heap profile then).
 func BenchmarkIngestMesh(b *testing.B) {
 	n := meshEnvInt(b, "CLUSTERMESH_BENCH_PEERS", 100)
 	if n > 254 {
@@ -186,6 +201,9 @@ func BenchmarkIngestMesh(b *testing.B) {
 			b.Fatalf("%d ip entries in the agent's state, want %d", got, n*m.endpoints)
 		}
 		perEndpoint = float64(heap()-h0) / float64(n*m.endpoints)
+		if path := os.Getenv("CLUSTERMESH_HEAP_PROFILE"); path != "" {
+			writeHeapProfile(b, path) // while every peer is connected
+		}
 		a.stop()
 		runtime.KeepAlive(a)
 	}
