@@ -45,10 +45,12 @@ type endKey struct {
 	id   uint32
 }
 
+// svcKey is a translation's key: the frontend, the backend and its
+// identity (the backend's cluster follows from them in one snapshot).
 type svcKey struct {
-	fe, backend    netip.AddrPort
-	proto          uint8
-	backendCluster string
+	fe, backend netip.AddrPort
+	backendID   uint32
+	proto       uint8
 }
 
 type idInfo struct {
@@ -104,7 +106,7 @@ func (r *StateResolver) refresh() {
 func (r *StateResolver) Service(fe netip.AddrPort, proto uint8, backend *flowapi.Endpoint) *flowapi.ServiceTranslation {
 	r.refresh()
 	fe = netip.AddrPortFrom(fe.Addr().Unmap(), fe.Port())
-	k := svcKey{fe: fe, backend: netip.AddrPortFrom(backend.IP, backend.Port), proto: proto, backendCluster: backend.Cluster}
+	k := svcKey{fe: fe, backend: netip.AddrPortFrom(backend.IP, backend.Port), backendID: backend.Identity, proto: proto}
 	if st, ok := r.svcs[k]; ok {
 		return st
 	}
