@@ -1,7 +1,8 @@
 // Package flowapi is the wire form of the agent's flows (GET /v1/flows, see
-// docs/agent-api.md): the Flow and its two Endpoints, the Status line of a
-// flow stream, the Request (last N, since, follow) and the Filter, with
-// their query-parameter form. The agent (agent/flows, agent/localapi) and
+// docs/agent-api.md): the Flow, its two Endpoints and its Service
+// translation (socket load balancing's frontend and backend), the Status
+// line of a flow stream, the Request (last N, since, follow) and the
+// Filter, with their query-parameter form. The agent (agent/flows, agent/localapi) and
 // the CLI (cli/observe) share it.
 //
 // Rules:
