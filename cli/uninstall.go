@@ -135,7 +135,7 @@ func deleteMeshSecret(ctx context.Context, cl *mesh.Cluster) (bool, error) {
 		return false, nil // not the release's: someone else's to delete
 	}
 	if len(mesh.ConfiguredPeers(sec)) > 0 { // connected meanwhile
-		return false, fmt.Errorf("Secret %s/%s in %s records peers %v again (a connect ran during the uninstall): disconnect them, then run uninstall again",
+		return false, fmt.Errorf("the mesh Secret %s/%s in %s records peers %v again (a connect ran during the uninstall): disconnect them, then run uninstall again",
 			cl.Namespace, mesh.PeersSecretName, cl, mesh.ConfiguredPeers(sec))
 	}
 	err = api.Delete(ctx, mesh.PeersSecretName, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{ResourceVersion: &sec.ResourceVersion}})

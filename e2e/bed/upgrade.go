@@ -49,8 +49,12 @@ func (b *Bed) BuildAgent(ctx context.Context, version string) (string, error) {
 // directory stay, as on a node), then binary starts with the same
 // arguments; it returns once the new agent serves its API.
 func (n *Node) RestartAgent(ctx context.Context, binary string) error {
-	if fi, err := os.Stat(binary); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-		return fmt.Errorf("node %s: agent binary %s: not an executable file (%v)", n.Name, binary, err)
+	fi, err := os.Stat(binary)
+	if err != nil {
+		return fmt.Errorf("node %s: agent binary: %w", n.Name, err)
+	}
+	if fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return fmt.Errorf("node %s: agent binary %s: not an executable file (mode %v)", n.Name, binary, fi.Mode())
 	}
 	n.c.b.logf("==> node %s: restart the agent as %s", n.Name, filepath.Base(binary))
 	if err := n.agent.stop(); err != nil {
