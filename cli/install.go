@@ -73,7 +73,8 @@ the release "clustermesh" of the namespace, or upgrades that release when it
 exists (helm status/history/upgrade/uninstall see it), with server-side apply. It generates the cluster's etcd CA, the etcd server
 certificate and the admin client certificate, and keeps the installed ones
 while they are good, so that running it again (e.g. to upgrade) keeps every
-pairing; the peers in Secret clustermesh-peers are never touched.`,
+pairing; the peers in Secret clustermesh-peers are never touched. Running the
+next version's install upgrades in place; "clustermesh uninstall" removes it.`,
 		Example: `  clustermesh install --context kind-c1 --cluster-name c1 --cluster-id 1 \
     --pod-cidrs 10.1.0.0/16 --etcd-endpoints https://172.18.0.2:32379
 
