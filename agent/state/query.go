@@ -104,7 +104,7 @@ func (sn *Snapshot) ServicesOf(cluster string) []ServiceRow {
 	if cluster == "" {
 		return nil
 	}
-	return collect[ServiceRow](sn.txn, TableServices, IndexCluster, cluster)
+	return collect[ServiceRow](sn.txn, TableServices, servicesOfIndex, servicesOfArgs(cluster)...)
 }
 
 // Node returns the node name of cluster.

@@ -258,8 +258,11 @@ func (w *WriteTxn) Drain(cluster string) error {
 	for _, table := range []string{TableIdentities, TableIPCache, TableNodes, TableServices} {
 		var rows []any
 		index, args := IndexCluster, []any{cluster}
-		if table == TableIPCache || table == TableIdentities { // not indexed by cluster: scan
+		switch table {
+		case TableIPCache, TableIdentities: // not indexed by cluster: scan
 			index, args = IndexID, nil
+		case TableServices:
+			index, args = servicesOfIndex, servicesOfArgs(cluster)
 		}
 		it, err := w.txn.Get(table, index, args...)
 		if err != nil {
