@@ -87,7 +87,14 @@ func (w *WriteTxn) UpsertIdentity(cluster string, id identity.NumericIdentity, l
 	if old != nil && old.Cluster == cluster && old.Labels.Equal(labels) {
 		return nil
 	}
-	return w.insert(TableIdentities, &IdentityRow{Cluster: cluster, ID: id, Labels: labels, LabelsKey: labels.SortedKVStoreString()})
+	key := labels.SortedKVStoreString()
+	// The row's labels are parsed again from its key, so that they share
+	// its bytes: the caller's (a peer's decoded value) need not be kept
+	// too, about 100 bytes an identity.
+	if shared, err := identity.ParseKVStoreLabels(key); err == nil && shared.Equal(labels) {
+		labels = shared
+	}
+	return w.insert(TableIdentities, &IdentityRow{Cluster: cluster, ID: id, Labels: labels, LabelsKey: key})
 }
 
 // DeleteIdentity removes id if cluster owns it.
