@@ -11,8 +11,9 @@ import (
 // reaches pod B through Service frontends. The events of A's egress (where
 // the packet still carries the client's socket) name the frontend that the
 // socket load balancer translated into B's address: a connected TCP socket
-// (its translation in a slot), an unconnected UDP socket (the LRU), and a
-// connection A's egress policy drops. B's ingress event of the same
+// (its translation in a slot), an IPv6 socket to an IPv4-mapped frontend,
+// an unconnected UDP socket (the LRU), and a connection A's egress policy
+// drops. B's ingress event of the same
 // connection has none (routing in the node orphans the packet), nor does a
 // connection to B's own address from the same client.
 func TestServiceFrontendInEvents(t *testing.T) { forEachFamily(t, testServiceFrontendInEvents) }
@@ -70,6 +71,14 @@ func testServiceFrontendInEvents(t *testing.T, family int) {
 		return ev.Ingress && !ev.Reply && ev.EndpointID == epB && ev.Dst == be(8080)
 	})
 	check("TCP through the service, B's ingress", ev, netip.AddrPort{})
+
+	if family == 4 {
+		// An IPv6 socket to the IPv4-mapped frontend: translated through
+		// the IPv4 maps, the packet and its frontend are IPv4.
+		mapped := netip.AddrPortFrom(netip.AddrFrom16(feAddr.As16()), 80)
+		runInCgroupNetns(t, cg, netnsPath, "echo-tcp", mapped.String(), "1")
+		check("TCP from an IPv6 socket to the IPv4-mapped frontend", waitEvent(t.Context(), t, r, egress(be(8080), Allowed)), fe(80))
+	}
 
 	runInCgroupNetns(t, cg, netnsPath, "echo-udp", fe(53).String(), "1")
 	check("UDP through the service (sendmsg)", waitEvent(t.Context(), t, r, egress(be(5353), Allowed)), fe(53))
