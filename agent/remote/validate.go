@@ -3,6 +3,7 @@ package remote
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 
 	"github.com/clustermesh/clustermesh/identity"
@@ -50,7 +51,9 @@ type validator struct {
 	keyIndex    map[string]string // WireGuard key of an accepted node → the node
 	ipIndex
 	services map[string]svcRec            // accepted and quarantined services by key
-	known    map[Kind]map[string]struct{} // accepted keys of nodes and identities
+	known    map[Kind]map[string]struct{} // accepted keys of nodes and identities, without their prefix
+	// idPrefix and nodePrefix are what the keys of known lack.
+	idPrefix, nodePrefix string
 }
 
 // nodeInfo is what ip entries and services are checked against.
@@ -66,19 +69,32 @@ func newValidator(peer string, id identity.ClusterID, layout identity.Layout, pa
 	for _, k := range Kinds {
 		v.known[k] = map[string]struct{}{}
 	}
+	v.idPrefix, v.nodePrefix = paths.IdentityIDPrefix(), paths.ClusterNodesPrefix(peer)
 	return v
 }
 
 // accepted records (or forgets) an accepted key and reports whether it was
 // known before.
+//
+// A key is kept without its kind's prefix, copied: not the whole key the
+// watch store allocated (an identity's "<root>/state/identities/v1/id/"
+// is 30 bytes of each).
 func (v *validator) accepted(kind Kind, key string, ok bool) bool {
+	rel := key
+	switch kind {
+	case KindIdentities:
+		rel = strings.TrimPrefix(key, v.idPrefix)
+	case KindNodes:
+		rel = strings.TrimPrefix(key, v.nodePrefix)
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	_, had := v.known[kind][key]
-	if ok {
-		v.known[kind][key] = struct{}{}
-	} else {
-		delete(v.known[kind], key)
+	_, had := v.known[kind][rel]
+	switch {
+	case ok && !had:
+		v.known[kind][strings.Clone(rel)] = struct{}{}
+	case !ok:
+		delete(v.known[kind], rel)
 	}
 	return had
 }
