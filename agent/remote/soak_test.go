@@ -341,6 +341,21 @@ func (p *churnPeer) diagnose(sinks []*memSink) string {
 		extraInEtcd, extraGone, ex, len(inEtcd), missingInSink)
 }
 
+// canaryInEtcd says whether the peer's etcd holds the sink's key k.
+func (p *churnPeer) canaryInEtcd(k string) string {
+	ip := strings.TrimSuffix(strings.TrimPrefix(k, "ip cluster2/"), "/32")
+	cli, err := kvstore.Connect(p.t.Context(), p.admin)
+	if err != nil {
+		return err.Error()
+	}
+	defer cli.Close()
+	resp, err := cli.Etcd().Get(p.t.Context(), p.paths.IPDefaultPrefix()+ip)
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("%s is in the peer's etcd: %v (revision %d)", k, len(resp.Kvs) == 1, resp.Header.Revision)
+}
+
 func percentile(d []time.Duration, q float64) time.Duration {
 	if len(d) == 0 {
 		return 0
@@ -393,10 +408,11 @@ func TestSoakPeerRestartsUnderChurn(t *testing.T) {
 		p.mu.Unlock()
 		p.startExporter()
 		deadline := back.Add(30 * time.Second)
-		for _, s := range sinks {
+		for j, s := range sinks {
 			for !s.holds(canary) {
 				if time.Now().After(deadline) {
-					t.Fatalf("restart %d: an agent did not read the peer again within 30 s of it being back (status %+v)", i+1, clusters[0].Status())
+					t.Fatalf("restart %d: agent %d did not read the peer again within 30 s of it being back: %s (status %+v)",
+						i+1, j, p.canaryInEtcd(canary), clusters[j].Status())
 				}
 				time.Sleep(time.Millisecond)
 			}
