@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -129,8 +130,47 @@ func populateMesh(b *testing.B, cli *clientv3.Client, paths schema.Paths, first,
 type meshAgent struct {
 	st     *state.State
 	mgr    *peers.Manager
+	ready  *readyCounter
 	cancel context.CancelFunc
 	done   chan struct{}
+}
+
+// agentSink is what the agent's state gives its peers
+// (state.BufferedRemoteSink).
+type agentSink interface {
+	remote.Sink
+	remote.Flusher
+	remote.ReadyNotifier
+}
+
+// readyCounter is the agent's state sink, counting the peers that are
+// ready as each peer tells it (remote.ReadyNotifier), so that waiting
+// for them costs nothing per peer (polling every peer's status would
+// cost the agent O(peers) per poll).
+type readyCounter struct {
+	agentSink
+	mu    sync.Mutex // guards ready
+	ready map[string]bool
+	want  int
+	all   chan struct{} // closed once want peers are ready
+}
+
+func (r *readyCounter) SetReady(cluster string, ready bool) {
+	r.agentSink.SetReady(cluster, ready)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ready {
+		r.ready[cluster] = true
+	} else {
+		delete(r.ready, cluster)
+	}
+	if len(r.ready) == r.want {
+		select {
+		case <-r.all:
+		default:
+			close(r.all)
+		}
+	}
 }
 
 // writeMeshDir writes one file per peer first..last (the etcd's address,
@@ -160,28 +200,32 @@ func writeMeshDir(b *testing.B, etcd *kvtest.Process, first, last int) (dir, cac
 	return dir, cacheFile
 }
 
-// startMeshAgent starts an agent's state and peer manager.
-func startMeshAgent(b *testing.B, dir, cacheFile string, paths schema.Paths, maxCC uint32) *meshAgent {
+// startMeshAgent starts an agent's state and peer manager, which should
+// connect n peers.
+func startMeshAgent(b *testing.B, dir, cacheFile string, paths schema.Paths, maxCC uint32, n int) *meshAgent {
 	b.Helper()
 	st, err := state.New(nil)
 	if err != nil {
 		b.Fatal(err)
 	}
+	ready := &readyCounter{ready: map[string]bool{}, want: n, all: make(chan struct{})}
+	ready.agentSink = st.BufferedRemoteSink()
 	cl := claims.New("cluster1", st)
 	mgr := peers.New(peers.Config{Dir: dir, LocalName: "cluster1", LocalID: 1, MaxConnectedClusters: maxCC, Paths: paths,
-		Sink: st.BufferedRemoteSink(), Claims: cl, CacheConfigFile: cacheFile, Backoff: fast})
+		Sink: ready, Claims: cl, CacheConfigFile: cacheFile, Backoff: fast})
 	cl.SetTrusts(mgr.Trusts)
 	ctx, cancel := context.WithCancel(b.Context())
-	a := &meshAgent{st: st, mgr: mgr, cancel: cancel, done: make(chan struct{})}
+	a := &meshAgent{st: st, mgr: mgr, ready: ready, cancel: cancel, done: make(chan struct{})}
 	go func() { _ = mgr.Run(ctx); close(a.done) }()
 	return a
 }
 
-// waitReady waits until n peers are ready, polling every 20 ms.
-func (a *meshAgent) waitReady(b *testing.B, n int, timeout time.Duration) {
+// waitReady waits until the n peers are ready.
+func (a *meshAgent) waitReady(b *testing.B, timeout time.Duration) {
 	b.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	select {
+	case <-a.ready.all:
+	case <-time.After(timeout):
 		ready := 0
 		var last remote.Status
 		for _, st := range a.mgr.Status() {
@@ -191,13 +235,7 @@ func (a *meshAgent) waitReady(b *testing.B, n int, timeout time.Duration) {
 				last = st
 			}
 		}
-		if ready == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("%d of %d peers ready within %v; one not ready: %+v", ready, n, timeout, last)
-		}
-		time.Sleep(20 * time.Millisecond)
+		b.Fatalf("%d of %d peers ready within %v; one not ready: %+v", ready, a.ready.want, timeout, last)
 	}
 }
 

@@ -76,8 +76,8 @@ func BenchmarkManyPeers(b *testing.B) {
 				b.Fatal(err)
 			}
 			start := time.Now()
-			a := startMeshAgent(b, dir, cacheFile, etcd.Paths, identity.MaxConnectedClusters511)
-			a.waitReady(b, n, 10*time.Minute)
+			a := startMeshAgent(b, dir, cacheFile, etcd.Paths, identity.MaxConnectedClusters511, n)
+			a.waitReady(b, 10*time.Minute)
 			r := meshSize{peers: n, ready: time.Since(start)}
 			cpu := cpuSelf() - cpu0
 			e1, err := etcd.Usage()
@@ -194,8 +194,8 @@ func BenchmarkIngestMesh(b *testing.B) {
 
 		h0 := heap()
 		start = time.Now()
-		a := startMeshAgent(b, dir, cacheFile, etcd.Paths, identity.MaxConnectedClusters255)
-		a.waitReady(b, n, 30*time.Minute)
+		a := startMeshAgent(b, dir, cacheFile, etcd.Paths, identity.MaxConnectedClusters255, n)
+		a.waitReady(b, 30*time.Minute)
 		ingest += time.Since(start)
 		if got := a.st.Snapshot().Count("ipcache"); got != n*m.endpoints {
 			b.Fatalf("%d ip entries in the agent's state, want %d", got, n*m.endpoints)
