@@ -111,6 +111,17 @@ func testPolicies(t *testing.T, kube *k8stest.Cluster) {
 	if ps := got.Problems["cmnp/"+ns+"/clients-everywhere"]; len(ps) != 1 || ps[0].Reason != "UnknownEntity" || !strings.Contains(ps[0].Message, "galaxy") {
 		t.Fatalf("/v1/policies problems = %+v, want the unknown entity galaxy", got.Problems)
 	}
+	// The trace names both policies' rules, from the engine the
+	// controller owns (GET /v1/policy/trace through Inspect).
+	var tr localapi.TraceResponse
+	b.get(t, "/v1/policy/trace?from="+ns+"/client&to="+ns+"/db&port=5432", &tr)
+	if tr.Ingress == nil || !tr.Ingress.Allowed || tr.Ingress.Reason != "allowed by cmnp/"+ns+"/clients-everywhere spec.ingress[0], k8s/"+ns+"/db spec.ingress[0]" {
+		t.Errorf("trace client -> db:5432: %+v, want allowed by both policies' first ingress rule", tr.Ingress)
+	}
+	b.get(t, "/v1/policy/trace?from="+ns+"/client&to="+ns+"/db&port=5433", &tr)
+	if tr.Ingress == nil || tr.Ingress.Allowed || len(tr.Ingress.IsolatedBy) != 2 || tr.Egress == nil || !tr.Egress.Allowed {
+		t.Errorf("trace client -> db:5433: ingress %+v egress %+v, want denied on ingress, isolated by both policies", tr.Ingress, tr.Egress)
+	}
 	eventually(t, "a Warning Event on the invalid policy", func() bool {
 		evs, err := kube.Client.CoreV1().Events(ns).List(t.Context(), metav1.ListOptions{})
 		if err != nil {
