@@ -341,19 +341,26 @@ func (p *churnPeer) diagnose(sinks []*memSink) string {
 		extraInEtcd, extraGone, ex, len(inEtcd), missingInSink)
 }
 
-// canaryInEtcd says whether the peer's etcd holds the sink's key k.
-func (p *churnPeer) canaryInEtcd(k string) string {
-	ip := strings.TrimSuffix(strings.TrimPrefix(k, "ip cluster2/"), "/32")
-	cli, err := kvstore.Connect(p.t.Context(), p.admin)
+// committed waits until the peer's etcd holds the ip entry of ip, and
+// returns when it saw it.
+func (p *churnPeer) committed(ip string, timeout time.Duration) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(p.t.Context(), timeout)
+	defer cancel()
+	cli, err := kvstore.Connect(ctx, p.admin)
 	if err != nil {
-		return err.Error()
+		return time.Time{}, err
 	}
 	defer cli.Close()
-	resp, err := cli.Etcd().Get(p.t.Context(), p.paths.IPDefaultPrefix()+ip)
-	if err != nil {
-		return err.Error()
+	for {
+		resp, err := cli.Etcd().Get(ctx, p.paths.IPDefaultPrefix()+ip)
+		if err == nil && len(resp.Kvs) == 1 {
+			return time.Now(), nil
+		}
+		if ctx.Err() != nil {
+			return time.Time{}, fmt.Errorf("its new exporter's first entry %s is not in its etcd %v after its restart (last error %v)", ip, timeout, err)
+		}
+		time.Sleep(time.Millisecond)
 	}
-	return fmt.Sprintf("%s is in the peer's etcd: %v (revision %d)", k, len(resp.Kvs) == 1, resp.Header.Revision)
 }
 
 func percentile(d []time.Duration, q float64) time.Duration {
@@ -368,8 +375,9 @@ func percentile(d []time.Duration, q float64) time.Duration {
 // R1: the peer's clustermesh-apiserver (its exporter) and its etcd killed
 // and restarted again and again while its state churns: no agent loses an
 // entry or sees a delete the peer did not make, and each agent reads the
-// peer again soon after it is back (measured: from the etcd serving again
-// to every agent holding an entry the new exporter wrote first).
+// peer again soon after it is back (measured: from the peer's etcd
+// holding the entry its new exporter wrote first to every agent holding
+// it).
 func TestSoakPeerRestartsUnderChurn(t *testing.T) {
 	restarts := 5
 	if soak() {
@@ -402,17 +410,22 @@ func TestSoakPeerRestartsUnderChurn(t *testing.T) {
 		eventually(t, "churn while down", func() bool { return p.changeCount() >= at+10 })
 		p.env.Restart(t)
 		p.proxy.Restore()
-		back := time.Now()
 		p.mu.Lock()
-		canary := "ip cluster2/" + p.addLocked() + "/32"
+		canary := p.addLocked()
 		p.mu.Unlock()
 		p.startExporter()
+		// The peer is back once its etcd holds what its new exporter
+		// wrote first: from then on, the agents' time is measured.
+		back, err := p.committed(canary, 60*time.Second)
+		if err != nil {
+			t.Fatalf("restart %d: the peer itself: %v", i+1, err)
+		}
 		deadline := back.Add(30 * time.Second)
 		for j, s := range sinks {
-			for !s.holds(canary) {
+			for !s.holds("ip cluster2/" + canary + "/32") {
 				if time.Now().After(deadline) {
-					t.Fatalf("restart %d: agent %d did not read the peer again within 30 s of it being back: %s (status %+v)",
-						i+1, j, p.canaryInEtcd(canary), clusters[j].Status())
+					t.Fatalf("restart %d: agent %d did not read the peer again within 30 s of it being back (status %+v)",
+						i+1, j, clusters[j].Status())
 				}
 				time.Sleep(time.Millisecond)
 			}
