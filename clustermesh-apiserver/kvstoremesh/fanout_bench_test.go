@@ -110,18 +110,24 @@ type agentHandler struct {
 
 var podMarker = []byte(`"K8sPodName":"u`)
 
-func (h *agentHandler) OnUpsert(_ string, v []byte) {
+// parseSeq reads an update's sequence number from its value.
+func parseSeq(v []byte) (int, bool) {
 	i := bytes.Index(v, podMarker)
 	if i < 0 {
-		return
+		return 0, false
 	}
 	rest := v[i+len(podMarker):]
 	end := bytes.IndexByte(rest, '"')
 	if end < 0 {
-		return
+		return 0, false
 	}
 	seq, err := strconv.Atoi(string(rest[:end]))
-	if err != nil || seq < 0 || seq >= len(h.s.count) {
+	return seq, err == nil && seq >= 0
+}
+
+func (h *agentHandler) OnUpsert(_ string, v []byte) {
+	seq, ok := parseSeq(v)
+	if !ok || seq >= len(h.s.count) {
 		return
 	}
 	now := int64(time.Since(h.s.start))
