@@ -1,8 +1,8 @@
 package observe
 
 import (
+	"bufio"
 	"cmp"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/netip"
@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/clustermesh/clustermesh/agent/flowapi"
 )
@@ -26,21 +27,36 @@ const (
 
 // Printer writes flows in one format.
 type Printer interface {
-	// Print writes f; Flush makes what was printed visible.
+	// Print writes f; Flush ends a group of flows (a table aligns the
+	// columns of a group) and makes what was printed visible.
 	Print(f *flowapi.Flow) error
 	Flush() error
 }
 
+// grouper is a Printer that buffers its output: endGroup ends a group of
+// flows as Flush does, without writing what was printed yet. Run ends
+// groups where it flushed before, and flushes once no more flows are at
+// hand.
+type grouper interface {
+	Printer
+	endGroup() error
+}
+
+// outputBuffer is the size of a printer's output buffer.
+const outputBuffer = 64 << 10
+
 // NewPrinter returns the printer of format to w; times are printed in loc
-// (JSON keeps the agents' RFC 3339 times).
+// (JSON keeps the agents' RFC 3339 times). What it prints reaches w on
+// Flush.
 func NewPrinter(format string, w io.Writer, loc *time.Location) (Printer, error) {
+	bw := bufio.NewWriterSize(w, outputBuffer)
 	switch format {
 	case OutputCompact:
-		return &compact{w: w, loc: loc}, nil
+		return &compact{w: bw, loc: loc}, nil
 	case OutputJSON:
-		return &jsonLines{enc: json.NewEncoder(w)}, nil
+		return &jsonLines{w: bw}, nil
 	case OutputTable:
-		return &table{w: tabwriter.NewWriter(w, 0, 8, 2, ' ', 0), loc: loc}, nil
+		return &table{w: tabwriter.NewWriter(bw, 0, 8, 2, ' ', 0), out: bw, loc: loc}, nil
 	}
 	return nil, fmt.Errorf("--output %q: use compact, json or table", format)
 }
@@ -54,102 +70,162 @@ func NewPrinter(format string, w io.Writer, loc *time.Location) (Printer, error)
 //
 //	12:00:01.000 cluster1/default/x-wing:43210 -> cluster2/default/rebel-base-a:80 (service default/rebel-base 10.96.0.10:80) TCP SYN FORWARDED (policy-allow)
 type compact struct {
-	w   io.Writer
+	w   *bufio.Writer
 	loc *time.Location
+	buf []byte
 }
 
 func (c *compact) Print(f *flowapi.Flow) error {
-	_, err := io.WriteString(c.w, Compact(f, c.loc)+"\n")
+	c.buf = append(appendCompact(c.buf[:0], f, c.loc), '\n')
+	_, err := c.w.Write(c.buf)
 	return err
 }
 
-func (c *compact) Flush() error { return nil }
+func (c *compact) Flush() error    { return c.w.Flush() }
+func (c *compact) endGroup() error { return nil }
 
 // Compact returns the compact line of f (without a newline), its time in
 // loc.
 func Compact(f *flowapi.Flow, loc *time.Location) string {
-	var b strings.Builder
-	b.WriteString(f.Time.In(loc).Format(timeFormat))
-	b.WriteByte(' ')
-	src, dst := EndpointString(&f.Src, f.Protocol), EndpointString(&f.Dst, f.Protocol)
+	return string(appendCompact(nil, f, loc))
+}
+
+// appendCompact appends the compact line of f to b.
+func appendCompact(b []byte, f *flowapi.Flow, loc *time.Location) []byte {
+	b = f.Time.In(loc).AppendFormat(b, timeFormat)
+	b = append(b, ' ')
+	first, second, arrow := &f.Src, &f.Dst, " -> "
 	if f.IsReply {
-		b.WriteString(dst + " <- " + src)
-	} else {
-		b.WriteString(src + " -> " + dst)
+		first, second, arrow = &f.Dst, &f.Src, " <- "
 	}
+	b = appendEndpoint(b, first, f.Protocol)
+	b = append(b, arrow...)
+	b = appendEndpoint(b, second, f.Protocol)
 	if f.Service != nil {
-		b.WriteString(" (" + ServiceString(f.Service) + ")")
+		b = append(b, " ("...)
+		b = appendService(b, f.Service)
+		b = append(b, ')')
 	}
-	b.WriteString(" " + f.Protocol.String())
-	if flags := f.TCPFlags.Names(); len(flags) > 0 {
-		b.WriteString(" " + strings.Join(flags, ","))
+	b = append(b, ' ')
+	b = append(b, f.Protocol.String()...)
+	if f.TCPFlags != 0 {
+		b = append(b, ' ')
+		b = append(b, strings.Join(f.TCPFlags.Names(), ",")...)
 	}
-	b.WriteString(" " + strings.ToUpper(f.Verdict) + " (" + f.Reason + ")")
-	return b.String()
+	b = append(b, ' ')
+	b = appendUpper(b, f.Verdict)
+	b = append(b, " ("...)
+	b = append(b, f.Reason...)
+	return append(b, ')')
+}
+
+// appendUpper appends strings.ToUpper(s), without allocating for ASCII.
+func appendUpper(b []byte, s string) []byte {
+	for i := range len(s) {
+		if s[i] >= utf8.RuneSelf {
+			return append(b, strings.ToUpper(s)...)
+		}
+	}
+	for i := range len(s) {
+		c := s[i]
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return b
 }
 
 // EndpointString names an end of a flow: cluster/namespace/pod:port for a
 // pod, otherwise its address and what it is, e.g. "1.1.1.1:53 (world)".
 func EndpointString(e *flowapi.Endpoint, proto flowapi.Protocol) string {
-	port := ""
-	if e.Port != 0 || (proto != flowapi.ProtoICMP && proto != flowapi.ProtoICMPv6) {
-		port = ":" + strconv.Itoa(int(e.Port))
-	}
+	return string(appendEndpoint(nil, e, proto))
+}
+
+func appendEndpoint(b []byte, e *flowapi.Endpoint, proto flowapi.Protocol) []byte {
+	withPort := e.Port != 0 || (proto != flowapi.ProtoICMP && proto != flowapi.ProtoICMPv6)
 	if e.Pod != "" {
-		name := e.Namespace + "/" + e.Pod
 		if e.Cluster != "" {
-			name = e.Cluster + "/" + name
+			b = append(append(b, e.Cluster...), '/')
 		}
-		return name + port
+		b = append(append(append(b, e.Namespace...), '/'), e.Pod...)
+		if withPort {
+			b = strconv.AppendUint(append(b, ':'), uint64(e.Port), 10)
+		}
+		return b
 	}
-	addr := e.IP.String()
-	if port != "" {
-		addr = netip.AddrPortFrom(e.IP, e.Port).String()
+	switch {
+	case !e.IP.IsValid() && withPort:
+		b = append(b, netip.AddrPortFrom(e.IP, e.Port).String()...) // "invalid AddrPort"
+	case !e.IP.IsValid():
+		b = append(b, e.IP.String()...) // "invalid IP"
+	case withPort:
+		b = netip.AddrPortFrom(e.IP, e.Port).AppendTo(b)
+	default:
+		b = e.IP.AppendTo(b)
 	}
-	var what string
+	b = append(b, " ("...)
 	switch {
 	case e.Node != "": // "remote-node cluster2/n2", "host cluster1/n1"
-		what = cmp.Or(e.Reserved, "node") + " " + joinNonEmpty("/", e.Cluster, e.Node)
-	case e.CIDR != "":
-		what = "cidr " + e.CIDR
-	case e.Reserved != "":
-		what = e.Reserved
-	default:
-		what = "identity " + strconv.FormatUint(uint64(e.Identity), 10)
+		b = append(append(b, cmp.Or(e.Reserved, "node")...), ' ')
 		if e.Cluster != "" {
-			what += " of " + e.Cluster
+			b = append(append(b, e.Cluster...), '/')
+		}
+		b = append(b, e.Node...)
+	case e.CIDR != "":
+		b = append(append(b, "cidr "...), e.CIDR...)
+	case e.Reserved != "":
+		b = append(b, e.Reserved...)
+	default:
+		b = strconv.AppendUint(append(b, "identity "...), uint64(e.Identity), 10)
+		if e.Cluster != "" {
+			b = append(append(b, " of "...), e.Cluster...)
 		}
 	}
-	return addr + " (" + what + ")"
+	return append(b, ')')
 }
 
 // ServiceString names the Service translation of a flow: "service
 // default/rebel-base 10.96.0.10:80", or "service 10.96.0.10:80" when the
 // agent did not know the frontend's Service.
 func ServiceString(s *flowapi.ServiceTranslation) string {
-	return joinNonEmpty(" ", "service", s.Ref(), s.Frontend.String())
+	return string(appendService(nil, s))
 }
 
-func joinNonEmpty(sep string, parts ...string) string {
-	var out []string
-	for _, p := range parts {
-		if p != "" {
-			out = append(out, p)
-		}
+func appendService(b []byte, s *flowapi.ServiceTranslation) []byte {
+	b = append(b, "service"...)
+	if s.Name != "" { // s.Ref()
+		b = append(append(append(append(b, ' '), s.Namespace...), '/'), s.Name...)
 	}
-	return strings.Join(out, sep)
+	b = append(b, ' ')
+	if !s.Frontend.Addr().IsValid() {
+		return append(b, s.Frontend.String()...) // "invalid AddrPort"
+	}
+	return s.Frontend.AppendTo(b)
 }
 
-// jsonLines prints one flowapi.Flow object per line.
-type jsonLines struct{ enc *json.Encoder }
+// jsonLines prints one flowapi.Flow object per line, as a json.Encoder
+// does (flowapi.Flow.AppendJSON is its MarshalJSON, already compact and
+// HTML-escaped).
+type jsonLines struct {
+	w   *bufio.Writer
+	buf []byte
+}
 
-func (j *jsonLines) Print(f *flowapi.Flow) error { return j.enc.Encode(f) }
-func (j *jsonLines) Flush() error                { return nil }
+func (j *jsonLines) Print(f *flowapi.Flow) error {
+	j.buf = append(f.AppendJSON(j.buf[:0]), '\n')
+	_, err := j.w.Write(j.buf)
+	return err
+}
+
+func (j *jsonLines) Flush() error    { return j.w.Flush() }
+func (j *jsonLines) endGroup() error { return nil }
 
 // table prints aligned columns; a flush aligns what was printed since the
 // last one.
 type table struct {
 	w      *tabwriter.Writer
+	out    *bufio.Writer // under w
 	loc    *time.Location
 	header bool
 }
@@ -175,4 +251,11 @@ func (t *table) Print(f *flowapi.Flow) error {
 	return err
 }
 
-func (t *table) Flush() error { return t.w.Flush() }
+func (t *table) endGroup() error { return t.w.Flush() }
+
+func (t *table) Flush() error {
+	if err := t.w.Flush(); err != nil {
+		return err
+	}
+	return t.out.Flush()
+}
