@@ -1,7 +1,6 @@
 package observe
 
 import (
-	"container/heap"
 	"slices"
 	"time"
 
@@ -11,44 +10,75 @@ import (
 // merger orders the flows streamed by several agents: a flow is released
 // once it is older than now minus the window, so that a flow another agent
 // reports a little later still comes out in time order. It is not safe for
-// concurrent use.
+// concurrent use; what ready and drain return is valid until the next
+// call.
 type merger struct {
 	window time.Duration
 	h      flowHeap
+	out    []flowapi.Flow // of ready and drain, reused
 }
 
 // push holds f until it is ready.
-func (m *merger) push(f flowapi.Flow) { heap.Push(&m.h, f) }
+func (m *merger) push(f flowapi.Flow) { m.h.push(f) }
 
 // ready returns the held flows older than now - window, oldest first.
 func (m *merger) ready(now time.Time) []flowapi.Flow {
-	var out []flowapi.Flow
+	m.out = m.out[:0]
 	for len(m.h) > 0 && !m.h[0].Time.After(now.Add(-m.window)) {
-		out = append(out, heap.Pop(&m.h).(flowapi.Flow))
+		m.out = append(m.out, m.h.pop())
 	}
-	return out
+	return m.out
 }
 
 // drain returns every held flow, oldest first.
 func (m *merger) drain() []flowapi.Flow {
-	var out []flowapi.Flow
+	m.out = m.out[:0]
 	for len(m.h) > 0 {
-		out = append(out, heap.Pop(&m.h).(flowapi.Flow))
+		m.out = append(m.out, m.h.pop())
 	}
-	return out
+	return m.out
 }
 
-// flowHeap is a min-heap of flows by time (container/heap).
+// flowHeap is a min-heap of flows by time, as container/heap keeps one,
+// without boxing each flow in an interface.
 type flowHeap []flowapi.Flow
 
-func (h flowHeap) Len() int           { return len(h) }
-func (h flowHeap) Less(i, j int) bool { return h[i].Time.Before(h[j].Time) }
-func (h flowHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *flowHeap) Push(x any)        { *h = append(*h, x.(flowapi.Flow)) }
-func (h *flowHeap) Pop() any {
-	old := *h
-	f := old[len(old)-1]
-	*h = old[:len(old)-1]
+func (h flowHeap) less(i, j int) bool { return h[i].Time.Before(h[j].Time) }
+
+func (h *flowHeap) push(f flowapi.Flow) {
+	*h = append(*h, f)
+	s := *h
+	for j := len(s) - 1; j > 0; {
+		i := (j - 1) / 2 // parent
+		if i == j || !s.less(j, i) {
+			break
+		}
+		s[i], s[j] = s[j], s[i]
+		j = i
+	}
+}
+
+func (h *flowHeap) pop() flowapi.Flow {
+	s := *h
+	n := len(s) - 1
+	s[0], s[n] = s[n], s[0]
+	for i := 0; ; {
+		j := 2*i + 1
+		if j >= n {
+			break
+		}
+		if r := j + 1; r < n && s.less(r, j) {
+			j = r
+		}
+		if !s.less(j, i) {
+			break
+		}
+		s[i], s[j] = s[j], s[i]
+		i = j
+	}
+	f := s[n]
+	s[n] = flowapi.Flow{} // no reference kept
+	*h = s[:n]
 	return f
 }
 

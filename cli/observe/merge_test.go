@@ -1,6 +1,8 @@
 package observe
 
 import (
+	"container/heap"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -50,5 +52,39 @@ func TestMergeHistory(t *testing.T) {
 	}
 	if got := millis(mergeHistory(append([]flowapi.Flow{}, agents...), 4)); !cmp.Equal(got, []int{3, 4, 5, 6}) {
 		t.Errorf("last 4: %v", got)
+	}
+}
+
+// refHeap is the container/heap the merger used first: the flows come out
+// in the same order, equal times included.
+type refHeap []flowapi.Flow
+
+func (h refHeap) Len() int           { return len(h) }
+func (h refHeap) Less(i, j int) bool { return h[i].Time.Before(h[j].Time) }
+func (h refHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *refHeap) Push(x any)        { *h = append(*h, x.(flowapi.Flow)) }
+func (h *refHeap) Pop() any {
+	old := *h
+	f := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return f
+}
+
+func TestFlowHeapAsContainerHeap(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	var got flowHeap
+	var want refHeap
+	for i := range 5000 {
+		if r.IntN(3) == 0 && len(got) > 0 {
+			g, w := got.pop(), heap.Pop(&want).(flowapi.Flow)
+			if g.Time != w.Time || g.Src.Port != w.Src.Port {
+				t.Fatalf("pop %d: %v port %d, container/heap %v port %d", i, g.Time, g.Src.Port, w.Time, w.Src.Port)
+			}
+			continue
+		}
+		f := at(r.IntN(50)) // equal times, told apart by the port
+		f.Src.Port = uint16(i)
+		got.push(f)
+		heap.Push(&want, f)
 	}
 }
