@@ -16,4 +16,7 @@
 //     the CLI "--from-pod ...".
 //   - A Flow's slices (Endpoint.Labels) and its Service may be shared
 //     between flows: readers must not modify them.
+//   - Decoder decodes a line exactly as encoding/json does (its own path
+//     only for the spelling Flow.AppendJSON writes, encoding/json for any
+//     other), and keeps a bounded memory of the strings it shares.
 package flowapi

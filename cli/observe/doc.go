@@ -13,4 +13,8 @@
 // a stream through a short reordering window); a lost event or an agent
 // that cannot be read is said on the error stream, never hidden; Run owns
 // the goroutines reading the agents and returns after they stopped.
+// Output is buffered, and flushed whenever no more flows are at hand (and
+// before a line on the error stream): a flow waits for no other than the
+// merge window requires. Lines are decoded with flowapi.Decoder, which
+// decodes exactly as encoding/json does.
 package observe
