@@ -31,6 +31,9 @@ const cacheChildEnv = "CLUSTERMESH_KVSTOREMESH_CACHE_PROCESS"
 type cacheChildConfig struct {
 	Local   kvstore.ClientConfig `json:"local"`
 	MeshDir string               `json:"meshDir"`
+	// HandMirror: run the hand-written mirror of cluster2's ip entries
+	// from this peer instead of the cache (a baseline).
+	HandMirror *kvstore.ClientConfig `json:"handMirror,omitempty"`
 }
 
 // cacheProcess is the cache running in a child process of the test binary,
@@ -50,7 +53,21 @@ func (p *cacheProcess) Usage() (kvtest.Usage, error) { return kvtest.ProcUsage(p
 // stops at cleanup, and dies with the test process.
 func startCacheProcess(b *testing.B, local *kvtest.Process, meshDir string) *cacheProcess {
 	b.Helper()
-	raw, err := json.Marshal(cacheChildConfig{Local: local.ClientConfig(), MeshDir: meshDir})
+	return startChild(b, local, cacheChildConfig{Local: local.ClientConfig(), MeshDir: meshDir})
+}
+
+// startMirrorProcess runs handMirror of peer's ip entries into local's
+// cache layout in a child process, with cluster2's config and synced
+// markers written once the copy is in, and waits for them.
+func startMirrorProcess(b *testing.B, local, peer *kvtest.Process) *cacheProcess {
+	b.Helper()
+	pc := peer.ClientConfig()
+	return startChild(b, local, cacheChildConfig{Local: local.ClientConfig(), HandMirror: &pc})
+}
+
+func startChild(b *testing.B, local *kvtest.Process, cfg cacheChildConfig) *cacheProcess {
+	b.Helper()
+	raw, err := json.Marshal(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -135,6 +152,9 @@ func runCacheChild(raw string) error {
 		return fmt.Errorf("connect to the local etcd: %w", err)
 	}
 	defer cli.Close()
+	if cfg.HandMirror != nil {
+		return runMirrorChild(ctx, cli, *cfg.HandMirror)
+	}
 	c, err := kvstoremesh.New(kvstoremesh.Config{Local: cli, Paths: schema.DefaultPaths(), LocalName: "cluster1", LocalID: 1,
 		MaxConnectedClusters: 255, MeshConfigDir: cfg.MeshDir, PollInterval: 50 * time.Millisecond, Backoff: meshtest.Fast,
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
@@ -145,4 +165,30 @@ func runCacheChild(raw string) error {
 		return err
 	}
 	return nil
+}
+
+func runMirrorChild(ctx context.Context, local *kvstore.Client, peerCfg kvstore.ClientConfig) error {
+	peer, err := kvstore.Connect(ctx, peerCfg)
+	if err != nil {
+		return fmt.Errorf("connect to the peer: %w", err)
+	}
+	defer peer.Close()
+	paths := schema.DefaultPaths()
+	p := paths.Cache("cluster2")
+	ready := func() error {
+		ops := []clientv3.Op{clientv3.OpPut(paths.ClusterConfig("cluster2"),
+			`{"id":2,"capabilities":{"syncedCanaries":true,"cached":true,"maxConnectedClusters":255}}`)}
+		for _, pre := range []string{p.NodesPrefix(), p.IdentitiesPrefix(), p.IPPrefix(), p.ServicesPrefix()} {
+			ops = append(ops, clientv3.OpPut(p.Synced("cluster2", pre), "2026-12-04T00:00:00Z"))
+		}
+		if _, err := local.Etcd().Txn(ctx).Then(ops...).Commit(); err != nil {
+			return fmt.Errorf("write cluster2's config and synced markers: %w", err)
+		}
+		return nil
+	}
+	err = handMirror(ctx, peer.Etcd(), local.Etcd(), paths.IPDefaultPrefix(), p.IPDefaultPrefix(), ready)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }

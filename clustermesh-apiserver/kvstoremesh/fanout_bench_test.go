@@ -184,9 +184,19 @@ func usage(b *testing.B, p interface{ Usage() (kvtest.Usage, error) }) kvtest.Us
 	return u
 }
 
+// fanoutMode is where the agents read the peer.
+type fanoutMode int
+
+const (
+	fanoutDirect fanoutMode = iota // the peer's etcd
+	fanoutMirror                   // the local etcd, the hand-written mirror's copy (a baseline)
+	fanoutCache                    // the local etcd, the cache's copy
+)
+
 // runFanout measures one mode: agents watch the peer's etcd directly, or
-// (withCache) the local etcd where the cache mirrors the peer.
-func runFanout(b *testing.B, withCache bool, agents, rate, seconds int) fanout {
+// the local etcd where the cache (or the hand-written mirror) copies the
+// peer, in a process of its own.
+func runFanout(b *testing.B, mode fanoutMode, agents, rate, seconds int) fanout {
 	b.Helper()
 	ctx, cancel := context.WithCancel(b.Context())
 	defer cancel()
@@ -198,9 +208,13 @@ func runFanout(b *testing.B, withCache bool, agents, rate, seconds int) fanout {
 	watchCfg, prefix, syncedKey := peer.ClientConfig(), paths.IPDefaultPrefix(), paths.Synced("cluster2", paths.IPPrefix())
 	var local *kvtest.Process
 	var cache *cacheProcess
-	if withCache {
+	if mode != fanoutDirect {
 		local = kvtest.StartProcess(b, kvtest.Options{Cluster: "cluster1", DataDir: shmDir()})
-		cache = startCacheProcess(b, local, writeMeshDir(b, peer))
+		if mode == fanoutCache {
+			cache = startCacheProcess(b, local, writeMeshDir(b, peer))
+		} else {
+			cache = startMirrorProcess(b, local, peer)
+		}
 		cp := paths.Cache("cluster2")
 		watchCfg, prefix, syncedKey = local.ClientConfig(), cp.IPDefaultPrefix(), cp.Synced("cluster2", cp.IPPrefix())
 	}
@@ -269,53 +283,66 @@ func runFanout(b *testing.B, withCache bool, agents, rate, seconds int) fanout {
 
 // BenchmarkFanout measures one cluster's etcd serving agents that watch a
 // stream of updates (1,000 agents, 100 updates/s for 10 s by default:
-// CLUSTERMESH_BENCH_AGENTS, _RATE, _SECONDS), in two modes in the same run:
+// CLUSTERMESH_BENCH_AGENTS, _RATE, _SECONDS), in three modes in the same
+// run:
 //
 //   - without the cache: every agent watches the peer's etcd (one
 //     connection and one watch per agent);
 //   - with the cache: the peer's etcd serves one watcher (the local
 //     clustermesh-apiserver's cache, kvstoremesh), which mirrors it into
-//     the local etcd, where the agents watch.
+//     the local etcd, where the agents watch;
+//   - with the hand-written mirror instead of the cache (handMirror: watch
+//     the peer, one Put per event, no validation, no leases): the floor
+//     of any cache, so that cache/mirror is the cost of the cache's design
+//     and cache/direct that of the extra hop.
 //
 // Each etcd runs in a child process (kvtest.StartProcess: the project's
-// embedded etcd server), and so does the cache (startCacheProcess), as in
-// a deployment, so that their CPU time and resident memory are read from
-// /proc apart from the agents', which run in this process as real
-// kvstore.WatchStores with their own client each (and so that the cache
-// does not compete with the agents' callbacks inside one Go runtime). The fan-out latency of
-// an update is from the start of its Put on the peer's etcd to the moment
-// the last of the agents received it.
+// embedded etcd server), and so do the cache and the mirror
+// (startCacheProcess, startMirrorProcess), as in a deployment, so that
+// their CPU time and resident memory are read from /proc apart from the
+// agents', which run in this process as real kvstore.WatchStores with
+// their own client each (and so that the cache does not compete with the
+// agents' callbacks inside one Go runtime). The fan-out latency of an
+// update is from the start of its Put on the peer's etcd to the moment the
+// last of the agents received it.
 func BenchmarkFanout(b *testing.B) {
 	agents := benchEnvInt(b, "CLUSTERMESH_BENCH_AGENTS", 1000)
 	rate := benchEnvInt(b, "CLUSTERMESH_BENCH_RATE", 100)
 	seconds := benchEnvInt(b, "CLUSTERMESH_BENCH_SECONDS", 10)
-	var direct, cached fanout
+	var direct, mirror, cached fanout
 	for b.Loop() {
-		direct = runFanout(b, false, agents, rate, seconds)
-		cached = runFanout(b, true, agents, rate, seconds)
+		direct = runFanout(b, fanoutDirect, agents, rate, seconds)
+		mirror = runFanout(b, fanoutMirror, agents, rate, seconds)
+		cached = runFanout(b, fanoutCache, agents, rate, seconds)
 	}
 	cores := func(f fanout, u kvtest.Usage) float64 { return u.CPU.Seconds() / f.window.Seconds() }
 	b.Logf("%d agents, %d updates/s for %d s", agents, rate, seconds)
 	for _, m := range []struct {
 		name string
 		f    fanout
-	}{{"without cache", direct}, {"with cache", cached}} {
+	}{{"without cache", direct}, {"hand mirror", mirror}, {"with cache", cached}} {
 		b.Logf("%-13s peer etcd %.3f cores, RSS %.1f MiB; local etcd %.3f cores, RSS %.1f MiB; cache process %.3f cores, RSS %.1f MiB; agents process %.3f cores; fan-out p50 %v p99 %v max %v (first agent: p50 %v p99 %v)",
 			m.name, cores(m.f, m.f.peer), float64(m.f.peerRSS)/(1<<20), cores(m.f, m.f.local), float64(m.f.localRSS)/(1<<20),
 			cores(m.f, m.f.cache), float64(m.f.cacheRSS)/(1<<20),
 			m.f.clientsCPU.Seconds()/m.f.window.Seconds(), m.f.p50, m.f.p99, m.f.worst, m.f.firstP50, m.f.firstP99)
 	}
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	b.ReportMetric(cores(direct, direct.peer), "peer-etcd-cores-direct")
 	b.ReportMetric(cores(cached, cached.peer), "peer-etcd-cores-cached")
 	b.ReportMetric(cores(cached, cached.local), "local-etcd-cores-cached")
+	b.ReportMetric(cores(cached, cached.cache), "cache-cores")
 	b.ReportMetric(cores(direct, direct.peer)/cores(cached, cached.peer), "peer-cpu-direct/cached")
 	b.ReportMetric(float64(direct.peerRSS)/(1<<20), "peer-etcd-MiB-direct")
 	b.ReportMetric(float64(cached.peerRSS)/(1<<20), "peer-etcd-MiB-cached")
 	b.ReportMetric(float64(cached.localRSS)/(1<<20), "local-etcd-MiB-cached")
 	b.ReportMetric(float64(direct.peerRSS)/float64(cached.peerRSS), "peer-mem-direct/cached")
-	b.ReportMetric(float64(direct.p99.Microseconds())/1000, "p99-ms-direct")
-	b.ReportMetric(float64(cached.p99.Microseconds())/1000, "p99-ms-cached")
+	b.ReportMetric(ms(direct.p99), "p99-ms-direct")
+	b.ReportMetric(ms(mirror.p99), "p99-ms-mirror")
+	b.ReportMetric(ms(cached.p99), "p99-ms-cached")
 	b.ReportMetric(float64(cached.p99)/float64(direct.p99), "p99-cached/direct")
-	b.ReportMetric(float64(direct.firstP50.Microseconds())/1000, "first-p50-ms-direct")
-	b.ReportMetric(float64(cached.firstP50.Microseconds())/1000, "first-p50-ms-cached")
+	b.ReportMetric(float64(cached.p99)/float64(mirror.p99), "p99-cached/mirror")
+	b.ReportMetric(ms(direct.firstP50), "first-p50-ms-direct")
+	b.ReportMetric(ms(mirror.firstP50), "first-p50-ms-mirror")
+	b.ReportMetric(ms(cached.firstP50), "first-p50-ms-cached")
+	b.ReportMetric(float64(cached.firstP50)/float64(mirror.firstP50), "first-p50-cached/mirror")
 }

@@ -84,16 +84,37 @@ func measureHop(ctx context.Context, b *testing.B, writer *clientv3.Client, writ
 	return lat
 }
 
-// handMirror is the least a cache can do: watch the peer's prefix and put
-// every event into the local etcd under the cache's prefix, one Put per
-// event, in order, until ctx ends.
-func handMirror(ctx context.Context, peer, local *clientv3.Client, from, to string, ready chan<- struct{}) error {
-	wch := peer.Watch(ctx, from, clientv3.WithPrefix(), clientv3.WithCreatedNotify())
+// handMirror is the least a cache can do: copy the peer's prefix from into
+// the local etcd under to, call ready, then watch the peer from the next
+// revision and put every event into the local etcd, one Put per event, in
+// order, until ctx ends. No validation, no leases, no batching.
+func handMirror(ctx context.Context, peer, local *clientv3.Client, from, to string, ready func() error) error {
+	resp, err := peer.Get(ctx, from, clientv3.WithPrefix())
+	if err != nil {
+		return fmt.Errorf("list %s: %w", from, err)
+	}
+	var ops []clientv3.Op
+	for _, kv := range resp.Kvs {
+		ops = append(ops, clientv3.OpPut(to+string(kv.Key[len(from):]), string(kv.Value)))
+	}
+	for len(ops) > 0 {
+		n := min(len(ops), 128)
+		if _, err := local.Txn(ctx).Then(ops[:n]...).Commit(); err != nil {
+			return fmt.Errorf("copy %s: %w", from, err)
+		}
+		ops = ops[n:]
+	}
+	wch := peer.Watch(ctx, from, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1), clientv3.WithCreatedNotify())
 	if wr := <-wch; !wr.Created || wr.Err() != nil {
 		return fmt.Errorf("watch %s: %w", from, wr.Err())
 	}
-	close(ready)
+	if err := ready(); err != nil {
+		return err
+	}
 	for wr := range wch {
+		if err := wr.Err(); err != nil {
+			return fmt.Errorf("watch %s: %w", from, err)
+		}
 		for _, ev := range wr.Events {
 			key := to + string(ev.Kv.Key[len(from):])
 			if _, err := local.Put(ctx, key, string(ev.Kv.Value)); err != nil {
@@ -174,7 +195,9 @@ func runHop(b *testing.B, mode hopMode, rate, updates int) []time.Duration {
 		ready, done := make(chan struct{}), make(chan error, 1)
 		mctx, mcancel := context.WithCancel(ctx)
 		peerCli, localCli := peer.Connect(b).Etcd(), local.Connect(b).Etcd()
-		go func() { done <- handMirror(mctx, peerCli, localCli, paths.IPDefaultPrefix(), cacheIPs, ready) }()
+		go func() {
+			done <- handMirror(mctx, peerCli, localCli, paths.IPDefaultPrefix(), cacheIPs, func() error { close(ready); return nil })
+		}()
 		defer func() { mcancel(); <-done }()
 		select {
 		case <-ready:
