@@ -357,7 +357,10 @@ func (p *churnPeer) committed(ip string, timeout time.Duration) (time.Time, erro
 			return time.Now(), nil
 		}
 		if ctx.Err() != nil {
-			return time.Time{}, fmt.Errorf("its new exporter's first entry %s is not in its etcd %v after its restart (last error %v)", ip, timeout, err)
+			if err == nil {
+				err = ctx.Err()
+			}
+			return time.Time{}, fmt.Errorf("its new exporter's first entry %s is not in its etcd %v after its restart: %w", ip, timeout, err)
 		}
 		time.Sleep(time.Millisecond)
 	}
