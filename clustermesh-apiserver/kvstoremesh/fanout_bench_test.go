@@ -51,7 +51,7 @@ type fanout struct {
 	localRSS        uint64
 	cache           kvtest.Usage // the cache's process, during the window
 	cacheRSS        uint64
-	clientsCPU      time.Duration // this process (agents, writer)
+	clientsCPU      time.Duration // this process (the agents)
 	window          time.Duration
 	p50, p99, worst time.Duration
 	// firstP50, firstP99: to the first agent that received an update
@@ -59,6 +59,7 @@ type fanout struct {
 	firstP50, firstP99 time.Duration
 	// putP50, putP99: how long the writer's Puts on the peer's etcd took.
 	putP50, putP99 time.Duration
+	putRetries     int // Puts etcd failed (timed out), tried again
 }
 
 // fanoutKeys is the number of ip entries the updates cycle through.
@@ -230,41 +231,25 @@ func runFanout(b *testing.B, mode fanoutMode, agents, rate, seconds int) fanout 
 		wg.Wait()
 	}()
 
+	w := startWriterProcess(b, peer, rate, updates)
 	peer0, self0 := usage(b, peer), cpuSelf()
 	var local0, cache0 kvtest.Usage
 	if local != nil {
 		local0, cache0 = usage(b, local), usage(b, cache)
 	}
-	// The writer is open-loop: each update is put at its due time in a
-	// goroutine of its own, however long the previous Puts take, and its
-	// latency counts from that due time. A writer that waited for each
-	// Put would slow down exactly when the etcd it writes to is loaded
-	// (without the cache, the one serving the agents) and hide that wait
-	// from the figures (coordinated omission).
+	// The writer (a process of its own) is open-loop: each update is put
+	// at its due time in a goroutine of its own, however long the previous
+	// Puts take, and its latency counts from that due time. A writer that
+	// waited for each Put would slow down exactly when the etcd it writes
+	// to is loaded (without the cache, the one serving the agents) and
+	// hide that wait from the figures (coordinated omission).
 	due := make([]time.Duration, updates)
-	putTook := make([]time.Duration, updates)
-	var puts sync.WaitGroup
-	var putErr atomic.Pointer[error]
-	s.start = time.Now()
 	interval := time.Second / time.Duration(rate)
 	for seq := range updates {
 		due[seq] = time.Duration(seq) * interval
-		if d := time.Until(s.start.Add(due[seq])); d > 0 {
-			time.Sleep(d) // the writer's pace, not a wait for a result
-		}
-		i := seq % fanoutKeys
-		puts.Go(func() {
-			t0 := time.Now()
-			if _, err := writer.Etcd().Put(ctx, paths.IPDefaultPrefix()+fmt.Sprintf("10.2.%d.%d", i/250, i%250+1), fanoutEntry(i, seq)); err != nil {
-				putErr.CompareAndSwap(nil, &err)
-			}
-			putTook[seq] = time.Since(t0)
-		})
 	}
-	puts.Wait()
-	if err := putErr.Load(); err != nil {
-		b.Fatalf("put on the peer's etcd: %v", *err)
-	}
+	s.start = time.Now()
+	putTook, retries := w.Go(b, s.start)
 	deadline := time.Now().Add(2 * time.Minute)
 	for seq := range updates {
 		for int(s.count[seq].Load()) < agents {
@@ -296,7 +281,7 @@ func runFanout(b *testing.B, mode fanoutMode, agents, rate, seconds int) fanout 
 	slices.Sort(lat)
 	slices.Sort(first)
 	slices.Sort(putTook)
-	r.putP50, r.putP99 = putTook[updates/2], putTook[(updates*99)/100]
+	r.putP50, r.putP99, r.putRetries = putTook[updates/2], putTook[(updates*99)/100], retries
 	r.p50, r.p99, r.worst = lat[updates/2], lat[(updates*99)/100], lat[updates-1]
 	r.firstP50, r.firstP99 = first[updates/2], first[(updates*99)/100]
 	return r
@@ -344,10 +329,10 @@ func BenchmarkFanout(b *testing.B) {
 		name string
 		f    fanout
 	}{{"without cache", direct}, {"hand mirror", mirror}, {"with cache", cached}} {
-		b.Logf("%-13s peer etcd %.3f cores, RSS %.1f MiB; local etcd %.3f cores, RSS %.1f MiB; cache process %.3f cores, RSS %.1f MiB; agents process %.3f cores; fan-out p50 %v p99 %v max %v (first agent: p50 %v p99 %v); peer Put p50 %v p99 %v",
+		b.Logf("%-13s peer etcd %.3f cores, RSS %.1f MiB; local etcd %.3f cores, RSS %.1f MiB; cache process %.3f cores, RSS %.1f MiB; agents process %.3f cores; fan-out p50 %v p99 %v max %v (first agent: p50 %v p99 %v); peer Put p50 %v p99 %v, %d retried",
 			m.name, cores(m.f, m.f.peer), float64(m.f.peerRSS)/(1<<20), cores(m.f, m.f.local), float64(m.f.localRSS)/(1<<20),
 			cores(m.f, m.f.cache), float64(m.f.cacheRSS)/(1<<20),
-			m.f.clientsCPU.Seconds()/m.f.window.Seconds(), m.f.p50, m.f.p99, m.f.worst, m.f.firstP50, m.f.firstP99, m.f.putP50, m.f.putP99)
+			m.f.clientsCPU.Seconds()/m.f.window.Seconds(), m.f.p50, m.f.p99, m.f.worst, m.f.firstP50, m.f.firstP99, m.f.putP50, m.f.putP99, m.f.putRetries)
 	}
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	b.ReportMetric(cores(direct, direct.peer), "peer-etcd-cores-direct")
