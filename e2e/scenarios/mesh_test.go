@@ -33,6 +33,7 @@ func TestMesh(t *testing.T) {
 		{"GlobalService", testGlobalService},
 		{"CrossClusterPolicy", testCrossClusterPolicy},
 		{"Observe", testObserve},
+		{"PolicyTrace", testPolicyTrace},
 		{"ObserveService", testObserveService},
 		{"ThirdClusterJoins", testThirdClusterJoins},
 		{"APIServerKilled", testAPIServerKilled},

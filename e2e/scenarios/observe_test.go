@@ -101,7 +101,7 @@ func testObserve(t *testing.T, w *starwars.World) {
 	observe(c2, "--verdict", "dropped", "--from-pod", "default/tie-fighter", "--last", "1", "-o", "table")
 
 	// The second command of docs/observe.md: the policy responsible, from
-	// the agents of both clusters (TestPolicyTrace checks its fields).
+	// the agents of both clusters (TestMesh/PolicyTrace checks its fields).
 	for _, tr := range []struct {
 		from    *bed.Pod
 		verdict string

@@ -3,11 +3,13 @@
 package scenarios
 
 import (
+	"context"
 	"encoding/json"
 	"io/fs"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/clustermesh/clustermesh/agent/localapi"
 	"github.com/clustermesh/clustermesh/agent/policy"
@@ -18,22 +20,16 @@ import (
 	"github.com/clustermesh/clustermesh/examples"
 )
 
-// TestPolicyTrace: with Cilium's cross-cluster policy example applied,
-// `clustermesh policy trace` answers from the agents of both clusters that
-// x-wing of cluster1 may reach rebel-base-a of cluster2 (naming the policy
-// and its rules on both sides) and that tie-fighter may not (rebel-base-a
-// isolated by the policy), and real connections on the bed agree: the
-// first succeeds, the second is refused.
-func TestPolicyTrace(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: starts whole clusters (kube-apiservers, controller managers, clustermesh-apiservers, agents, pods)")
-	}
-	log := &testLog{t: t}
-	b := startBed(t, log)
-	w, err := starwars.New(t.Context(), b)
-	if err != nil {
-		t.Fatal(err)
-	}
+// testPolicyTrace (a step of TestMesh, after Observe): with Cilium's
+// cross-cluster policy example applied, `clustermesh policy trace` answers
+// from the agents of both clusters that x-wing of cluster1 may reach
+// rebel-base-a of cluster2 (naming the policy and its rules on both sides)
+// and that tie-fighter may not (rebel-base-a isolated by the policy), and
+// real connections on the bed agree: the first succeeds, the second is
+// refused. policy get, service list, endpoint list and identity list are
+// read from the same agents.
+func testPolicyTrace(t *testing.T, w *starwars.World) {
+	b := w.Bed
 	ctx := t.Context()
 	raw, err := fs.ReadFile(examples.Manifests, "cross-cluster-policy.yaml")
 	if err != nil {
@@ -151,10 +147,34 @@ func TestPolicyTrace(t *testing.T) {
 				t.Fatalf("%v: %v\n%s", args, err, out)
 			}
 		}
+		// Affinity local (examples/global-service.yaml; GlobalService
+		// left it at none): cluster1's own ready backends are used,
+		// cluster2's are candidates left out.
+		if err := b.Cluster("cluster1").Annotate(ctx, starwars.Namespace, "rebel-base", map[string]string{"service.cilium.io/affinity": "local"}); err != nil {
+			t.Fatal(err)
+		}
 		var svcs inventory.Services
-		list(t, &svcs, "service", "list")
-		// Affinity local (examples/global-service.yaml): cluster1's own
-		// ready backends are used, cluster2's are candidates left out.
+		if err := b.WaitUntil(ctx, 30*time.Second, "service list: rebel-base with affinity local", func(context.Context) (bool, string) {
+			svcs = inventory.Services{}
+			out, err := b.CLI(ctx, append([]string{"service", "list", "-o", "json"}, c1...)...)
+			if err != nil {
+				return false, err.Error()
+			}
+			if err := json.Unmarshal([]byte(out), &svcs); err != nil {
+				return false, err.Error()
+			}
+			for _, s := range svcs.Services {
+				if s.Namespace+"/"+s.Name == "default/rebel-base" {
+					return s.Affinity == "local", "affinity " + s.Affinity
+				}
+			}
+			return false, "no default/rebel-base"
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.CLI(ctx, append([]string{"service", "list"}, c1...)...); err != nil { // the table, logged
+			t.Fatal(err)
+		}
 		used := map[string]bool{}
 		for _, s := range svcs.Services {
 			if s.Namespace+"/"+s.Name != "default/rebel-base" || s.Affinity != "local" {
@@ -173,6 +193,10 @@ func TestPolicyTrace(t *testing.T) {
 			if !ok || sel != (c == "cluster1") {
 				t.Errorf("service list: backend %s (%s) listed %v, selected %v; want listed, selected only in cluster1 (%+v)", p, w.Pod(p).IP, ok, sel, svcs)
 			}
+		}
+		// Later steps expect affinity none.
+		if err := b.Cluster("cluster1").Annotate(ctx, starwars.Namespace, "rebel-base", map[string]string{"service.cilium.io/affinity": "none"}); err != nil {
+			t.Fatal(err)
 		}
 		var eps inventory.Endpoints
 		list(t, &eps, "endpoint", "list")
@@ -203,6 +227,14 @@ func TestPolicyTrace(t *testing.T) {
 	// The verdict agrees with the datapath still (nothing changed since).
 	refused(t, b, w.Pod("cluster1/tie-fighter"), base)
 	reach(t, b, w.Pod("cluster1/x-wing"), base)
+
+	// The next steps expect no policy.
+	for _, c := range []string{"cluster1", "cluster2"} {
+		if err := b.Cluster(c).Delete(ctx, "ClusterMeshNetworkPolicy", starwars.Namespace, "allow-cross-cluster"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reach(t, b, w.Pod("cluster1/tie-fighter"), base)
 }
 
 // checkIdentities: the trace's identities are those the agents give the
