@@ -61,6 +61,9 @@ type Cluster struct {
 	healthAddr string
 	kcm        *proc
 	apiserver  *proc
+	// apiCgroup is the clustermesh-apiserver's cgroup v2 directory (under
+	// the bed's), which Partition matches its packets by.
+	apiCgroup string
 	// cacheConfig is the agents' etcd config of the clustermesh-apiserver's
 	// cache of remote state ("" with Options.DirectPeers).
 	cacheConfig string
@@ -276,7 +279,13 @@ func (c *Cluster) runAPIServer(ctx context.Context) error {
 		"--tls-ca-file=" + files[mesh.ServerSecretName+"/"+mesh.CACertKey],
 		"--admin-cert-file=" + files[mesh.AdminSecretName+"/"+mesh.TLSCertKey], "--admin-key-file=" + files[mesh.AdminSecretName+"/"+mesh.TLSKeyKey],
 		"--heartbeat-interval=1s", "--metrics-addr=", "--health-addr=" + c.healthAddr}, cacheArgs...)
-	c.apiserver = c.b.newProc(c.Name+"/clustermesh-apiserver", "", "", args...)
+	// Its own cgroup: Partition cuts its connections to the peers' etcd
+	// and nothing else on the host's loopback.
+	c.apiCgroup = filepath.Join(c.b.cgroupRoot, c.Name+"-clustermesh-apiserver")
+	if err := os.Mkdir(c.apiCgroup, 0o755); err != nil && !os.IsExist(err) {
+		return fmt.Errorf("cluster %s: the clustermesh-apiserver's cgroup: %w", c.Name, err)
+	}
+	c.apiserver = c.b.newProc(c.Name+"/clustermesh-apiserver", "", c.apiCgroup, args...)
 	return c.StartAPIServer(ctx)
 }
 

@@ -4,6 +4,7 @@ package bed
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -29,7 +30,8 @@ func (b *Bed) ledgerPath() string {
 }
 
 // record notes a resource in the ledger ("netns NAME", "mount PATH",
-// "cgroup PATH", "procs DIR": processes whose command line names DIR).
+// "cgroup PATH", "procs DIR": processes whose command line names DIR,
+// "iptables CHAIN\x1fSPEC...": a rule of Partition).
 func (b *Bed) record(kind, what string) {
 	b.ledgerMu.Lock()
 	defer b.ledgerMu.Unlock()
@@ -71,6 +73,8 @@ func (b *Bed) sweep() {
 				if err := unix.Unmount(what, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, os.ErrNotExist) {
 					errs = append(errs, err)
 				}
+			case "iptables": // a Partition's rule; already gone once healed
+				_ = iptables(context.Background(), "-D", strings.Split(what, "\x1f"))
 			case "cgroup":
 				if err := removeCgroup(what); err != nil {
 					errs = append(errs, err)
