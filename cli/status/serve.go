@@ -41,10 +41,11 @@ func Handler(socket string) http.Handler {
 		_, _ = w.Write(body)
 	})
 	// The read routes of the CLI's read commands (policy trace and get,
-	// identity, endpoint and service list): answers computed from state,
-	// nothing that writes.
+	// identity, endpoint and service list; endpoint list reads the
+	// enforcement from /v1/policies): answers computed from state, nothing
+	// that writes.
 	for _, path := range []string{"/v1/flows", "/v1/policy/trace", "/v1/policy/endpoints", "/v1/identities", "/v1/endpoints",
-		"/v1/services", "/v1/services/detail"} {
+		"/v1/policies", "/v1/services", "/v1/services/detail"} {
 		mux.HandleFunc("GET "+path, func(w http.ResponseWriter, r *http.Request) { relay(w, r, socket) })
 	}
 	return mux
