@@ -35,6 +35,7 @@ func TestMesh(t *testing.T) {
 		{"Observe", testObserve},
 		{"PolicyTrace", testPolicyTrace},
 		{"ObserveService", testObserveService},
+		{"PartitionHeals", testPartitionHeals},
 		{"ThirdClusterJoins", testThirdClusterJoins},
 		{"APIServerKilled", testAPIServerKilled},
 		{"AgentKilled", testAgentKilled},
