@@ -68,6 +68,10 @@ func TestRoutes(t *testing.T) {
 	if code, _ := get(t, a, "/metrics"); code != http.StatusOK {
 		t.Errorf("GET /metrics: %d", code)
 	}
+	// No policy controller configured: an answer, not a panic.
+	if code, body := get(t, a, "/v1/policies"); code != http.StatusOK {
+		t.Errorf("GET /v1/policies without a policy controller: %d %s", code, body)
+	}
 
 	code, body = get(t, a, "/v1/ipcache")
 	var raw []map[string]any

@@ -51,6 +51,9 @@ func (a *API) Policies() PoliciesResponse {
 		}
 		out.Endpoints = append(out.Endpoints, e)
 	}
+	if a.cfg.PolicyProblems == nil { // an API without a policy controller
+		return out
+	}
 	for k, ps := range a.cfg.PolicyProblems() {
 		out.Problems[string(k)] = ps
 	}
