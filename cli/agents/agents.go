@@ -74,7 +74,7 @@ func socketGet(socket string) func(ctx context.Context, path string, q url.Value
 		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("request %s on agent socket %s: %w", path, socket, err)
 		}
 		resp, err := c.Do(req)
 		if err != nil {

@@ -52,6 +52,9 @@ func each[T any](ctx context.Context, src []agents.Agent, path string, notes *[]
 		}
 		fn(ans, ans.Value)
 	}
+	if len(src) == 0 {
+		return fmt.Errorf("no agent to ask GET %s: no agent pod found (is the clustermesh-agent DaemonSet running? or pass --agent-socket)", path)
+	}
 	if len(errs) == len(src) {
 		return fmt.Errorf("no agent answered GET %s: %w", path, errors.Join(errs...))
 	}
