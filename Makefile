@@ -101,11 +101,16 @@ bench: envtest-bins ## Run the benchmarks, printing figures and ratios (BENCHTIM
 # the race detector, so that the times mean something (make test runs the
 # short versions with it).
 SOAK_TESTS := ^(TestSoakPeerRestartsUnderChurn|TestSoakPartitionHeals|TestCacheRestartUnderChurnNoSpuriousDelete)$$
+# R2 on the bed: a 60 s partition between two clusters' control planes
+# (TestMesh's step; the bed's start is most of its 2-3 minutes).
+SOAK_BED_TESTS := ^TestMesh$$/^PartitionHeals$$
 
 .PHONY: soak
-soak: ## Run the fault suites at full counts (100 peer restarts, a 60 s partition, the cache restarted), printing their counts
+soak: envtest-bins bpf-deps ## Run the fault suites at full counts (100 peer restarts, a 60 s partition, the cache restarted), printing their counts
 	CLUSTERMESH_SOAK=1 $(GO) test -count=1 -v -timeout 60m -run '$(SOAK_TESTS)' ./agent/remote ./clustermesh-apiserver/kvstoremesh 2>&1 \
 	  | grep -v '^{"level"'
+	CLUSTERMESH_SOAK=1 $(GO) test -count=1 -v -timeout 30m -run '$(SOAK_BED_TESTS)' ./e2e/scenarios 2>&1 \
+	  | grep -E 'R2|partition|^(---|===|ok|FAIL|PASS)|_test.go'
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 10s)
