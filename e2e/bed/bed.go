@@ -103,7 +103,7 @@ func New(ctx context.Context, opt Options) (*Bed, error) {
 		b.spawn.close()
 		return nil, err
 	}
-	b.sweep()
+	b.sweep(ctx)
 	bins, err := buildBinaries(ctx, b.logf)
 	if err != nil {
 		b.spawn.close()

@@ -34,6 +34,13 @@
 // loopback forwarder the bed runs (the nodes' path to their control plane,
 // which a real cluster has over its network).
 //
+// Faults: KillAPIServer, KillAgent, and Partition, which cuts the control
+// plane between two clusters (each clustermesh-apiserver, in a cgroup of
+// its own, loses the other's etcd: iptables DROP rules in the host
+// namespace, matched on that cgroup and on the connections open at the
+// cut) and nothing else; its heal, Close or the next bed's sweep removes
+// the rules.
+//
 // Rules: every wait says what it waits for and prints progress; a failure
 // names the component and shows the tail of its log; Close stops every
 // process, deletes every namespace, mount and cgroup the bed made, also

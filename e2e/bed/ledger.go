@@ -47,7 +47,7 @@ func (b *Bed) record(kind, what string) {
 }
 
 // sweep removes what beds of dead processes left, and reports it.
-func (b *Bed) sweep() {
+func (b *Bed) sweep(ctx context.Context) {
 	files, _ := filepath.Glob(filepath.Join(ledgerDir, "*.ledger"))
 	for _, file := range files {
 		pid, err := strconv.Atoi(strings.TrimSuffix(filepath.Base(file), ".ledger"))
@@ -74,7 +74,7 @@ func (b *Bed) sweep() {
 					errs = append(errs, err)
 				}
 			case "iptables": // a Partition's rule; already gone once healed
-				_ = iptables(context.Background(), "-D", strings.Split(what, "\x1f"))
+				_ = iptables(ctx, "-D", strings.Split(what, "\x1f"))
 			case "cgroup":
 				if err := removeCgroup(what); err != nil {
 					errs = append(errs, err)

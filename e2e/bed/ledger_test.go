@@ -19,7 +19,7 @@ import (
 )
 
 // What a bed killed before its Close left (a namespace, a cgroup, a
-// process naming its directory) is removed by the next bed's sweep, and
+// process naming its directory, a Partition's iptables rule) is removed by the next bed's sweep, and
 // the ledger of a live process is left alone.
 func TestLedgerSweep(t *testing.T) {
 	if os.Geteuid() != 0 {
@@ -53,6 +53,13 @@ func TestLedgerSweep(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = removeCgroup(cg) })
+	// A rule of a Partition not healed (it matches nothing: the discard
+	// port on loopback).
+	rule := []string{"OUTPUT", "-p", "tcp", "-d", "127.0.0.1", "--dport", "9", "-m", "comment", "--comment", name + " partition", "-j", "DROP"}
+	if err := iptables(t.Context(), "-I", rule); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = iptables(t.Context(), "-D", rule) })
 	procDir := t.TempDir()
 	// A process whose command line names the directory, as envtest's do.
 	orphan := exec.Command("sh", "-c", "while :; do sleep 0.2; done", procDir) // $0 = procDir
@@ -69,7 +76,7 @@ func TestLedgerSweep(t *testing.T) {
 	ledgerDir = t.TempDir()
 	deadLedger := filepath.Join(ledgerDir, fmt.Sprintf("%d.ledger", deadPID))
 	liveLedger := filepath.Join(ledgerDir, fmt.Sprintf("%d.ledger", os.Getppid()))
-	body := fmt.Sprintf("cgroup %s\nnetns %s\nprocs %s\n", cg, name, procDir)
+	body := fmt.Sprintf("cgroup %s\nnetns %s\nprocs %s\niptables %s\n", cg, name, procDir, strings.Join(rule, "\x1f"))
 	for _, f := range []string{deadLedger, liveLedger} {
 		if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
@@ -78,8 +85,8 @@ func TestLedgerSweep(t *testing.T) {
 	}
 	var out bytes.Buffer
 	b := &Bed{out: &out, started: time.Now()}
-	b.sweep()
-	if !strings.Contains(out.String(), fmt.Sprintf("process %d (gone) left: 3 resources", deadPID)) {
+	b.sweep(t.Context())
+	if !strings.Contains(out.String(), fmt.Sprintf("process %d (gone) left: 4 resources", deadPID)) {
 		t.Errorf("sweep said %q", out.String())
 	}
 	if _, err := os.Stat(filepath.Join("/var/run/netns", name)); !os.IsNotExist(err) {
@@ -87,6 +94,9 @@ func TestLedgerSweep(t *testing.T) {
 	}
 	if _, err := os.Stat(cg); !os.IsNotExist(err) {
 		t.Errorf("cgroup %s still there: %v", cg, err)
+	}
+	if err := iptables(t.Context(), "-C", rule); err == nil {
+		t.Errorf("the dead bed's iptables rule %v is still there", rule)
 	}
 	select {
 	case <-exited:
