@@ -1,10 +1,37 @@
 package cli
 
 import (
+	"context"
+	"io"
+
 	"github.com/spf13/cobra"
 
+	"github.com/clustermesh/clustermesh/cli/agents"
 	"github.com/clustermesh/clustermesh/cli/inventory"
 )
+
+// listRunE runs a list command: the agents of the cluster asked through
+// list, the answer written as a table by table or in af's structured
+// output.
+func listRunE[T any](g *globals, af *agentFlags, list func(context.Context, []agents.Agent) (T, error), table func(io.Writer, T) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		if err := checkTableOutput(af.output); err != nil {
+			return err
+		}
+		src, err := af.agents(cmd, g, af.context)
+		if err != nil {
+			return err
+		}
+		res, err := list(cmd.Context(), src)
+		if err != nil {
+			return err
+		}
+		if af.output == "table" {
+			return table(cmd.OutOrStdout(), res)
+		}
+		return writeStructured(cmd.OutOrStdout(), af.output, res)
+	}
+}
 
 func newIdentity(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
@@ -26,23 +53,9 @@ cluster label), with their labels.`,
 		Example: `  clustermesh identity list --context kind-c1
   clustermesh identity list --context kind-c1 --cluster cluster2 -o json`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkTableOutput(af.output); err != nil {
-				return err
-			}
-			all, err := af.agents(cmd, g, af.context)
-			if err != nil {
-				return err
-			}
-			res, err := inventory.ListIdentities(cmd.Context(), all, cluster)
-			if err != nil {
-				return err
-			}
-			if af.output == "table" {
-				return inventory.WriteIdentities(cmd.OutOrStdout(), res)
-			}
-			return writeStructured(cmd.OutOrStdout(), af.output, res)
-		},
+		RunE: listRunE(g, &af, func(ctx context.Context, src []agents.Agent) (inventory.Identities, error) {
+			return inventory.ListIdentities(ctx, src, cluster)
+		}, inventory.WriteIdentities),
 	}
 	af.add(list)
 	list.Flags().StringVar(&cluster, "cluster", "", "only the identities of this cluster")
@@ -68,23 +81,7 @@ and egress ("enforced"), or not ("open"), or its policy is not computed yet
 		Example: `  clustermesh endpoint list --context kind-c1
   clustermesh endpoint list --agent-socket n1=/var/run/clustermesh/agent.sock -o yaml`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkTableOutput(af.output); err != nil {
-				return err
-			}
-			all, err := af.agents(cmd, g, af.context)
-			if err != nil {
-				return err
-			}
-			res, err := inventory.ListEndpoints(cmd.Context(), all)
-			if err != nil {
-				return err
-			}
-			if af.output == "table" {
-				return inventory.WriteEndpoints(cmd.OutOrStdout(), res)
-			}
-			return writeStructured(cmd.OutOrStdout(), af.output, res)
-		},
+		RunE: listRunE(g, &af, inventory.ListEndpoints, inventory.WriteEndpoints),
 	}
 	af.add(list)
 	cmd.AddCommand(list)
@@ -113,23 +110,9 @@ peer announced at addresses it does not own are counted as rejected.`,
 		Example: `  clustermesh service list --context kind-c1
   clustermesh service list --context kind-c1 --all -o json`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkTableOutput(af.output); err != nil {
-				return err
-			}
-			agentsOf, err := af.agents(cmd, g, af.context)
-			if err != nil {
-				return err
-			}
-			res, err := inventory.ListServices(cmd.Context(), agentsOf, all)
-			if err != nil {
-				return err
-			}
-			if af.output == "table" {
-				return inventory.WriteServices(cmd.OutOrStdout(), res)
-			}
-			return writeStructured(cmd.OutOrStdout(), af.output, res)
-		},
+		RunE: listRunE(g, &af, func(ctx context.Context, src []agents.Agent) (inventory.Services, error) {
+			return inventory.ListServices(ctx, src, all)
+		}, inventory.WriteServices),
 	}
 	af.add(list)
 	list.Flags().BoolVar(&all, "all", false, "also the Services that are not global")
