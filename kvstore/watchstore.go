@@ -40,6 +40,9 @@ type WatchStoreConfig struct {
 	SyncedKey string
 	// PageSize of list requests (default 5000 keys).
 	PageSize int64
+	// Keys, when set, packs the keys (without Prefix) that have a compact
+	// form, so that the store holds less per key (see KeyCodec).
+	Keys KeyCodec
 	// RequestTimeout bounds each list request (default 30s).
 	RequestTimeout time.Duration
 	// Backoff between failed attempts.
@@ -76,9 +79,9 @@ type WatchStore struct {
 	log *slog.Logger
 
 	// known maps each key, without cfg.Prefix (one entry per key of a
-	// large peer: the shorter the better), to its mod revision; owned by
-	// Run's goroutine.
-	known     map[string]int64
+	// large peer: the shorter the better, see keySet), to its mod
+	// revision; owned by Run's goroutine.
+	known     *keySet
 	batchDone func()
 
 	mu     sync.Mutex // guards status
@@ -100,7 +103,7 @@ func NewWatchStore(cli *Client, cfg WatchStoreConfig, h WatchHandler) (*WatchSto
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	w := &WatchStore{cli: cli, cfg: cfg, h: h, log: log.With("prefix", cfg.Prefix), known: map[string]int64{}}
+	w := &WatchStore{cli: cli, cfg: cfg, h: h, log: log.With("prefix", cfg.Prefix), known: newKeySet(cfg.Keys, 0)}
 	if b, ok := h.(BatchHandler); ok {
 		w.batchDone = b.OnBatchDone
 	} else {
@@ -119,11 +122,9 @@ func (w *WatchStore) Adopt(prev *WatchStore) error {
 	if prev.cfg.Prefix != w.cfg.Prefix {
 		return fmt.Errorf("%w: a watch store of %q cannot adopt the keys of %q", ErrInvalidConfig, w.cfg.Prefix, prev.cfg.Prefix)
 	}
-	for rel := range prev.known {
-		// An impossible revision: the key is reported again even when its
-		// revision looks unchanged (the server may have been replaced).
-		w.known[rel] = -1
-	}
+	// An impossible revision: the key is reported again even when its
+	// revision looks unchanged (the server may have been replaced).
+	prev.known.each(func(rel string) { w.known.set(rel, noRev) })
 	prev.known = nil
 	return nil
 }
@@ -223,37 +224,39 @@ func (w *WatchStore) waitMarker(ctx context.Context) error {
 // list reads the whole prefix at one revision, reports what is new or
 // changed, and reports known keys that are missing as deleted.
 func (w *WatchStore) list(ctx context.Context) (listResult, error) {
-	seen := make(map[string]struct{}, len(w.known))
+	// The keys read, to find the known ones that are gone: none when
+	// nothing is known (the first list).
+	var seen *keySet
+	if w.known.len() > 0 {
+		seen = newKeySet(w.cfg.Keys, w.known.len())
+	}
 	res, err := listRange(ctx, w.cli, w.cfg.Prefix, clientv3.GetPrefixRangeEnd(w.cfg.Prefix), 0, w.cfg.PageSize, w.cfg.RequestTimeout, false,
 		func(k, v []byte, modRev int64) {
 			p := w.cfg.Prefix
 			if len(k) < len(p) || string(k[:len(p)]) != p { // outside the range read: cannot happen
 				return
 			}
-			suffix := k[len(p):]
-			if old, ok := w.known[string(suffix)]; ok && old == modRev {
-				seen[string(suffix)] = struct{}{}
+			rel := string(k[len(p):])
+			if seen != nil {
+				seen.set(rel, 1)
+			}
+			if old, ok := w.known.get(rel); ok && old == modRev {
 				return
 			}
-			key := string(k)
-			rel := key[len(w.cfg.Prefix):]
-			seen[rel] = struct{}{}
-			w.known[string(suffix)] = modRev // a copy of the suffix, not of the whole key
-			w.h.OnUpsert(key, v)
+			w.known.set(rel, modRev)
+			w.h.OnUpsert(string(k), v)
 		})
 	if err != nil {
 		// Keys read so far were reported; the next list reconciles the rest.
 		w.batchDone()
 		return res, err
 	}
-	for rel := range w.known {
-		if _, ok := seen[rel]; !ok {
-			delete(w.known, rel)
-			w.h.OnDelete(w.cfg.Prefix + rel)
-		}
+	if seen != nil {
+		w.known.sweep(seen, func(rel string) { w.h.OnDelete(w.cfg.Prefix + rel) })
 	}
 	w.batchDone()
-	w.setStatus(func(s *WatchStoreStatus) { s.Lists++; s.Entries = len(w.known) })
+	n := w.known.len()
+	w.setStatus(func(s *WatchStoreStatus) { s.Lists++; s.Entries = n })
 	return res, nil
 }
 
@@ -278,17 +281,16 @@ func (w *WatchStore) watch(ctx context.Context, res listResult) error {
 			}
 			switch ev.Type {
 			case clientv3.EventTypePut:
-				w.known[string(ev.Kv.Key[len(w.cfg.Prefix):])] = ev.Kv.ModRevision
+				w.known.set(key[len(w.cfg.Prefix):], ev.Kv.ModRevision)
 				w.h.OnUpsert(key, ev.Kv.Value)
 			case clientv3.EventTypeDelete:
-				if _, ok := w.known[key[len(w.cfg.Prefix):]]; ok {
-					delete(w.known, key[len(w.cfg.Prefix):])
+				if w.known.del(key[len(w.cfg.Prefix):]) {
 					w.h.OnDelete(key)
 				}
 			}
 		}
 		w.batchDone()
-		n := len(w.known)
+		n := w.known.len()
 		w.setStatus(func(s *WatchStoreStatus) { s.Entries = n })
 	}
 	return errWatchClosed

@@ -281,7 +281,7 @@ func (c *Cluster) connectAndServe(ctx context.Context) (up time.Time, err error)
 			c.setSynced(KindServices)
 			continue
 		}
-		wcfg := kvstore.WatchStoreConfig{Prefix: k.prefix, Backoff: c.cfg.Backoff, Logger: c.log}
+		wcfg := kvstore.WatchStoreConfig{Prefix: k.prefix, Keys: keyCodecs[k.kind], Backoff: c.cfg.Backoff, Logger: c.log}
 		if cc.Capabilities.SyncedCanaries {
 			wcfg.SyncedKey = p.Synced(c.cfg.Name, k.synced)
 		}
