@@ -60,6 +60,9 @@ type Config struct {
 	// CacheTTL revokes a peer's state when its heartbeat stops (see
 	// remote.Config.CacheTTL); zero keeps it.
 	CacheTTL time.Duration
+	// ProbeInterval of every peer's liveness probe (see
+	// remote.Config.ProbeInterval; 0: the default).
+	ProbeInterval time.Duration
 	// Claims is what the rest of the mesh holds, handed to every peer
 	// (optional; see remote.Config.Claims).
 	Claims remote.Claims
@@ -211,7 +214,7 @@ func (m *Manager) sync(ctx context.Context) {
 		c, err := remote.New(remote.Config{
 			Name: name, Client: f.cfg, Paths: m.cfg.Paths, LocalName: m.cfg.LocalName, LocalID: m.cfg.LocalID,
 			MaxConnectedClusters: m.cfg.MaxConnectedClusters, Registry: m.registry, Sink: m.cfg.Sink,
-			Backoff: m.cfg.Backoff, Log: m.log, Rejected: m.cfg.Rejected, CacheTTL: m.cfg.CacheTTL,
+			Backoff: m.cfg.Backoff, Log: m.log, Rejected: m.cfg.Rejected, CacheTTL: m.cfg.CacheTTL, ProbeInterval: m.cfg.ProbeInterval,
 			Trust: f.trust, Claims: m.cfg.Claims, ThroughCache: m.cfg.CacheConfigFile != "",
 		})
 		if err != nil {

@@ -54,6 +54,10 @@ type Config struct {
 	// kvstoremesh), not the peer's own etcd. The peer's cluster config
 	// there must then have the "cached" capability.
 	ThroughCache bool
+	// ProbeInterval: how often the connection reads the peer's heartbeat
+	// key to tell that the peer answers (default DefaultProbeInterval);
+	// two intervals without an answer report it unreachable (probe.go).
+	ProbeInterval time.Duration
 }
 
 // Status of a peer.
@@ -69,6 +73,8 @@ type Status struct {
 	Revoked         bool              `json:"revoked,omitempty"`
 	LastFailure     string            `json:"lastFailure,omitempty"`
 	LastFailureTime time.Time         `json:"lastFailureTime,omitzero"`
+	// LastContact is when the peer last answered a liveness probe.
+	LastContact time.Time `json:"lastContact,omitzero"`
 	// Waiting says why a revoked peer's state is not read again yet.
 	Waiting string `json:"waiting,omitempty"`
 	// Cached: the peer's state is read from a cache (its cluster config
@@ -237,6 +243,7 @@ func (c *Cluster) connectAndServe(ctx context.Context) (up time.Time, err error)
 	up = c.clock().Now()
 	c.mu.Lock()
 	c.status.Connected, c.status.Revoked = true, false
+	c.status.LastContact = time.Now() // the probe's clock, which is real
 	c.status.ClusterID = uint32(id)
 	c.status.Cached = cc.Capabilities.Cached
 	c.status.NoServices = ""
@@ -332,6 +339,7 @@ func (c *Cluster) connectAndServe(ctx context.Context) (up time.Time, err error)
 			}
 		})
 	}
+	wg.Go(func() { c.probe(sctx, cli) })
 	wg.Go(func() {
 		select {
 		case <-sctx.Done():

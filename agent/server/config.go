@@ -63,6 +63,10 @@ type Config struct {
 	// CacheTTL revokes a peer's state when its heartbeat has not changed
 	// for this long (--clustermesh-cache-ttl; 0: keep it).
 	CacheTTL time.Duration
+	// PeerProbeInterval: how often each peer connection checks that the
+	// peer answers; two intervals without an answer report it unreachable
+	// (--clustermesh-probe-interval; 0: remote.DefaultProbeInterval).
+	PeerProbeInterval time.Duration
 	// ClusterMeshCacheConfig is the etcd client config of the local
 	// clustermesh-apiserver's cache of remote state
 	// (--clustermesh-cache-config): every peer of MeshConfigDir is then
@@ -117,6 +121,9 @@ func (c *Config) Validate() error {
 	}
 	if c.APISocket == "" {
 		errs = append(errs, errors.New("--api-socket: required (e.g. /var/run/clustermesh/agent.sock)"))
+	}
+	if c.PeerProbeInterval < 0 {
+		errs = append(errs, fmt.Errorf("--clustermesh-probe-interval %v: must be positive (or 0 for the default)", c.PeerProbeInterval))
 	}
 	if c.CacheTTL < 0 {
 		errs = append(errs, fmt.Errorf("--clustermesh-cache-ttl %v: must be 0 (keep the last state) or positive", c.CacheTTL))

@@ -121,6 +121,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Agent, err error
 		Dir: cfg.MeshConfigDir, LocalName: cfg.ClusterName, LocalID: identity.ClusterID(cfg.ClusterID),
 		MaxConnectedClusters: cfg.MaxConnectedClusters, Paths: schema.Paths{Root: cfg.KVStoreRoot},
 		Sink: st.BufferedRemoteSink(), Log: log, Rejected: rejected, CacheTTL: cfg.CacheTTL, Claims: cl,
+		ProbeInterval:   cfg.PeerProbeInterval,
 		CacheConfigFile: cfg.ClusterMeshCacheConfig,
 	})
 	cl.SetTrusts(a.peers.Trusts)

@@ -114,6 +114,17 @@ func cacheProblems(cache []CachedPeer, peers map[string]*Peer) []Problem {
 		switch {
 		case i < 0:
 			out = append(out, Problem{Peer: name, Message: fmt.Sprintf("%d nodes read this peer through the cache of remote state, which does not publish it", p.ThroughCache), Hint: hint})
+		case cache[i].Connection != nil && !cache[i].Connection.Connected:
+			conn := cache[i].Connection
+			msg := "the cache of remote state is not connected to this peer"
+			if conn.LastFailure != "" {
+				msg += ": " + conn.LastFailure
+			}
+			if cache[i].Complete() {
+				msg += fmt.Sprintf("; the %d nodes reading it through the cache keep its last-known state", p.ThroughCache)
+			}
+			out = append(out, Problem{Peer: name, Message: msg,
+				Hint: "the clustermesh-apiserver must reach the peer's etcd-endpoints: check the peer's clustermesh-apiserver Service and the firewalls between the clusters, and run `clustermesh status` against the peer"})
 		case !cache[i].Complete():
 			var missing []string
 			for _, k := range Kinds {
@@ -191,8 +202,10 @@ func summarize(v []int) MinAvgMax {
 }
 
 // Complete reports whether the mesh works on every node: the apiserver is
-// ready, every agent answered, and every node is connected to and synced
-// with every configured peer. Otherwise it says what is missing.
+// ready, every agent answered, every node is connected to and synced with
+// every configured peer, and the cache of remote state (when it publishes
+// its connections) is connected to every configured peer it caches.
+// Otherwise it says what is missing.
 func (r Report) Complete() (bool, []string) {
 	var missing []string
 	if !r.APIServer.Ready {
@@ -203,6 +216,11 @@ func (r Report) Complete() (bool, []string) {
 	}
 	if r.Nodes == 0 {
 		missing = append(missing, "no agent found")
+	}
+	for _, c := range r.APIServer.Cache {
+		if c.Connection != nil && !c.Connection.Connected && slices.Contains(r.Configured, c.Name) {
+			missing = append(missing, fmt.Sprintf("peer %s: the cache of remote state is not connected to it", c.Name))
+		}
 	}
 	for _, p := range r.Peers {
 		switch {

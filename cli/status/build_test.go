@@ -2,10 +2,14 @@ package status
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/clustermesh/clustermesh/kvstore/schema"
 )
 
 func TestBuild(t *testing.T) {
@@ -63,19 +67,23 @@ func TestBuild(t *testing.T) {
 
 // Peers that agents read through the cache of remote state are reported
 // with the cache's state: a peer the cache does not publish, or has not
-// synced, is an error naming the kinds and where to look.
+// synced, is an error naming the kinds and where to look; a peer the cache
+// lost (published not connected) is an error with the cache's reason while
+// the agents, connected to the local etcd, keep its state.
 func TestBuildThroughCache(t *testing.T) {
 	all := map[string]bool{"nodes": true, "identities": true, "ip": true, "services": true}
 	peer := func(name string) PeerStatus {
 		return PeerStatus{Name: name, Connected: true, Ready: true, Synced: all, ThroughCache: true}
 	}
 	in := Inputs{
-		Cluster: "c1", ClusterID: 1, Configured: []string{"c2", "c3", "c4"},
+		Cluster: "c1", ClusterID: 1, Configured: []string{"c2", "c3", "c4", "c5"},
 		APIServer: APIServer{Ready: true, Replicas: 1, ReadyReplicas: 1, EtcdReachable: true, ClusterConfig: true, Cache: []CachedPeer{
 			{Name: "c2", ClusterID: 2, Synced: all, Entries: map[string]int64{"nodes": 2, "ip": 10}},
 			{Name: "c3", ClusterID: 3, Synced: map[string]bool{"nodes": true}},
+			{Name: "c5", ClusterID: 5, Synced: all, Entries: map[string]int64{"ip": 7}, Connection: &schema.CachePeerState{Ready: true,
+				LastFailure: "peer c5 unreachable: its etcd has not answered since 2026-12-04T10:00:00Z", LastFailureTime: time.Date(2026, 12, 4, 10, 0, 10, 0, time.UTC)}},
 		}},
-		Nodes: []NodeStatus{{Node: "n1", Status: &AgentStatus{Peers: []PeerStatus{peer("c2"), peer("c3"), peer("c4")}}}},
+		Nodes: []NodeStatus{{Node: "n1", Status: &AgentStatus{Peers: []PeerStatus{peer("c2"), peer("c3"), peer("c4"), peer("c5")}}}},
 	}
 	r := Build(in)
 	var got []string
@@ -85,12 +93,16 @@ func TestBuildThroughCache(t *testing.T) {
 	want := []string{
 		"c3: the cache of remote state has not synced identities, ip, services of this peer",
 		"c4: 1 nodes read this peer through the cache of remote state, which does not publish it",
+		"c5: the cache of remote state is not connected to this peer: peer c5 unreachable: its etcd has not answered since 2026-12-04T10:00:00Z; the 1 nodes reading it through the cache keep its last-known state",
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("errors (-want +got):\n%s", d)
 	}
 	if r.Peers[0].ThroughCache != 1 {
 		t.Errorf("peer c2 through the cache on %d nodes, want 1", r.Peers[0].ThroughCache)
+	}
+	if ok, missing := r.Complete(); ok || !slices.Contains(missing, "peer c5: the cache of remote state is not connected to it") {
+		t.Errorf("complete %v, missing %q: want the cache's lost peer c5 named", ok, missing)
 	}
 	var b strings.Builder
 	if err := WriteText(&b, r); err != nil {
@@ -99,6 +111,7 @@ func TestBuildThroughCache(t *testing.T) {
 	for _, line := range []string{
 		"OK   cache:     peer c2 (ID 2): synced [nodes identities ip services]; entries nodes 2, identities 0, ip 10, services 0",
 		"FAIL cache:     peer c3 (ID 3): synced [nodes]",
+		"FAIL cache:     peer c5 (ID 5): NOT CONNECTED since 2026-12-04T10:00:10Z, synced [nodes identities ip services]",
 		"OK   peer c2 (ID 0) through the cache: connected on 1/1 nodes",
 	} {
 		if !strings.Contains(b.String(), line) {

@@ -8,6 +8,7 @@ import (
 	"github.com/clustermesh/clustermesh/cli/mesh"
 	"github.com/clustermesh/clustermesh/kvstore"
 	"github.com/clustermesh/clustermesh/kvstore/kvtest"
+	"github.com/clustermesh/clustermesh/kvstore/schema"
 )
 
 // probeCache reads the cache of remote state from the cluster's etcd: the
@@ -28,6 +29,8 @@ func TestProbeCache(t *testing.T) {
 		cp.IPDefaultPrefix() + "10.2.1.5":      "{}",
 		cp.Synced("c2", cp.NodesPrefix()):      "t",
 		cp.Synced("c2", cp.IdentitiesPrefix()): "t",
+		p.CacheStatus("c2"):                    `{"connected":false,"ready":true,"failures":1,"lastFailure":"peer c2 unreachable"}`,
+		p.CacheStatus("c3"):                    `{"connected":true,"ready":false,"failures":0}`,
 	} {
 		if _, err := admin.Etcd().Put(t.Context(), k, v); err != nil {
 			t.Fatal(err)
@@ -38,8 +41,9 @@ func TestProbeCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []CachedPeer{{Name: "c2", ClusterID: 2,
-		Synced:  map[string]bool{"nodes": true, "identities": true, "ip": false, "services": false},
-		Entries: map[string]int64{"nodes": 2, "identities": 0, "ip": 1, "services": 0}}}
+		Synced:     map[string]bool{"nodes": true, "identities": true, "ip": false, "services": false},
+		Entries:    map[string]int64{"nodes": 2, "identities": 0, "ip": 1, "services": 0},
+		Connection: &schema.CachePeerState{Ready: true, Failures: 1, LastFailure: "peer c2 unreachable"}}}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Fatalf("cached peers (-want +got):\n%s", d)
 	}

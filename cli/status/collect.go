@@ -14,6 +14,7 @@ import (
 	"github.com/clustermesh/clustermesh/cli/mesh"
 	"github.com/clustermesh/clustermesh/internal/version"
 	"github.com/clustermesh/clustermesh/kvstore"
+	"github.com/clustermesh/clustermesh/kvstore/schema"
 )
 
 // Source collects the status of every agent of a cluster.
@@ -155,6 +156,17 @@ func probeCache(ctx context.Context, cli *kvstore.Client, s *mesh.Settings) ([]C
 				return out, fmt.Errorf("count the cached %s of %s: %w", kind, name, err)
 			}
 			c.Entries[kind] = n.Count
+		}
+		st, err := cli.Etcd().Get(ctx, p.CacheStatus(name))
+		if err != nil {
+			return out, fmt.Errorf("read the cache's connection state of %s: %w", name, err)
+		}
+		if len(st.Kvs) > 0 {
+			conn, err := schema.DecodeCachePeerState(p.CacheStatus(name), st.Kvs[0].Value)
+			if err != nil {
+				return out, err
+			}
+			c.Connection = &conn
 		}
 		out = append(out, c)
 	}

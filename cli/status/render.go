@@ -37,7 +37,17 @@ func WriteText(w io.Writer, r Report) error {
 			}
 			entries = append(entries, fmt.Sprintf("%s %d", k, c.Entries[k]))
 		}
-		fmt.Fprintf(&b, "%s cache:     peer %s (ID %d): synced [%s]; entries %s\n", mark(c.Complete()), c.Name, c.ClusterID,
+		conn, ok := "", c.Complete()
+		if c.Connection != nil {
+			conn = "connected, "
+			if !c.Connection.Connected {
+				conn, ok = "NOT CONNECTED, ", false
+				if t := c.Connection.LastFailureTime; !t.IsZero() {
+					conn = "NOT CONNECTED since " + t.Format(time.RFC3339) + ", "
+				}
+			}
+		}
+		fmt.Fprintf(&b, "%s cache:     peer %s (ID %d): %ssynced [%s]; entries %s\n", mark(ok), c.Name, c.ClusterID, conn,
 			strings.Join(synced, " "), strings.Join(entries, ", "))
 	}
 	fmt.Fprintf(&b, "     peers:     %d configured [%s]\n", len(r.Configured), strings.Join(r.Configured, " "))

@@ -1,6 +1,10 @@
 package status
 
-import "time"
+import (
+	"time"
+
+	"github.com/clustermesh/clustermesh/kvstore/schema"
+)
 
 // AgentStatus is the part of an agent's GET /v1/status answer the CLI
 // reads (docs/agent-api.md is the contract).
@@ -96,6 +100,10 @@ type CachedPeer struct {
 	Synced map[string]bool `json:"synced"`
 	// Entries counts the cached keys per kind.
 	Entries map[string]int64 `json:"entries"`
+	// Connection is the cache's connection to the peer, as the
+	// clustermesh-apiserver publishes it (nil: not published, e.g. by an
+	// older clustermesh-apiserver).
+	Connection *schema.CachePeerState `json:"connection,omitempty"`
 }
 
 // Complete reports whether every kind of the peer is synced in the cache.

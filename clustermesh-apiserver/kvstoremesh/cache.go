@@ -40,6 +40,9 @@ type Config struct {
 	// changed for this long (remote.Config.CacheTTL); zero keeps the last
 	// known state of a lost peer.
 	CacheTTL time.Duration
+	// ProbeInterval of every peer's liveness probe
+	// (remote.Config.ProbeInterval; 0: the default).
+	ProbeInterval time.Duration
 	// LeaseTTL of the cached keys (default 15m): how long they outlive a
 	// cache that stopped.
 	LeaseTTL time.Duration
@@ -121,7 +124,7 @@ func New(cfg Config) (*Cache, error) {
 	c.peers = peers.New(peers.Config{
 		Dir: cfg.MeshConfigDir, PollInterval: cfg.PollInterval, LocalName: cfg.LocalName, LocalID: cfg.LocalID,
 		MaxConnectedClusters: cfg.MaxConnectedClusters, Paths: cfg.Paths, Sink: c, Backoff: cfg.Backoff,
-		Log: log, Rejected: c.rejected, CacheTTL: cfg.CacheTTL, Claims: c.claims,
+		Log: log, Rejected: c.rejected, CacheTTL: cfg.CacheTTL, Claims: c.claims, ProbeInterval: cfg.ProbeInterval,
 	})
 	c.claims.trusts = c.peers.Trusts
 	return c, nil
@@ -149,6 +152,7 @@ func (c *Cache) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = c.peers.Run(ctx) })
 	wg.Go(func() { c.collectGarbage(ctx) })
+	wg.Go(func() { c.publishStatus(ctx) })
 	wg.Wait()
 	return ctx.Err()
 }

@@ -53,6 +53,9 @@ type Config struct {
 	Cache         bool
 	MeshConfigDir string        // --mesh-config-dir (default /var/lib/clustermesh/peers)
 	CacheTTL      time.Duration // --cache-ttl: revoke a lost peer's cached state after this long (0: keep it)
+	// PeerProbeInterval: how often the cache checks that each peer answers
+	// (--peer-probe-interval; 0: remote.DefaultProbeInterval).
+	PeerProbeInterval time.Duration
 
 	DefaultGlobalNamespace bool          // --default-global-namespace
 	IdentityGCGrace        time.Duration // --identity-gc-grace
@@ -117,6 +120,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Cache && c.MeshConfigDir == "" {
 		c.MeshConfigDir = DefaultMeshConfigDir
+	}
+	if c.PeerProbeInterval < 0 {
+		errs = append(errs, fmt.Errorf("--peer-probe-interval %v: must be positive (or 0 for the default)", c.PeerProbeInterval))
 	}
 	if c.CacheTTL < 0 {
 		errs = append(errs, fmt.Errorf("--cache-ttl %v: must be 0 (keep a lost peer's last state) or positive", c.CacheTTL))

@@ -96,7 +96,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err erro
 		if s.cache, err = kvstoremesh.New(kvstoremesh.Config{
 			Local: s.etcd, Paths: s.paths, LocalName: cfg.ClusterName, LocalID: identity.ClusterID(cfg.ClusterID),
 			MaxConnectedClusters: cfg.MaxConnectedClusters, MeshConfigDir: cfg.MeshConfigDir, CacheTTL: cfg.CacheTTL,
-			Log: s.log, Registerer: s.registry, LocalNodes: s.localNodes(),
+			ProbeInterval: cfg.PeerProbeInterval,
+			Log:           s.log, Registerer: s.registry, LocalNodes: s.localNodes(),
 		}); err != nil {
 			return nil, fmt.Errorf("cache of remote state (--cache): %w", err)
 		}

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clustermesh/clustermesh/agent/flows"
+	"github.com/clustermesh/clustermesh/agent/remote"
 	"github.com/clustermesh/clustermesh/agent/server"
 	"github.com/clustermesh/clustermesh/internal/cmdutil"
 	"github.com/clustermesh/clustermesh/internal/flagconf"
@@ -67,6 +68,8 @@ func newCommand() *cobra.Command {
 	f.StringVar(&cfg.KVStoreRoot, "kvstore-root", "cilium", "root prefix of the etcd schema")
 	f.DurationVar(&cfg.CacheTTL, "clustermesh-cache-ttl", 0,
 		"revoke a peer's state when its heartbeat has not changed for this long (0: keep the last state; must exceed the peers' heartbeat interval)")
+	f.DurationVar(&cfg.PeerProbeInterval, "clustermesh-probe-interval", remote.DefaultProbeInterval,
+		"how often each peer connection reads the peer's heartbeat to tell that it answers; two intervals without an answer report the peer unreachable (its state is kept)")
 	f.StringVar(&cfg.ClusterMeshCacheConfig, "clustermesh-cache-config", "",
 		"etcd client config of the local clustermesh-apiserver's cache of remote state (its etcd, the local user's certificate): read every peer of --mesh-config-dir there instead of at the peer's own etcd (\"\": read every peer directly)")
 	f.IntVar(&cfg.FlowsCapacity, "flows-capacity", flows.DefaultCapacity, "how many of the datapath's most recent flows (connections and drops) GET /v1/flows and /v1/drops keep (--datapath=bpf)")

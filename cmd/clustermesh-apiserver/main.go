@@ -6,6 +6,7 @@ package main
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/clustermesh/clustermesh/agent/remote"
 	"github.com/clustermesh/clustermesh/clustermesh-apiserver/server"
 	"github.com/clustermesh/clustermesh/internal/cmdutil"
 	"github.com/clustermesh/clustermesh/internal/flagconf"
@@ -70,5 +71,7 @@ func newCommand() *cobra.Command {
 		"cache the peers for the local agents: connect once to every peer of --mesh-config-dir, validate and mirror it into the local etcd (Cilium's KVStoreMesh); --cache=false turns it off (agents then read every peer directly)")
 	f.StringVar(&cfg.MeshConfigDir, "mesh-config-dir", server.DefaultMeshConfigDir, "directory of peer etcd client configs, one file per peer named after it (the agents' mesh Secret)")
 	f.DurationVar(&cfg.CacheTTL, "cache-ttl", 0, "revoke the cached state of a peer whose heartbeat has not changed for this long (0: keep a lost peer's last state)")
+	f.DurationVar(&cfg.PeerProbeInterval, "peer-probe-interval", remote.DefaultProbeInterval,
+		"how often the cache reads each peer's heartbeat to tell that it answers; two intervals without an answer report the peer unreachable in status (its state is kept)")
 	return cmd
 }

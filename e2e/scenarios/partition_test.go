@@ -6,9 +6,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/clustermesh/clustermesh/cli/status"
 	"github.com/clustermesh/clustermesh/e2e/bed"
 	"github.com/clustermesh/clustermesh/e2e/starwars"
 	"github.com/clustermesh/clustermesh/e2e/workload"
@@ -85,7 +87,7 @@ func testPartitionHeals(t *testing.T, w *starwars.World) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	r := statusOf(t, b, b.Cluster("cluster1"))
+	r := statusDuringCut(t, b, cut)
 	b.Logf("    status of cluster1 during the partition: peers %+v, cache %+v, errors %v, warnings %v", r.Peers, r.APIServer.Cache, r.Errors, r.Warnings)
 	for _, cp := range r.APIServer.Cache {
 		if cp.Name == "cluster2" && (!cp.Complete() || cp.Entries["ip"] == 0) {
@@ -124,6 +126,15 @@ func testPartitionHeals(t *testing.T, w *starwars.World) {
 	conv := time.Since(healed)
 	b.Logf("    R2: partition %s, cluster1's agents had cluster2's change %.2f s after the heal (target <= 5 s)", d, conv.Seconds())
 	t.Logf("R2 convergence after heal: %.3f s (partition %s, target 5 s)", conv.Seconds(), d)
+	if cached(r) {
+		if err := b.WaitUntil(ctx, 30*time.Second, "status of cluster1: the cache connected to cluster2 again", func(context.Context) (bool, string) {
+			c := cachedPeer(statusOf(t, b, b.Cluster("cluster1")), "cluster2")
+			return c != nil && c.Connection != nil && c.Connection.Connected, fmt.Sprintf("%+v", c)
+		}); err != nil {
+			t.Error(err)
+		}
+		b.Logf("    status shows the cache connected to cluster2 again %.1f s after the heal", time.Since(healed).Seconds())
+	}
 	exchange("healed")
 	for i, stop := range stops {
 		if missing := stop(); len(missing) > 0 {
@@ -137,6 +148,53 @@ func testPartitionHeals(t *testing.T, w *starwars.World) {
 	for _, n := range b.Cluster("cluster1").Nodes {
 		waitIdentity(t, b, n, ip, restored, 60*time.Second)
 	}
+}
+
+// statusDuringCut returns cluster1's status once it shows the cut (in
+// cache mode): the cache published that it lost cluster2, with an error
+// that says so and a mesh that status --wait does not take as complete.
+// The partition lasts at least until then.
+func statusDuringCut(t *testing.T, b *bed.Bed, cut time.Time) status.Report {
+	t.Helper()
+	r := statusOf(t, b, b.Cluster("cluster1"))
+	if !cached(r) {
+		return r // agents read cluster2 directly: the cut is not theirs
+	}
+	if err := b.WaitUntil(t.Context(), 30*time.Second, "status of cluster1 showing its cache cut off from cluster2", func(context.Context) (bool, string) {
+		r = statusOf(t, b, b.Cluster("cluster1"))
+		c := cachedPeer(r, "cluster2")
+		return c != nil && c.Connection != nil && !c.Connection.Connected, fmt.Sprintf("%+v", c)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	b.Logf("    status shows the cache cut off from cluster2 %.1f s after the cut", time.Since(cut).Seconds())
+	named := false
+	for _, e := range r.Errors {
+		named = named || (e.Peer == "cluster2" && strings.Contains(e.Message, "not connected to this peer") && strings.Contains(e.Message, "unreachable"))
+	}
+	if !named {
+		t.Errorf("status of cluster1 during the partition has no error naming the cache's lost connection to cluster2: %+v", r.Errors)
+	}
+	if ok, missing := r.Complete(); ok {
+		t.Errorf("status of cluster1 complete during the partition (missing %v): status --wait would not wait for the heal", missing)
+	}
+	return r
+}
+
+// cached reports whether the report's cache holds cluster2 with its
+// connection state (the bed runs the cache unless direct).
+func cached(r status.Report) bool {
+	c := cachedPeer(r, "cluster2")
+	return c != nil && c.Connection != nil
+}
+
+func cachedPeer(r status.Report, name string) *status.CachedPeer {
+	for i := range r.APIServer.Cache {
+		if r.APIServer.Cache[i].Name == name {
+			return &r.APIServer.Cache[i]
+		}
+	}
+	return nil
 }
 
 // maxReserved is the highest reserved identity (ingress, 8).

@@ -157,6 +157,16 @@ func (p Paths) Service(cluster, ns, name string) string {
 // CacheRoot returns "<root>/cache/", the parent of every cluster's cache.
 func (p Paths) CacheRoot() string { return p.root() + "/cache/" }
 
+// CacheStatusPrefix returns "<root>/.clustermesh/cache-status/", where the
+// cache of remote state publishes its connection to each peer
+// (CachePeerState) for `clustermesh status`, which reads it as the admin.
+// This project's key, outside Cilium's layout (Cilium's KVStoreMesh has
+// none): neither the cache's readers nor the peers may read it.
+func (p Paths) CacheStatusPrefix() string { return p.root() + "/.clustermesh/cache-status/" }
+
+// CacheStatus returns "<root>/.clustermesh/cache-status/<cluster>".
+func (p Paths) CacheStatus(cluster string) string { return p.CacheStatusPrefix() + cluster }
+
 // SyncedRoot returns "<root>/synced/", the parent of every synced marker.
 func (p Paths) SyncedRoot() string { return p.root() + "/synced/" }
 
