@@ -5,6 +5,7 @@ import (
 	"math/bits"
 	"net"
 	"net/netip"
+	"slices"
 	"unique"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -69,26 +70,30 @@ func (k *bucket) each(b netip.Prefix, f func(netip.Prefix)) {
 }
 
 func newIPIndex() ipIndex {
-	return ipIndex{ips: newIPRecords(), quarantine: newIPRecords(),
+	v4 := newV4Records()
+	return ipIndex{ips: newIPRecords(v4, false), quarantine: newIPRecords(v4, true),
 		ipExtra: map[netip.Prefix]ipExtra{}, buckets: map[netip.Prefix]*bucket{}}
 }
 
 // ipRecords maps prefixes to records: single IPv4 addresses, nearly all
-// of a peer's entries, by their 4 bytes (a 48-byte map slot where a
-// netip.Prefix key makes it 72), anything else by prefix.
+// of a peer's entries, in a v4Records the accepted and the quarantined
+// entries share (about 45 bytes an entry where a map keyed by the 4 bytes
+// took 75), anything else in a map by prefix. The accepted and the
+// quarantined records of one validator are two views of one v4Records: a
+// record is in one of them at most, and set moves it.
 type ipRecords struct {
-	v4    map[[4]byte]acceptedIP
-	other map[netip.Prefix]acceptedIP
+	v4         *v4Records
+	quarantine bool // this view's records
+	other      map[netip.Prefix]acceptedIP
 }
 
-func newIPRecords() ipRecords {
-	return ipRecords{v4: map[[4]byte]acceptedIP{}, other: map[netip.Prefix]acceptedIP{}}
+func newIPRecords(v4 *v4Records, quarantine bool) ipRecords {
+	return ipRecords{v4: v4, quarantine: quarantine, other: map[netip.Prefix]acceptedIP{}}
 }
 
 func (r ipRecords) get(p netip.Prefix) (acceptedIP, bool) {
 	if p.Addr().Is4() && p.IsSingleIP() {
-		a, ok := r.v4[p.Addr().As4()]
-		return a, ok
+		return r.v4.get(p.Addr().As4(), r.quarantine)
 	}
 	a, ok := r.other[p]
 	return a, ok
@@ -96,7 +101,7 @@ func (r ipRecords) get(p netip.Prefix) (acceptedIP, bool) {
 
 func (r ipRecords) set(p netip.Prefix, a acceptedIP) {
 	if p.Addr().Is4() && p.IsSingleIP() {
-		r.v4[p.Addr().As4()] = a
+		r.v4.set(p.Addr().As4(), r.quarantine, a)
 		return
 	}
 	r.other[p] = a
@@ -104,13 +109,117 @@ func (r ipRecords) set(p netip.Prefix, a acceptedIP) {
 
 func (r ipRecords) del(p netip.Prefix) {
 	if p.Addr().Is4() && p.IsSingleIP() {
-		delete(r.v4, p.Addr().As4())
+		r.v4.del(p.Addr().As4(), r.quarantine)
 		return
 	}
 	delete(r.other, p)
 }
 
-func (r ipRecords) len() int { return len(r.v4) + len(r.other) }
+func (r ipRecords) len() int { return r.v4.count(r.quarantine) + len(r.other) }
+
+// v4Records holds the records of single IPv4 addresses by /24: a bitmap
+// of the addresses present, one of those quarantined, and the records in
+// the order of the addresses, without their key (a record's index is the
+// number of addresses present below it). A peer's pod addresses are
+// dense in its nodes' pod CIDRs, so the /24's own cost is shared by many
+// entries.
+type v4Records struct {
+	blocks map[[3]byte]*v4Block
+	n      [2]int // records by view: accepted, quarantined
+}
+
+type v4Block struct {
+	present, quarantined [4]uint64
+	recs                 []acceptedIP
+}
+
+func newV4Records() *v4Records { return &v4Records{blocks: map[[3]byte]*v4Block{}} }
+
+func view(quarantine bool) int {
+	if quarantine {
+		return 1
+	}
+	return 0
+}
+
+// slot returns the word and bit of the last byte, and the index its
+// record has (or would have) in recs.
+func (k *v4Block) slot(last byte) (w int, bit uint64, i int) {
+	w, bit = int(last/64), 1<<(last%64)
+	for j := range w {
+		i += bits.OnesCount64(k.present[j])
+	}
+	return w, bit, i + bits.OnesCount64(k.present[w]&(bit-1))
+}
+
+func (r *v4Records) get(a [4]byte, quarantine bool) (acceptedIP, bool) {
+	k := r.blocks[[3]byte(a[:3])]
+	if k == nil {
+		return acceptedIP{}, false
+	}
+	w, bit, i := k.slot(a[3])
+	if k.present[w]&bit == 0 || (k.quarantined[w]&bit != 0) != quarantine {
+		return acceptedIP{}, false
+	}
+	return k.recs[i], true
+}
+
+// set records a in the view, moving it there from the other view.
+func (r *v4Records) set(a [4]byte, quarantine bool, rec acceptedIP) {
+	key := [3]byte(a[:3])
+	k := r.blocks[key]
+	if k == nil {
+		k = &v4Block{}
+		r.blocks[key] = k
+	}
+	w, bit, i := k.slot(a[3])
+	if k.present[w]&bit != 0 {
+		k.recs[i] = rec
+		r.n[view(k.quarantined[w]&bit != 0)]--
+	} else {
+		if len(k.recs) == cap(k.recs) {
+			// Grow by an eighth rather than double, up to the 256
+			// addresses of a /24: a /24 of a large peer is nearly
+			// full, and the slack is per entry.
+			grown := make([]acceptedIP, len(k.recs), min(len(k.recs)+len(k.recs)/8+1, 256))
+			copy(grown, k.recs)
+			k.recs = grown
+		}
+		k.recs = slices.Insert(k.recs, i, rec)
+		k.present[w] |= bit
+	}
+	if quarantine {
+		k.quarantined[w] |= bit
+	} else {
+		k.quarantined[w] &^= bit
+	}
+	r.n[view(quarantine)]++
+}
+
+// del removes a's record from the view (not from the other view).
+func (r *v4Records) del(a [4]byte, quarantine bool) {
+	key := [3]byte(a[:3])
+	k := r.blocks[key]
+	if k == nil {
+		return
+	}
+	w, bit, i := k.slot(a[3])
+	if k.present[w]&bit == 0 || (k.quarantined[w]&bit != 0) != quarantine {
+		return
+	}
+	k.recs = slices.Delete(k.recs, i, i+1)
+	k.present[w] &^= bit
+	k.quarantined[w] &^= bit
+	r.n[view(quarantine)]--
+	switch {
+	case len(k.recs) == 0:
+		delete(r.blocks, key)
+	case cap(k.recs) > 2*len(k.recs)+4: // give back what entries left
+		k.recs = slices.Clip(slices.Clone(k.recs))
+	}
+}
+
+func (r *v4Records) count(quarantine bool) int { return r.n[view(quarantine)] }
 
 func bucketBits(p netip.Prefix) int {
 	if p.Addr().Is6() {
