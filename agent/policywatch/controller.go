@@ -278,12 +278,8 @@ func (c *Controller) applyChanges(sn *state.Snapshot, changes []state.Change) {
 	for _, ch := range changes {
 		switch ch.Table {
 		case state.TableIdentities:
-			r, _ := ch.After.(*state.IdentityRow)
-			if r == nil {
-				r, _ = ch.Before.(*state.IdentityRow)
-			}
-			if r != nil {
-				c.syncIdentity(r.ID, sn.IdentityRow(r.ID))
+			for _, id := range state.IdentityChanges(ch) {
+				c.syncIdentity(id, sn.IdentityRow(id))
 			}
 		case state.TableEndpoints:
 			r, _ := ch.After.(*state.Endpoint)

@@ -280,8 +280,7 @@ func (w *TableWatcher) Changed() <-chan struct{} {
 // IdentityRow returns the row of identity id (nil if none). Rows are
 // immutable: an unchanged identity is the same pointer in every snapshot.
 func (sn *Snapshot) IdentityRow(id identity.NumericIdentity) *IdentityRow {
-	r, _ := first[IdentityRow](sn.txn, TableIdentities, IndexID, id)
-	return r
+	return identityRow(sn.txn, id)
 }
 
 // EndpointRow returns the row of endpoint namespace/name (nil if none).

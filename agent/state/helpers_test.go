@@ -65,8 +65,10 @@ func dump(t testing.TB, sn *Snapshot) []string {
 		}
 		for raw := it.Next(); raw != nil; raw = it.Next() {
 			switch r := raw.(type) {
-			case *IdentityRow:
-				out = append(out, fmt.Sprintf("identity %s %d %s", r.Cluster, r.ID, r.LabelsKey))
+			case *idBlock:
+				for _, r := range r.rows {
+					out = append(out, fmt.Sprintf("identity %s %d %s", r.Cluster, r.ID, r.LabelsKey))
+				}
 			case *NodeRow:
 				out = append(out, fmt.Sprintf("node %s %s cidrs=%v", r.Cluster, r.Name, r.Node.PodCIDRs()))
 			case *ServiceRow:

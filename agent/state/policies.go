@@ -52,15 +52,7 @@ func (sn *Snapshot) EndpointPolicy(key string) (EndpointPolicyRow, bool) {
 // unchanged identity is the same pointer in every snapshot (a cheap way to
 // find what changed).
 func (sn *Snapshot) IdentityRows(fn func(*IdentityRow)) {
-	it, err := sn.txn.Get(TableIdentities, IndexID)
-	if err != nil {
-		return
-	}
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		if r, ok := raw.(*IdentityRow); ok {
-			fn(r)
-		}
-	}
+	eachIdentity(sn.txn, fn)
 }
 
 // EndpointRows calls fn with each endpoint row (immutable, as IdentityRows).

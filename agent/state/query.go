@@ -35,7 +35,7 @@ func (sn *Snapshot) Txn() *memdb.Txn { return sn.txn }
 
 // Identity returns the identity id.
 func (sn *Snapshot) Identity(id identity.NumericIdentity) (IdentityRow, bool) {
-	row, _ := first[IdentityRow](sn.txn, TableIdentities, IndexID, id)
+	row := identityRow(sn.txn, id)
 	if row == nil {
 		return IdentityRow{}, false
 	}
@@ -153,8 +153,12 @@ func (sn *Snapshot) Count(table string) int {
 	}
 	n := 0
 	for raw := it.Next(); raw != nil; raw = it.Next() {
-		if b, ok := raw.(*ipBlock); ok {
+		switch b := raw.(type) {
+		case *ipBlock:
 			n += b.n
+			continue
+		case *idBlock:
+			n += len(b.rows)
 			continue
 		}
 		n++
@@ -212,5 +216,7 @@ func (sn *Snapshot) IPCache() []IPCacheRow {
 
 // Identities returns every identity row.
 func (sn *Snapshot) Identities() []IdentityRow {
-	return collect[IdentityRow](sn.txn, TableIdentities, IndexID)
+	var out []IdentityRow
+	eachIdentity(sn.txn, func(r *IdentityRow) { out = append(out, *r) })
+	return out
 }

@@ -131,7 +131,7 @@ func dbSchema() *memdb.DBSchema {
 		// add a radix tree entry (about 400 bytes) to every row of the
 		// two largest tables, and their write cost, for the one rare
 		// operation that needs it (Drain), which scans instead.
-		TableIdentities:     table(TableIdentities, &memdb.UintFieldIndex{Field: "ID"}),
+		TableIdentities:     table(TableIdentities, identityIndex{}), // blocks of rows (idBlock)
 		TableIPCache:        table(TableIPCache, prefixIndex{}),
 		TableNodes:          table(TableNodes, compound("Cluster", "Name"), byCluster, &memdb.IndexSchema{Name: IndexAddr, Indexer: addrIndex{}, AllowMissing: true}),
 		TableServices:       table(TableServices, compound("Cluster", "Namespace", "Name"), &memdb.IndexSchema{Name: IndexName, Indexer: compound("Namespace", "Name")}),

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"slices"
 
 	"github.com/hashicorp/go-memdb"
 
@@ -21,6 +22,9 @@ type WriteTxn struct {
 	txn     *memdb.Txn
 	changed bool
 	blocks  []*ipBlock // the ipcache blocks this transaction created, to seal
+	// idBlocks are the identities' blocks this transaction created, to
+	// seal.
+	idBlocks []*idBlock
 }
 
 // Update runs fn in one write transaction. It commits when fn returns nil
@@ -38,6 +42,7 @@ func (s *State) Update(fn func(*WriteTxn) error) error {
 		return nil
 	}
 	w.seal()
+	w.sealIDBlocks()
 	changes := txn.Changes()
 	// The change log is appended in commit order: no other commit may
 	// come between this one and its append.
@@ -80,11 +85,11 @@ func (w *WriteTxn) UpsertIdentity(cluster string, id identity.NumericIdentity, l
 	if cluster == "" {
 		return errEmptyCluster
 	}
-	old, err := first[IdentityRow](w.txn, TableIdentities, IndexID, id)
+	blk, err := identityBlock(w.txn, id)
 	if err != nil {
 		return err
 	}
-	if old != nil && old.Cluster == cluster && old.Labels.Equal(labels) {
+	if old := blk.get(id); old != nil && old.Cluster == cluster && old.Labels.Equal(labels) {
 		return nil
 	}
 	key := labels.SortedKVStoreString()
@@ -94,16 +99,19 @@ func (w *WriteTxn) UpsertIdentity(cluster string, id identity.NumericIdentity, l
 	if shared, err := identity.ParseKVStoreLabels(key); err == nil && shared.Equal(labels) {
 		labels = shared
 	}
-	return w.insert(TableIdentities, &IdentityRow{Cluster: cluster, ID: id, Labels: labels, LabelsKey: key})
+	return w.setIdentity(blk, &IdentityRow{Cluster: cluster, ID: id, Labels: labels, LabelsKey: key})
 }
 
 // DeleteIdentity removes id if cluster owns it.
 func (w *WriteTxn) DeleteIdentity(cluster string, id identity.NumericIdentity) error {
-	old, err := first[IdentityRow](w.txn, TableIdentities, IndexID, id)
-	if err != nil || old == nil || old.Cluster != cluster {
+	blk, err := identityBlock(w.txn, id)
+	if err != nil {
 		return err
 	}
-	return w.delete(TableIdentities, old)
+	if old := blk.get(id); old == nil || old.Cluster != cluster {
+		return nil
+	}
+	return w.removeIdentity(blk, id)
 }
 
 // normalizePrefix masks p and unmaps an IPv4-mapped prefix.
@@ -279,12 +287,27 @@ func (w *WriteTxn) Drain(cluster string) error {
 			if e, ok := raw.(*IPCacheRow); ok && e.Cluster != cluster {
 				continue
 			}
-			if e, ok := raw.(*IdentityRow); ok && e.Cluster != cluster {
+			if b, ok := raw.(*idBlock); ok && !slices.ContainsFunc(b.rows, func(r *IdentityRow) bool { return r.Cluster == cluster }) {
 				continue
 			}
 			rows = append(rows, raw) // collect, then delete
 		}
 		for _, raw := range rows {
+			if b, ok := raw.(*idBlock); ok {
+				for _, r := range slices.Clone(b.rows) {
+					if r.Cluster != cluster {
+						continue
+					}
+					cur, err := identityBlock(w.txn, r.ID)
+					if err != nil {
+						return err
+					}
+					if err := w.removeIdentity(cur, r.ID); err != nil {
+						return err
+					}
+				}
+				continue
+			}
 			if b, ok := raw.(*ipBlock); ok {
 				gone, err := w.drainBlock(b, cluster)
 				if err != nil {
