@@ -75,8 +75,8 @@ func (c *Cluster) probe(ctx context.Context, cli *kvstore.Client) {
 			continue
 		}
 		unreachable = true
-		msg := fmt.Sprintf("peer %s unreachable: its etcd at %v has not answered since %s (%s ago, checked every %s; last error: %v); its last-known state is kept",
-			c.cfg.Name, c.cfg.Client.Endpoints, last.UTC().Format(time.RFC3339), now.Sub(last).Round(100*time.Millisecond), interval, err)
+		msg := fmt.Sprintf("peer %s unreachable: no answer from its etcd at %v since %s (probed every %s; last error: %v); its last-known state is kept",
+			c.cfg.Name, c.cfg.Client.Endpoints, last.UTC().Format(time.RFC3339), interval, err)
 		c.mu.Lock()
 		c.status.Connected = false
 		c.status.Failures++

@@ -120,9 +120,7 @@ func cacheProblems(cache []CachedPeer, peers map[string]*Peer) []Problem {
 			if conn.LastFailure != "" {
 				msg += ": " + conn.LastFailure
 			}
-			if cache[i].Complete() {
-				msg += fmt.Sprintf("; the %d nodes reading it through the cache keep its last-known state", p.ThroughCache)
-			}
+			msg += fmt.Sprintf(" (%d nodes read it through the cache)", p.ThroughCache)
 			out = append(out, Problem{Peer: name, Message: msg,
 				Hint: "the clustermesh-apiserver must reach the peer's etcd-endpoints: check the peer's clustermesh-apiserver Service and the firewalls between the clusters, and run `clustermesh status` against the peer"})
 		case !cache[i].Complete():

@@ -93,7 +93,7 @@ func TestBuildThroughCache(t *testing.T) {
 	want := []string{
 		"c3: the cache of remote state has not synced identities, ip, services of this peer",
 		"c4: 1 nodes read this peer through the cache of remote state, which does not publish it",
-		"c5: the cache of remote state is not connected to this peer: peer c5 unreachable: its etcd has not answered since 2026-12-04T10:00:00Z; the 1 nodes reading it through the cache keep its last-known state",
+		"c5: the cache of remote state is not connected to this peer: peer c5 unreachable: its etcd has not answered since 2026-12-04T10:00:00Z (1 nodes read it through the cache)",
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("errors (-want +got):\n%s", d)
