@@ -111,6 +111,9 @@ func TestRenderCacheMode(t *testing.T) {
 	if v, ok := argValue(api.Args, "cache-ttl"); !ok || v != "0s" {
 		t.Errorf("apiserver --cache-ttl %q (set %v), want the default 0s", v, ok)
 	}
+	if v, ok := argValue(api.Args, "peer-probe-interval"); !ok || v != "5s" {
+		t.Errorf("apiserver --peer-probe-interval %q (set %v), want the default 5s", v, ok)
+	}
 	if m := mountOf(dep.Spec.Template.Spec, api, mesh.PeersSecretName); m != meshDir {
 		t.Errorf("apiserver mounts Secret %s at %q, want %q", mesh.PeersSecretName, m, meshDir)
 	}
