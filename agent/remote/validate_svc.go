@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strconv"
 
 	"github.com/clustermesh/clustermesh/kvstore/schema"
 )
@@ -18,6 +19,61 @@ const maxBackends = 1 << 14
 type svcRec struct {
 	cs   schema.ClusterService
 	sent []string // sorted backend addresses the sink has
+}
+
+// maxSharedPorts bounds the port configurations a validator shares.
+const maxSharedPorts = 1 << 10
+
+// sharedPorts gives equal port configurations of a peer's services one
+// map: most services and backends have the same few ports ({"http": TCP
+// 80}), and a decoded configuration is two allocations (a map of one
+// entry is about 260 bytes, its L4Addr 24). Port configurations are never
+// modified once decoded (the validator, the sink and the tables only read
+// them), which makes sharing them safe. At most maxSharedPorts are
+// remembered: the set is emptied when full (the maps given out stay
+// valid), so that a peer writing ever new ports cannot grow it.
+type sharedPorts map[string]schema.PortConfiguration
+
+// share replaces each port configuration of m by the shared one equal
+// to it.
+func (s *sharedPorts) share(m map[string]schema.PortConfiguration) {
+	var buf []byte
+	for ip, pc := range m {
+		if len(pc) == 0 || len(pc) > 8 { // nothing to share; rare, and a long key
+			continue
+		}
+		buf = portsKey(buf[:0], pc)
+		if shared, ok := (*s)[string(buf)]; ok {
+			m[ip] = shared
+			continue
+		}
+		if *s == nil || len(*s) >= maxSharedPorts {
+			*s = sharedPorts{}
+		}
+		(*s)[string(buf)] = pc
+	}
+}
+
+// portsKey appends to buf a form of pc that equal configurations share
+// and others do not: the names in order, each with its protocol and
+// port, a nil L4Addr as such.
+func portsKey(buf []byte, pc schema.PortConfiguration) []byte {
+	names := make([]string, 0, len(pc))
+	for name := range pc {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		buf = strconv.AppendQuote(buf, name)
+		if a := pc[name]; a == nil {
+			buf = append(buf, "nil;"...)
+		} else {
+			buf = strconv.AppendQuote(buf, a.Protocol)
+			buf = strconv.AppendUint(buf, uint64(a.Port), 10)
+			buf = append(buf, ';')
+		}
+	}
+	return buf
 }
 
 func (v *validator) upsertService(key string, value []byte) {
@@ -52,6 +108,8 @@ func (v *validator) upsertService(key string, value []byte) {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	v.ports.share(cs.Frontends)
+	v.ports.share(cs.Backends)
 	rec := v.services[key]
 	rec.cs = cs
 	v.services[key] = rec
