@@ -2,7 +2,9 @@ package kvstore
 
 import (
 	"math"
+	"math/bits"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -56,17 +58,33 @@ func (DecimalKeys) Append(dst []byte, k uint32) []byte { return strconv.AppendUi
 
 // keySet maps the keys a WatchStore reported (without its prefix) to
 // their mod revision. A key its codec packs, with a revision below 2^32,
-// is held as 4 bytes and a 4-byte revision (about 14 bytes a key in a
-// Go map, where a string key and an int64 take about 60); any other key
-// as a string. A key is in one of the two maps, never both.
+// is held as a bit and a 4-byte revision in a block of 64 packed keys
+// (revBlocks: a peer's ip entries are dense in its nodes' pod CIDRs, its
+// identities in its range; about 5 bytes a key in a dense block, where a
+// string key and an int64 in a Go map take about 60); any other key as a
+// string. A key is in one of the two, never both.
 //
 // The revision noRev (-1) is never a real one: an adopted key has it, so
 // that it is reported again whatever revision it has now.
 type keySet struct {
-	codec  KeyCodec // nil: every key is a string
-	packed map[uint32]uint32
-	other  map[string]int64
-	buf    []byte // Append's scratch
+	codec   KeyCodec // nil: every key is a string
+	packed  map[uint32]*revBlock
+	npacked int
+	other   map[string]int64
+	buf     []byte // Append's scratch
+}
+
+// revBlock holds the revisions of the packed keys k>>6 == its key in
+// the set: a bit per key present, the revisions in the order of the keys
+// (a revision's index is the number of bits below its key's).
+type revBlock struct {
+	present uint64
+	revs    []uint32
+}
+
+func (b *revBlock) slot(k uint32) (uint64, int) {
+	bit := uint64(1) << (k & 63)
+	return bit, bits.OnesCount64(b.present & (bit - 1))
 }
 
 const noRev = -1
@@ -74,7 +92,7 @@ const noRev = -1
 func newKeySet(codec KeyCodec, size int) *keySet {
 	s := &keySet{codec: codec, other: map[string]int64{}}
 	if codec != nil {
-		s.packed = make(map[uint32]uint32, size)
+		s.packed = map[uint32]*revBlock{}
 	} else if size > 0 {
 		s.other = make(map[string]int64, size)
 	}
@@ -119,12 +137,71 @@ func unpackRev(r uint32) int64 {
 	return int64(r)
 }
 
-func (s *keySet) len() int { return len(s.packed) + len(s.other) }
+func (s *keySet) len() int { return s.npacked + len(s.other) }
+
+// getPacked returns the packed revision of k.
+func (s *keySet) getPacked(k uint32) (uint32, bool) {
+	b := s.packed[k>>6]
+	if b == nil {
+		return 0, false
+	}
+	bit, i := b.slot(k)
+	if b.present&bit == 0 {
+		return 0, false
+	}
+	return b.revs[i], true
+}
+
+// setPacked records the packed revision r of k.
+func (s *keySet) setPacked(k, r uint32) {
+	b := s.packed[k>>6]
+	if b == nil {
+		b = &revBlock{}
+		s.packed[k>>6] = b
+	}
+	bit, i := b.slot(k)
+	if b.present&bit != 0 {
+		b.revs[i] = r
+		return
+	}
+	if len(b.revs) == cap(b.revs) {
+		// Grow by a quarter rather than double, up to the block's 64:
+		// the slack is per key.
+		grown := make([]uint32, len(b.revs), min(len(b.revs)+len(b.revs)/4+2, 64))
+		copy(grown, b.revs)
+		b.revs = grown
+	}
+	b.revs = slices.Insert(b.revs, i, r)
+	b.present |= bit
+	s.npacked++
+}
+
+// delPacked removes k and reports whether it was there.
+func (s *keySet) delPacked(k uint32) bool {
+	b := s.packed[k>>6]
+	if b == nil {
+		return false
+	}
+	bit, i := b.slot(k)
+	if b.present&bit == 0 {
+		return false
+	}
+	b.revs = slices.Delete(b.revs, i, i+1)
+	b.present &^= bit
+	s.npacked--
+	switch {
+	case b.present == 0:
+		delete(s.packed, k>>6)
+	case cap(b.revs) > 2*len(b.revs)+4: // give back what keys left
+		b.revs = slices.Clip(slices.Clone(b.revs))
+	}
+	return true
+}
 
 // get returns rel's revision and whether rel is in the set.
 func (s *keySet) get(rel string) (int64, bool) {
 	if k, ok := s.pack(rel); ok {
-		if r, ok := s.packed[k]; ok {
+		if r, ok := s.getPacked(k); ok {
 			return unpackRev(r), true
 		}
 	}
@@ -137,11 +214,11 @@ func (s *keySet) get(rel string) (int64, bool) {
 func (s *keySet) set(rel string, rev int64) {
 	if k, ok := s.pack(rel); ok {
 		if r, ok := packRev(rev); ok {
-			s.packed[k] = r
+			s.setPacked(k, r)
 			delete(s.other, rel)
 			return
 		}
-		delete(s.packed, k)
+		s.delPacked(k)
 	}
 	// Always a copy: assigning to a string key replaces the key too.
 	s.other[strings.Clone(rel)] = rev
@@ -150,8 +227,7 @@ func (s *keySet) set(rel string, rev int64) {
 // del removes rel and reports whether it was in the set.
 func (s *keySet) del(rel string) bool {
 	if k, ok := s.pack(rel); ok {
-		if _, ok := s.packed[k]; ok {
-			delete(s.packed, k)
+		if s.delPacked(k) {
 			return true
 		}
 	}
@@ -163,9 +239,16 @@ func (s *keySet) del(rel string) bool {
 // sweep removes every key of s that is not in seen, a set of the same
 // codec (so that a key s packs is packed in seen too), calling f for each.
 func (s *keySet) sweep(seen *keySet, f func(rel string)) {
-	for k := range s.packed {
-		if _, ok := seen.packed[k]; !ok {
-			delete(s.packed, k)
+	for hi, b := range s.packed {
+		var gone uint64
+		if sb := seen.packed[hi]; sb != nil {
+			gone = b.present &^ sb.present
+		} else {
+			gone = b.present
+		}
+		for ; gone != 0; gone &= gone - 1 {
+			k := hi<<6 | uint32(bits.TrailingZeros64(gone))
+			s.delPacked(k)
 			f(s.unpack(k))
 		}
 	}
@@ -179,8 +262,10 @@ func (s *keySet) sweep(seen *keySet, f func(rel string)) {
 
 // each calls f for every key of s.
 func (s *keySet) each(f func(rel string)) {
-	for k := range s.packed {
-		f(s.unpack(k))
+	for hi, b := range s.packed {
+		for m := b.present; m != 0; m &= m - 1 {
+			f(s.unpack(hi<<6 | uint32(bits.TrailingZeros64(m))))
+		}
 	}
 	for rel := range s.other {
 		f(rel)

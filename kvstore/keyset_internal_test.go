@@ -1,8 +1,10 @@
 package kvstore
 
 import (
+	"fmt"
 	"maps"
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -100,10 +102,22 @@ func checkKeySet(t *testing.T, s *keySet, want map[string]int64, keys []string) 
 	if w := slices.Sorted(maps.Keys(want)); !slices.Equal(all, w) {
 		t.Fatalf("each: %v, want %v", all, w)
 	}
-	for k := range s.packed {
-		if _, ok := s.other[s.unpack(k)]; ok {
-			t.Fatalf("%s in both maps", s.unpack(k))
+	n := 0
+	for hi, b := range s.packed {
+		if b.present == 0 || len(b.revs) != bits.OnesCount64(b.present) {
+			t.Fatalf("block %d: present %b, %d revisions", hi, b.present, len(b.revs))
 		}
+		for m := b.present; m != 0; m &= m - 1 {
+			n++
+			if rel := s.unpack(hi<<6 | uint32(bits.TrailingZeros64(m))); true {
+				if _, ok := s.other[rel]; ok {
+					t.Fatalf("%s both packed and a string", rel)
+				}
+			}
+		}
+	}
+	if n != s.npacked {
+		t.Fatalf("%d packed keys counted, %d in the blocks", s.npacked, n)
 	}
 }
 
@@ -113,15 +127,70 @@ func TestKeySetPacksIPv4(t *testing.T) {
 	s := newKeySet(IPv4Keys{}, 0)
 	s.set("10.1.2.3", 5)
 	s.set("fd00::1", 6)
-	if len(s.packed) != 1 || len(s.other) != 1 {
+	if s.npacked != 1 || len(s.other) != 1 {
 		t.Fatalf("packed %v, other %v", s.packed, s.other)
 	}
 	s.set("10.1.2.3", math.MaxUint32+1) // beyond 32 bits: held as a string
-	if len(s.packed) != 0 || s.other["10.1.2.3"] != math.MaxUint32+1 {
+	if s.npacked != 0 || len(s.packed) != 0 || s.other["10.1.2.3"] != math.MaxUint32+1 {
 		t.Fatalf("packed %v, other %v", s.packed, s.other)
 	}
 	s.set("10.1.2.3", 7) // back
-	if len(s.packed) != 1 || len(s.other) != 1 {
+	if s.npacked != 1 || len(s.other) != 1 {
 		t.Fatalf("packed %v, other %v", s.packed, s.other)
+	}
+}
+
+// Keys that fill blocks and leave them, in any order, against a map:
+// every address of a few blocks and their neighbours, revisions that fit
+// in 32 bits and some that do not, sweeps of random halves.
+func TestKeySetBlocks(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	s, want := newKeySet(IPv4Keys{}, 0), map[string]int64{}
+	var keys []string
+	for b := range 3 {
+		for last := range 256 {
+			keys = append(keys, fmt.Sprintf("10.0.%d.%d", b, last))
+		}
+	}
+	for i := range 30000 {
+		k := keys[rng.IntN(len(keys))]
+		switch rng.IntN(10) {
+		case 0, 1, 2, 3, 4:
+			r := int64(1 + rng.IntN(1000))
+			if rng.IntN(50) == 0 {
+				r = math.MaxUint32 + int64(rng.IntN(3))
+			}
+			s.set(k, r)
+			want[k] = r
+		case 5, 6, 7, 8:
+			_, had := want[k]
+			if got := s.del(k); got != had {
+				t.Fatalf("op %d: del(%q) = %v, want %v", i, k, got, had)
+			}
+			delete(want, k)
+		case 9:
+			if rng.IntN(20) != 0 {
+				continue
+			}
+			seen := newKeySet(IPv4Keys{}, 0)
+			for k := range want {
+				if rng.IntN(2) == 0 {
+					seen.set(k, 1)
+				}
+			}
+			gone := map[string]bool{}
+			s.sweep(seen, func(rel string) { gone[rel] = true })
+			for k := range want {
+				if _, ok := seen.get(k); ok == gone[k] {
+					t.Fatalf("op %d: %q seen %v, swept %v", i, k, ok, gone[k])
+				}
+				if gone[k] {
+					delete(want, k)
+				}
+			}
+		}
+		if i%500 == 0 || i > 29000 {
+			checkKeySet(t, s, want, keys)
+		}
 	}
 }
