@@ -122,6 +122,9 @@ func (w *WatchStore) Adopt(prev *WatchStore) error {
 	if prev.cfg.Prefix != w.cfg.Prefix {
 		return fmt.Errorf("%w: a watch store of %q cannot adopt the keys of %q", ErrInvalidConfig, w.cfg.Prefix, prev.cfg.Prefix)
 	}
+	if prev.known == nil { // adopted already: nothing left to hand over
+		return nil
+	}
 	// An impossible revision: the key is reported again even when its
 	// revision looks unchanged (the server may have been replaced).
 	prev.known.each(func(rel string) { w.known.set(rel, noRev) })

@@ -125,6 +125,13 @@ func TestWatchStoreAdoptPackedKeys(t *testing.T) {
 	if err := second.Adopt(first); err != nil {
 		t.Fatal(err)
 	}
+	// first handed its keys over: adopting it again hands over nothing
+	// (and does not panic).
+	if third, err := kvstore.NewWatchStore(cli, cfg, newRecorder()); err != nil {
+		t.Fatal(err)
+	} else if err := third.Adopt(first); err != nil {
+		t.Fatalf("adopt a store adopted already: %v", err)
+	}
 	run(t, second.Run)
 	eventually(t, "second store synced", func() bool { _, ev, _ := rec.snapshot(); return len(ev) == 5+5 })
 	state, events, _ := rec.snapshot()

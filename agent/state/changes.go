@@ -14,8 +14,9 @@ import (
 // Change is one row's net change in a commit, as go-memdb's change tracking
 // reports it: Before is nil for an insert, After is nil for a delete. Rows
 // are the tables' own (*IPCacheEntry, *NodeRow, ...; the ipcache table's
-// host entries come as their *ipBlock: use IPCachePrefixes). Like every
-// row, they must not be modified.
+// host entries come as their *ipBlock: use IPCachePrefixes; the identities
+// table's rows as their *idBlock: use IdentityChanges). Like every row,
+// they must not be modified.
 type Change struct {
 	Table         string
 	Before, After any

@@ -29,8 +29,9 @@ func (sn *Snapshot) Changed() <-chan struct{} { return sn.changed }
 
 // Txn returns the snapshot's read transaction, for queries the helpers do
 // not cover. Use the table and index constants; never write through it.
-// The ipcache table's host entries are not rows of their own (see
-// IPCacheRow): read that table with IPCache and LookupIP.
+// The ipcache table's host entries and the identities table's rows are not
+// rows of their own (blocks: see IPCacheRow and idBlock): read those tables
+// with IPCache and LookupIP, and with the identity helpers.
 func (sn *Snapshot) Txn() *memdb.Txn { return sn.txn }
 
 // Identity returns the identity id.
