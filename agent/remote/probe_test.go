@@ -7,8 +7,6 @@ import (
 
 	"github.com/clustermesh/clustermesh/agent/remote"
 	"github.com/clustermesh/clustermesh/internal/testing/meshtest"
-	"github.com/clustermesh/clustermesh/kvstore"
-	"github.com/clustermesh/clustermesh/kvstore/kvtest"
 )
 
 // A silent partition (packets dropped, connections left open: the etcd
@@ -17,16 +15,8 @@ import (
 // probe intervals; its state stays; after the heal it is connected again
 // and what changed meanwhile arrives, with no spurious delete.
 func TestSilentPartitionReportsUnreachable(t *testing.T) {
-	p := meshtest.StartPeer(t, "cluster2", 2)
+	p, proxy, cfg := peerBehindProxy(t)
 	paths := p.Env.Paths
-	p.Put(t, paths.Node("cluster2", "n1"), node2)
-	p.Put(t, paths.Identity(131073), labels)
-	p.Put(t, paths.IPDefaultPrefix()+"10.2.1.5", ipEntry("10.2.1.5", 131073))
-	p.Put(t, paths.IPDefaultPrefix()+"10.2.1.6", ipEntry("10.2.1.6", 131073))
-	p.Synced()
-	proxy := kvtest.StartProxy(t, strings.TrimPrefix(p.Env.URL, "https://"))
-	cfg := p.Env.ClientConfig(t, kvstore.RemoteUser)
-	cfg.Endpoints = []string{"https://" + proxy.Addr}
 	sink := newMemSink()
 	const interval = 100 * time.Millisecond
 	c, err := remote.New(remote.Config{

@@ -36,6 +36,24 @@ func connectWith(t *testing.T, p *meshtest.Peer, cfg kvstore.ClientConfig, reg *
 	return c
 }
 
+// peerBehindProxy starts cluster2 with a node, an identity and the ip
+// entries 10.2.1.5 and 10.2.1.6, synced, and a proxy to its etcd, which
+// the test cuts or holds; cfg reaches the peer through the proxy.
+func peerBehindProxy(t *testing.T) (*meshtest.Peer, *kvtest.Proxy, kvstore.ClientConfig) {
+	t.Helper()
+	p := meshtest.StartPeer(t, "cluster2", 2)
+	paths := p.Env.Paths
+	p.Put(t, paths.Node("cluster2", "n1"), node2)
+	p.Put(t, paths.Identity(131073), labels)
+	p.Put(t, paths.IPDefaultPrefix()+"10.2.1.5", ipEntry("10.2.1.5", 131073))
+	p.Put(t, paths.IPDefaultPrefix()+"10.2.1.6", ipEntry("10.2.1.6", 131073))
+	p.Synced()
+	proxy := kvtest.StartProxy(t, strings.TrimPrefix(p.Env.URL, "https://"))
+	cfg := p.Env.ClientConfig(t, kvstore.RemoteUser)
+	cfg.Endpoints = []string{"https://" + proxy.Addr}
+	return p, proxy, cfg
+}
+
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	testutil.Eventually(t, 20*time.Second, what, cond)
@@ -207,16 +225,8 @@ func TestPeerRestartLosesNothing(t *testing.T) {
 // is on scheduling. Now the resumed watches are always refused as
 // compacted, and the agent must relist.
 func TestKeyDeletedWhileDisconnected(t *testing.T) {
-	p := meshtest.StartPeer(t, "cluster2", 2)
+	p, proxy, cfg := peerBehindProxy(t)
 	paths := p.Env.Paths
-	p.Put(t, paths.Node("cluster2", "n1"), node2)
-	p.Put(t, paths.Identity(131073), labels)
-	p.Put(t, paths.IPDefaultPrefix()+"10.2.1.5", ipEntry("10.2.1.5", 131073))
-	p.Put(t, paths.IPDefaultPrefix()+"10.2.1.6", ipEntry("10.2.1.6", 131073))
-	p.Synced()
-	proxy := kvtest.StartProxy(t, strings.TrimPrefix(p.Env.URL, "https://"))
-	cfg := p.Env.ClientConfig(t, kvstore.RemoteUser)
-	cfg.Endpoints = []string{"https://" + proxy.Addr}
 	sink := newMemSink()
 	c := connectWith(t, p, cfg, remote.NewRegistry("cluster1", 1), sink)
 	state := func() string { return fmt.Sprintf("status %+v, state %v", c.Status(), sink.keys()) }

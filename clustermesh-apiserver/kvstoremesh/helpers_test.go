@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"net/url"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -61,6 +63,29 @@ func startLocal(t *testing.T) *local {
 func (l *local) config() kvstoremesh.Config {
 	return kvstoremesh.Config{Local: l.admin, Paths: l.env.Paths, LocalName: "cluster1", LocalID: 1,
 		MaxConnectedClusters: 255, MeshConfigDir: l.dir, PollInterval: 50 * time.Millisecond, Backoff: meshtest.Fast}
+}
+
+// peerBehindProxy starts cluster2 with a node and the ip entries
+// 10.2.1.5 and 10.2.1.6, synced, and writes its mesh file into the local
+// cluster's directory with the endpoint of a proxy to its etcd, which the
+// test cuts or holds.
+func (l *local) peerBehindProxy(t *testing.T) (*meshtest.Peer, *kvtest.Proxy) {
+	t.Helper()
+	p := meshtest.StartPeer(t, "cluster2", 2)
+	paths := p.Env.Paths
+	p.Put(t, paths.Node("cluster2", "n1"), node2)
+	p.Put(t, paths.IPDefaultPrefix()+"10.2.1.5", ipEntry("10.2.1.5", 131073))
+	p.Put(t, paths.IPDefaultPrefix()+"10.2.1.6", ipEntry("10.2.1.6", 131073))
+	p.Synced()
+	u, err := url.Parse(p.Env.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := kvtest.StartProxy(t, u.Host)
+	cfg := p.Env.ClientConfig(t, kvstore.RemoteUser)
+	cfg.Endpoints = []string{"https://" + proxy.Addr}
+	writeYAML(t, filepath.Join(l.dir, "cluster2"), cfg)
+	return p, proxy
 }
 
 // runCache runs a cache until the returned stop (or the test's end).

@@ -1,14 +1,10 @@
 package kvstoremesh_test
 
 import (
-	"net/url"
-	"path/filepath"
 	"slices"
 	"testing"
 
-	"github.com/clustermesh/clustermesh/internal/testing/meshtest"
 	"github.com/clustermesh/clustermesh/kvstore"
-	"github.com/clustermesh/clustermesh/kvstore/kvtest"
 )
 
 // A key the peer deletes while the cache is cut off from it, its history
@@ -16,20 +12,8 @@ import (
 // follows (and so from the agents reading the cache); nothing else is.
 func TestCacheDrainsStaleKeysAfterARelist(t *testing.T) {
 	l := startLocal(t)
-	p := meshtest.StartPeer(t, "cluster2", 2)
+	p, proxy := l.peerBehindProxy(t)
 	paths := p.Env.Paths
-	p.Put(t, paths.Node("cluster2", "n1"), node2)
-	p.Put(t, paths.IPDefaultPrefix()+"10.2.1.5", ipEntry("10.2.1.5", 131073))
-	p.Put(t, paths.IPDefaultPrefix()+"10.2.1.6", ipEntry("10.2.1.6", 131073))
-	p.Synced()
-	u, err := url.Parse(p.Env.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := kvtest.StartProxy(t, u.Host)
-	cfg := p.Env.ClientConfig(t, kvstore.RemoteUser)
-	cfg.Endpoints = []string{"https://" + proxy.Addr}
-	writeYAML(t, filepath.Join(l.dir, "cluster2"), cfg)
 	c, _ := runCache(t, l.config())
 	eventually(t, "cache of cluster2 synced", func() bool { return cacheSynced(c, "cluster2") })
 	sink := newRecSink()

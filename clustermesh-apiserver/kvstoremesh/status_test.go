@@ -1,16 +1,12 @@
 package kvstoremesh_test
 
 import (
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/clustermesh/clustermesh/internal/testing/meshtest"
-	"github.com/clustermesh/clustermesh/kvstore"
-	"github.com/clustermesh/clustermesh/kvstore/kvtest"
 	"github.com/clustermesh/clustermesh/kvstore/schema"
 )
 
@@ -20,19 +16,7 @@ import (
 // a peer removed from the mesh directory loses its key.
 func TestCachePublishesPeerConnection(t *testing.T) {
 	l := startLocal(t)
-	p := meshtest.StartPeer(t, "cluster2", 2)
-	paths := p.Env.Paths
-	p.Put(t, paths.Node("cluster2", "n1"), node2)
-	p.Put(t, paths.IPDefaultPrefix()+"10.2.1.5", ipEntry("10.2.1.5", 131073))
-	p.Synced()
-	u, err := url.Parse(p.Env.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := kvtest.StartProxy(t, u.Host)
-	cfg := p.Env.ClientConfig(t, kvstore.RemoteUser)
-	cfg.Endpoints = []string{"https://" + proxy.Addr}
-	writeYAML(t, filepath.Join(l.dir, "cluster2"), cfg)
+	_, proxy := l.peerBehindProxy(t)
 	ccfg := l.config()
 	ccfg.ProbeInterval = 100 * time.Millisecond
 	c, _ := runCache(t, ccfg)
@@ -60,8 +44,8 @@ func TestCachePublishesPeerConnection(t *testing.T) {
 		st, ok := published()
 		return ok && !st.Connected && st.Ready && strings.Contains(st.LastFailure, "unreachable") && !st.LastFailureTime.IsZero()
 	})
-	if n := len(l.keys(t, l.env.Paths.Cache("cluster2").IPDefaultPrefix())); n != 1 {
-		t.Fatalf("%d cached ip entries of the unreachable peer, want its last-known 1", n)
+	if n := len(l.keys(t, l.env.Paths.Cache("cluster2").IPDefaultPrefix())); n != 2 {
+		t.Fatalf("%d cached ip entries of the unreachable peer, want its last-known 2", n)
 	}
 	proxy.Restore()
 	eventually(t, "connected published after the heal", func() bool {
