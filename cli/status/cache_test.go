@@ -1,6 +1,7 @@
 package status
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -31,19 +32,25 @@ func TestProbeCache(t *testing.T) {
 		cp.Synced("c2", cp.IdentitiesPrefix()): "t",
 		p.CacheStatus("c2"):                    `{"connected":false,"ready":true,"failures":1,"lastFailure":"peer c2 unreachable"}`,
 		p.CacheStatus("c3"):                    `{"connected":true,"ready":false,"failures":0}`,
+		p.ClusterConfig("c4"):                  `{"id":4,"capabilities":{"syncedCanaries":true,"cached":true,"maxConnectedClusters":255}}`,
+		p.CacheStatus("c4"):                    `{"connected":"yes"`,
 	} {
 		if _, err := admin.Etcd().Put(t.Context(), k, v); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// c4's connection state does not decode: the error names its key, and
+	// nothing else is lost (c4 is listed without it).
 	got, err := probeCache(t.Context(), admin, &mesh.Settings{Name: "c1", Paths: p})
-	if err != nil {
-		t.Fatal(err)
+	if err == nil || !strings.Contains(err.Error(), p.CacheStatus("c4")) {
+		t.Fatalf("error %v: want one naming %s", err, p.CacheStatus("c4"))
 	}
 	want := []CachedPeer{{Name: "c2", ClusterID: 2,
 		Synced:     map[string]bool{"nodes": true, "identities": true, "ip": false, "services": false},
 		Entries:    map[string]int64{"nodes": 2, "identities": 0, "ip": 1, "services": 0},
-		Connection: &schema.CachePeerState{Ready: true, Failures: 1, LastFailure: "peer c2 unreachable"}}}
+		Connection: &schema.CachePeerState{Ready: true, Failures: 1, LastFailure: "peer c2 unreachable"}},
+		{Name: "c4", ClusterID: 4, Synced: map[string]bool{"nodes": false, "identities": false, "ip": false, "services": false},
+			Entries: map[string]int64{"nodes": 0, "identities": 0, "ip": 0, "services": 0}}}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Fatalf("cached peers (-want +got):\n%s", d)
 	}

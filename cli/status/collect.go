@@ -2,6 +2,7 @@ package status
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -129,6 +130,7 @@ func probeCache(ctx context.Context, cli *kvstore.Client, s *mesh.Settings) ([]C
 		return nil, fmt.Errorf("list the cluster configs under %s: %w", p.ClusterConfigPrefix(), err)
 	}
 	var out []CachedPeer
+	var bad []error
 	for _, kv := range resp.Kvs {
 		name, err := p.ParseClusterConfigKey(string(kv.Key))
 		if err != nil || name == s.Name {
@@ -162,14 +164,16 @@ func probeCache(ctx context.Context, cli *kvstore.Client, s *mesh.Settings) ([]C
 			return out, fmt.Errorf("read the cache's connection state of %s: %w", name, err)
 		}
 		if len(st.Kvs) > 0 {
-			conn, err := schema.DecodeCachePeerState(p.CacheStatus(name), st.Kvs[0].Value)
-			if err != nil {
-				return out, err
+			// A value that does not decode loses only itself: the peer
+			// is listed without its connection, and the error names the key.
+			if conn, err := schema.DecodeCachePeerState(p.CacheStatus(name), st.Kvs[0].Value); err != nil {
+				bad = append(bad, err)
+			} else {
+				c.Connection = &conn
 			}
-			c.Connection = &conn
 		}
 		out = append(out, c)
 	}
 	slices.SortFunc(out, func(a, b CachedPeer) int { return strings.Compare(a.Name, b.Name) })
-	return out, nil
+	return out, errors.Join(bad...)
 }
