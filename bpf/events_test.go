@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// eventBytes lays out a struct event (c/tc.c) of family (4 or 6); with a
+// eventBytes lays out a struct event (c/tc_events.h) of family (4 or 6); with a
 // frontend fe (address bytes), it is the Service frontend fe:80.
 func eventBytes(family byte, saddr, daddr, fe []byte) []byte {
 	flags := byte(1) // reply
