@@ -55,7 +55,7 @@ func (s *Server) waitAttached(ctx context.Context, at state.AttachmentRow) (cnia
 	for {
 		// Take the channels before reading the status, so that no change
 		// between the two is missed.
-		changed, policies, attachments := tables.Changed(), s.cfg.Policies.Watch(), s.cfg.Attachments.Watch()
+		changed, policies, attachments := tables.Changed(ctx), s.cfg.Policies.Watch(), s.cfg.Attachments.Watch()
 		st, err := s.attachmentStatus(at)
 		if err == nil {
 			return st, nil

@@ -159,7 +159,7 @@ func newIPCacheRig(b *testing.B, n int, incremental bool) *ipcacheRig {
 	if incremental {
 		cfg.Incremental = NewIPCacheSource(st, "cluster1", "n1")
 	} else {
-		cfg.Changed = st.Changed
+		cfg.Changed = func(context.Context) <-chan struct{} { return st.Changed() }
 		cfg.Desired = func() map[netip.Prefix]datapath.IPCacheEntry { return IPCache(st.Snapshot(), "cluster1", "n1") }
 	}
 	rec := reconciler.New(cfg)

@@ -124,7 +124,14 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait(); f.Shutdown() }()
+	defer func() {
+		cancel()
+		wg.Wait()
+		f.Shutdown() // no handler queues a key after this
+		for _, c := range []*controller.Controller{w.idCtl, w.podCtl, w.nodeCtl, w.svcCtl} {
+			c.ShutDown() // those never Run (the caches did not sync) too
+		}
+	}()
 	f.Start(ctx.Done())
 	wg.Go(func() { w.identities.Run(ctx.Done()) })
 	if !cache.WaitForCacheSync(ctx.Done(), pods.HasSynced, nss.HasSynced, nodes.HasSynced, svcs.HasSynced, slices.HasSynced, w.identities.HasSynced) {

@@ -193,7 +193,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer sub.Close()
 	watch := c.cfg.State.WatchTables(state.TableNamedPorts, state.TableInitialized)
 	for {
-		changed := watch.Changed()
+		changed := watch.Changed(ctx)
 		if !initialized && c.cfg.State.Initialized(c.cfg.WaitFor...) {
 			initialized = true
 		}

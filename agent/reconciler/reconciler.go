@@ -32,8 +32,9 @@ type Config[K comparable, V any] struct {
 	// Initialized reports whether every source has delivered its initial
 	// state; nothing is pruned before.
 	Initialized func() bool
-	// Changed returns a channel closed when the sources change next.
-	Changed func() <-chan struct{}
+	// Changed returns a channel closed when the sources change next (or
+	// ctx ends).
+	Changed func(ctx context.Context) <-chan struct{}
 	// Incremental, when set, replaces Desired and Changed: see
 	// Incremental.
 	Incremental Incremental[K, V]
@@ -133,7 +134,7 @@ func (r *Reconciler[K, V]) Run(ctx context.Context) error {
 		return r.runIncremental(ctx)
 	}
 	for {
-		changed := r.cfg.Changed()
+		changed := r.cfg.Changed(ctx)
 		wait := r.pass(ctx)
 		t := r.cfg.Clock.NewTimer(wait)
 		select {

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"context"
 	"math/bits"
 	"net/netip"
 	"reflect"
@@ -249,8 +250,9 @@ func (s *State) WatchTables(tables ...string) *TableWatcher {
 }
 
 // Changed returns a channel closed by the first commit after the call that
-// changes one of the tables.
-func (w *TableWatcher) Changed() <-chan struct{} {
+// changes one of the tables, or when ctx ends: the goroutine that waits for
+// the change ends then too, so a consumer that stopped leaves none behind.
+func (w *TableWatcher) Changed(ctx context.Context) <-chan struct{} {
 	if w.last != nil {
 		select {
 		case <-w.last:
@@ -259,7 +261,8 @@ func (w *TableWatcher) Changed() <-chan struct{} {
 		}
 	}
 	txn := w.s.db.Txn(false)
-	cases := make([]reflect.SelectCase, 0, len(w.tables))
+	cases := make([]reflect.SelectCase, 0, len(w.tables)+1)
+	cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())})
 	for _, t := range w.tables {
 		it, err := txn.Get(t, IndexID)
 		if err != nil {
@@ -270,7 +273,7 @@ func (w *TableWatcher) Changed() <-chan struct{} {
 		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(it.WatchCh())})
 	}
 	out := make(chan struct{})
-	go func() { // one per watcher at a time; ends at the first change
+	go func() { // one per watcher at a time; ends at the first change or with ctx
 		defer close(out)
 		reflect.Select(cases)
 	}()

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"context"
 	"net/netip"
 	"slices"
 	"testing"
@@ -129,21 +130,45 @@ func TestSubscriptionFallsBehind(t *testing.T) {
 func TestWatchTables(t *testing.T) {
 	s := newState(t)
 	w := s.WatchTables(TableNodes, TableServices)
-	ch := w.Changed()
+	ch := w.Changed(t.Context())
 	if err := s.Update(func(w *WriteTxn) error { return w.UpsertIP(hostEntry4(1, 1000)) }); err != nil {
 		t.Fatal(err)
 	}
 	if isClosed(ch) {
 		t.Fatal("an ipcache commit woke a watcher of nodes and services")
 	}
-	if again := w.Changed(); again != ch {
+	if again := w.Changed(t.Context()); again != ch {
 		t.Fatal("a second call without a change made a new channel")
 	}
 	if err := s.Update(func(w *WriteTxn) error { return w.UpsertService("cluster2", service("cluster2", "ns", "svc")) }); err != nil {
 		t.Fatal(err)
 	}
 	<-ch // closed by the services commit
-	ch = w.Changed()
+	ch = w.Changed(t.Context())
+	if isClosed(ch) {
+		t.Fatal("a new channel is closed before any change")
+	}
+	if err := s.Update(func(w *WriteTxn) error { return w.UpsertNode("cluster2", node("cluster2", "n1")) }); err != nil {
+		t.Fatal(err)
+	}
+	<-ch
+}
+
+// A table watcher's wait ends with its context: a consumer that stopped
+// leaves no goroutine waiting for a change that may never come (the
+// package's TestMain checks that none is left).
+func TestWatchTablesEndsWithContext(t *testing.T) {
+	s := newState(t)
+	w := s.WatchTables(TableNodes)
+	ctx, cancel := context.WithCancel(t.Context())
+	ch := w.Changed(ctx)
+	if isClosed(ch) {
+		t.Fatal("closed before any change or the end of its context")
+	}
+	cancel()
+	<-ch
+	// The next call waits again, for a change.
+	ch = w.Changed(t.Context())
 	if isClosed(ch) {
 		t.Fatal("a new channel is closed before any change")
 	}

@@ -111,6 +111,7 @@ func (a *Allocator) Synced() <-chan struct{} { return a.ctrl.Synced() }
 
 // Run allocates until ctx ends. The caches must be synced.
 func (a *Allocator) Run(ctx context.Context) error {
+	defer a.ctrl.ShutDown() // also when Run returns before running it
 	pods, err := a.pods.List(everything)
 	if err != nil {
 		return fmt.Errorf("list pods: %w", err)

@@ -152,6 +152,7 @@ func keysOf[T runtime.Object](objs []T, err error) ([]string, error) {
 
 // Run exports until ctx ends. The informers must be started and synced.
 func (e *Exporter) Run(ctx context.Context) error {
+	defer e.ShutDown() // last: the controllers not Run yet (a list failed) too
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
@@ -183,6 +184,15 @@ func (e *Exporter) Run(ctx context.Context) error {
 		return ctx.Err()
 	case err := <-errs:
 		return err
+	}
+}
+
+// ShutDown stops the exporter's queues, into which the informers' handlers
+// queue keys from New on: Run does when it returns; the owner of an
+// exporter whose Run was never called does, once its informers stopped.
+func (e *Exporter) ShutDown() {
+	for _, k := range e.kinds {
+		k.ctrl.ShutDown()
 	}
 }
 

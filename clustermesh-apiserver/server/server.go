@@ -229,6 +229,7 @@ func (s *Server) Run(ctx context.Context) error {
 		cancel()
 		wg.Wait()
 		s.factory.Shutdown()
+		s.exporter.ShutDown() // no handler queues a key after the informers stopped
 	}()
 	s.factory.Start(ctx.Done())
 	wg.Go(func() { s.identities.Run(ctx.Done()) })

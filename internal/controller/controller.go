@@ -24,8 +24,12 @@ type Reconcile func(ctx context.Context, key string) error
 type Controller struct {
 	name      string
 	reconcile Reconcile
-	queue     workqueue.TypedRateLimitingInterface[string]
 	log       *slog.Logger
+
+	// queue is made at its first use: a workqueue runs a goroutine from
+	// its creation until ShutDown, which only Run calls.
+	queueOnce sync.Once
+	queue     workqueue.TypedRateLimitingInterface[string]
 
 	mu         sync.Mutex // guards initial
 	initial    map[string]struct{}
@@ -33,23 +37,30 @@ type Controller struct {
 	syncedOnce sync.Once
 }
 
-// New returns a controller; nothing runs before Run.
+// New returns a controller. Nothing runs before a key is queued or Run is
+// called; from then on, Run or ShutDown must be called to stop it.
 func New(name string, reconcile Reconcile, log *slog.Logger) *Controller {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	rl := workqueue.NewTypedItemExponentialFailureRateLimiter[string](5*time.Millisecond, 30*time.Second)
 	return &Controller{
 		name:      name,
 		reconcile: reconcile,
-		queue:     workqueue.NewTypedRateLimitingQueueWithConfig(rl, workqueue.TypedRateLimitingQueueConfig[string]{Name: name}),
 		log:       log.With("controller", name),
 		synced:    make(chan struct{}),
 	}
 }
 
+func (c *Controller) q() workqueue.TypedRateLimitingInterface[string] {
+	c.queueOnce.Do(func() {
+		rl := workqueue.NewTypedItemExponentialFailureRateLimiter[string](5*time.Millisecond, 30*time.Second)
+		c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(rl, workqueue.TypedRateLimitingQueueConfig[string]{Name: c.name})
+	})
+	return c.queue
+}
+
 // Enqueue queues key for reconciliation.
-func (c *Controller) Enqueue(key string) { c.queue.Add(key) }
+func (c *Controller) Enqueue(key string) { c.q().Add(key) }
 
 // SetInitial records the keys of the initial state and queues them; Synced
 // is closed once each of them was reconciled successfully once.
@@ -61,7 +72,7 @@ func (c *Controller) SetInitial(keys []string) {
 	}
 	c.mu.Unlock()
 	for _, k := range keys {
-		c.queue.Add(k)
+		c.q().Add(k)
 	}
 	if len(keys) == 0 {
 		c.markSynced("")
@@ -85,7 +96,7 @@ func (c *Controller) markSynced(key string) {
 }
 
 // Len is the number of queued keys.
-func (c *Controller) Len() int { return c.queue.Len() }
+func (c *Controller) Len() int { return c.q().Len() }
 
 // Run reconciles with the given number of workers until ctx ends.
 func (c *Controller) Run(ctx context.Context, workers int) {
@@ -97,24 +108,31 @@ func (c *Controller) Run(ctx context.Context, workers int) {
 		})
 	}
 	<-ctx.Done()
-	c.queue.ShutDown()
+	c.ShutDown()
 	wg.Wait()
 }
 
+// ShutDown stops the queue and the goroutine it runs from its first key:
+// queued keys are dropped, later ones ignored. Run calls it when its ctx
+// ends; an owner that may return before calling Run (an informer's handler
+// may have queued keys already) calls it when it stops. Calling it again
+// does nothing.
+func (c *Controller) ShutDown() { c.q().ShutDown() }
+
 func (c *Controller) processNext(ctx context.Context) bool {
-	key, quit := c.queue.Get()
+	key, quit := c.q().Get()
 	if quit {
 		return false
 	}
-	defer c.queue.Done(key)
+	defer c.q().Done(key)
 	if err := c.reconcile(ctx, key); err != nil {
 		if ctx.Err() == nil {
 			c.log.Debug("reconcile failed, retrying", "key", key, "error", err)
-			c.queue.AddRateLimited(key)
+			c.q().AddRateLimited(key)
 		}
 		return true
 	}
-	c.queue.Forget(key)
+	c.q().Forget(key)
 	c.markSynced(key)
 	return true
 }

@@ -100,7 +100,7 @@ func (s *Source[K, V]) Initialized() bool {
 }
 
 // Changed is reconciler.Config.Changed.
-func (s *Source[K, V]) Changed() <-chan struct{} {
+func (s *Source[K, V]) Changed(context.Context) <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.ch
