@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/clustermesh/clustermesh/internal/testing/testutil"
 )
 
 // helperEnv makes the test binary act as a client process (started inside a
@@ -35,7 +37,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	testutil.VerifyNoLeaks(m)
 }
 
 // helperNetnsEnv, when set, is the network namespace (a path) the helper

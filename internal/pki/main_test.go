@@ -1,0 +1,9 @@
+package pki
+
+import (
+	"testing"
+
+	"github.com/clustermesh/clustermesh/internal/testing/testutil"
+)
+
+func TestMain(m *testing.M) { testutil.VerifyNoLeaks(m) }
