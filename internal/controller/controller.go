@@ -27,7 +27,8 @@ type Controller struct {
 	log       *slog.Logger
 
 	// queue is made at its first use: a workqueue runs a goroutine from
-	// its creation until ShutDown, which only Run calls.
+	// its creation until ShutDown (called by Run, or by an owner that
+	// never ran it).
 	queueOnce sync.Once
 	queue     workqueue.TypedRateLimitingInterface[string]
 
